@@ -1,0 +1,41 @@
+//! Load-time configuration the eBPF programs read, and the names of maps and programs.
+
+/// Field offsets of scheduler tracepoints, read by userspace from tracefs `format` files at
+/// load time (they changed across kernels: 6.x moved `sched_process_fork`'s comms to
+/// `__data_loc`), because Rust eBPF cannot emit CO-RE relocations.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TracepointOffsets {
+    pub fork_child_pid: u32,
+    pub exec_filename_loc: u32,
+    pub exec_pid: u32,
+    pub exec_old_pid: u32,
+    pub exit_pid: u32,
+    /// `u32::MAX` when the kernel's `sched_process_exit` has no `group_dead` field; the
+    /// programs then treat the exit of the thread-group leader as the process's exit.
+    pub exit_group_dead: u32,
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for TracepointOffsets {}
+
+/// Map names (the eBPF statics and userspace lookups must agree).
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_TRACKED: &str = "TRACKED";
+pub const MAP_SYSCALL_KINDS: &str = "SYSCALL_KINDS";
+pub const MAP_LOST: &str = "LOST";
+pub const MAP_OFFSETS: &str = "OFFSETS";
+
+/// Program names.
+pub const PROG_SYS_ENTER: &str = "pty_sys_enter";
+pub const PROG_SYS_EXIT: &str = "pty_sys_exit";
+pub const PROG_FORK: &str = "pty_sched_fork";
+pub const PROG_EXEC: &str = "pty_sched_exec";
+pub const PROG_EXIT: &str = "pty_sched_exit";
+
+/// Size of the `SYSCALL_KINDS` array (covers every syscall number on x86_64 and arm64).
+pub const MAX_SYSCALL_NR: u32 = 1024;
+/// Default ring buffer size (bytes, a power of two multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
+/// Most processes tracked at once.
+pub const MAX_TRACKED: u32 = 65536;

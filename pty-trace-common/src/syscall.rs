@@ -1,0 +1,110 @@
+//! The syscalls pty-trace follows, as stable codes shared by both sides.
+//!
+//! Userspace fills the `SYSCALL_KINDS` array map (indexed by the architecture's syscall number)
+//! with these codes; the eBPF programs dispatch on the code, never on raw syscall numbers, so the
+//! kernel side is the same on every architecture.
+
+macro_rules! syscall_kinds {
+    ($($name:ident = $code:expr),* $(,)?) => {
+        /// One code per followed syscall. `0` (absent) means "not followed".
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum SyscallKind { $($name = $code),* }
+
+        impl SyscallKind {
+            pub const ALL: &'static [SyscallKind] = &[$(SyscallKind::$name),*];
+            pub fn from_u32(v: u32) -> Option<Self> {
+                match v { $($code => Some(SyscallKind::$name),)* _ => None }
+            }
+        }
+    };
+}
+
+syscall_kinds! {
+    // Path-based opens: the kernel side captures the path.
+    Open = 1, OpenAt = 2, Creat = 3, OpenAt2 = 4, OpenByHandleAt = 5,
+    // Dropping fds.
+    Close = 10, CloseRange = 11,
+    // Duplicating fds.
+    Dup = 20, Dup2 = 21, Dup3 = 22, Fcntl = 23,
+    // Pairs written to user memory.
+    Pipe = 30, Pipe2 = 31, SocketPair = 33,
+    // Sockets.
+    Socket = 32, Accept = 34, Accept4 = 35,
+    // Anonymous-inode and other "the return value is a new fd" makers.
+    EventFd = 40, EventFd2 = 41, EpollCreate = 42, EpollCreate1 = 43, TimerfdCreate = 44,
+    Signalfd = 45, Signalfd4 = 46, MemfdCreate = 47, MemfdSecret = 48, PidfdOpen = 49,
+    PidfdGetfd = 50, InotifyInit = 51, InotifyInit1 = 52, FanotifyInit = 53,
+    PerfEventOpen = 54, Userfaultfd = 55, IoUringSetup = 56, OpenTree = 57, Fsopen = 58,
+    Fsmount = 59, Fspick = 60, LandlockCreateRuleset = 61, MqOpen = 62, Bpf = 63,
+    // PTYs: TIOCGPTN reveals a master's index, TIOCGPTPEER opens its slave; FIOCLEX/FIONCLEX.
+    Ioctl = 70,
+    // Process creation and fd-table sharing.
+    Clone = 80, Clone3 = 81, Fork = 82, Vfork = 83, Unshare = 84,
+    // Exec (argv is captured at entry).
+    Execve = 90, Execveat = 91,
+}
+
+impl SyscallKind {
+    /// The kernel side reads a path argument for these and emits an `OpenEvent`.
+    pub const fn is_path_open(self) -> bool {
+        matches!(self, Self::Open | Self::OpenAt | Self::Creat | Self::OpenAt2)
+    }
+
+    /// Index of the path argument for path-based opens.
+    pub const fn path_arg(self) -> usize {
+        match self {
+            Self::Open | Self::Creat => 0,
+            _ => 1,
+        }
+    }
+
+    /// The kernel side reads an `int[2]` from user memory at exit, at this argument.
+    pub const fn fd_pair_arg(self) -> Option<usize> {
+        match self {
+            Self::Pipe | Self::Pipe2 => Some(0),
+            Self::SocketPair => Some(3),
+            _ => None,
+        }
+    }
+
+    /// Creates a process or thread: entry arguments are kept until `sched_process_fork`.
+    pub const fn is_clone(self) -> bool {
+        matches!(self, Self::Clone | Self::Clone3 | Self::Fork | Self::Vfork)
+    }
+
+    pub const fn is_exec(self) -> bool {
+        matches!(self, Self::Execve | Self::Execveat)
+    }
+}
+
+/// `ioctl` request that returns a PTY master's index (`ptsname` uses it).
+pub const TIOCGPTN: u64 = 0x8004_5430;
+/// `ioctl` request that opens the slave of a PTY master and returns the new fd.
+pub const TIOCGPTPEER: u64 = 0x5441;
+/// `ioctl` requests that set / clear close-on-exec.
+pub const FIOCLEX: u64 = 0x5451;
+pub const FIONCLEX: u64 = 0x5450;
+
+/// Linux `CLONE_*` bits that matter to fd accounting.
+pub const CLONE_VM: u64 = 0x0000_0100;
+pub const CLONE_FILES: u64 = 0x0000_0400;
+pub const CLONE_VFORK: u64 = 0x0000_4000;
+pub const CLONE_THREAD: u64 = 0x0001_0000;
+pub const CLONE_PIDFD: u64 = 0x0000_1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        for (i, k) in SyscallKind::ALL.iter().enumerate() {
+            assert_eq!(SyscallKind::from_u32(*k as u32), Some(*k));
+            for other in &SyscallKind::ALL[i + 1..] {
+                assert_ne!(*k as u32, *other as u32);
+            }
+        }
+        assert_eq!(SyscallKind::from_u32(0), None);
+    }
+}

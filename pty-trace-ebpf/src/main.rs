@@ -1,0 +1,403 @@
+//! pty-trace's kernel side.
+//!
+//! Five programs, all filtered first by the `TRACKED` map of thread-group ids so that nothing
+//! outside a traced session costs more than one hash lookup:
+//! - `pty_sys_enter` / `pty_sys_exit`: attached to `syscalls:sys_enter_*` / `sys_exit_*` of every
+//!   followed syscall. Entry stashes the arguments per thread; exit emits what happened. The
+//!   kernel's per-syscall bitmap means other syscalls never reach these programs.
+//! - `pty_sched_fork`: adds a new child process to `TRACKED` *before it first runs* (the
+//!   tracepoint fires before `wake_up_new_task`), so no descendant runs untraced.
+//! - `pty_sched_exec`, `pty_sched_exit`: exec and process death.
+//!
+//! Nothing here interprets fd semantics; userspace does (pure, tested code). Every failed ring
+//! buffer reservation is counted in the per-CPU `LOST` map: loss is never silent.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user, generated,
+    },
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use pty_trace_common::{
+    ARG_CAPACITY, ARGV_CAPACITY, ARGV_MAX_ARGS, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM,
+    DEFAULT_RING_BYTES, EventHeader, EventType, ExecArgvEvent, ExecEvent, ExitEvent, ForkEvent,
+    MAX_SYSCALL_NR, MAX_TRACKED, OpenEvent, PATH_CAPACITY, SyscallEvent, SyscallKind, TIOCGPTN,
+    TracepointOffsets,
+};
+
+/// Events to userspace. Userspace may resize it at load time (`--ring-buffer-size`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Thread-group ids of traced processes -> session id (the root's pid).
+#[map]
+static TRACKED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TRACKED, 0);
+
+/// Syscall number -> `SyscallKind` code (0: not followed). Filled by userspace per arch.
+#[map]
+static SYSCALL_KINDS: Array<u32> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// Failed ring buffer reservations, per CPU.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scheduler tracepoint field offsets, read from tracefs by userspace.
+#[map]
+static OFFSETS: Array<TracepointOffsets> = Array::with_max_entries(1, 0);
+
+/// Arguments of a syscall in flight, by pid_tgid. LRU so that entries orphaned by a thread that
+/// never returns (exec from a non-leader thread, a kill) cannot fill it.
+#[map]
+static PENDING: LruHashMap<u64, Pending> = LruHashMap::with_max_entries(16384, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Pending {
+    kind: u32,
+    session: u32,
+    args: [u64; 6],
+    /// `clone3`'s `clone_args.flags` or `openat2`'s `open_how.flags`, read at entry.
+    user_flags: u64,
+    /// `clone3`'s `clone_args.pidfd` pointer, read at entry.
+    user_ptr: u64,
+}
+
+const SYS_ENTER_ARGS: usize = 16;
+const SYS_NR: usize = 8;
+const SYS_EXIT_RET: usize = 16;
+/// `-EBADF`: a close that failed with it changed nothing.
+const EBADF: i64 = 9;
+
+#[inline(always)]
+fn tracked(tgid: u32) -> Option<u32> {
+    // SAFETY: plain u32 value, copied out immediately.
+    unsafe { TRACKED.get(&tgid).copied() }
+}
+
+#[inline(always)]
+fn count_lost() {
+    if let Some(p) = LOST.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn header(event_type: EventType, pid_tgid: u64, session: u32) -> EventHeader {
+    EventHeader {
+        event_type: event_type as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        session,
+        // SAFETY: helper without arguments.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+    }
+}
+
+#[tracepoint]
+pub fn pty_sys_enter(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_enter(&ctx);
+    0
+}
+
+fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(session) = tracked((pid_tgid >> 32) as u32) else {
+        return Ok(());
+    };
+    // SAFETY: offsets of the stable syscall tracepoint layout.
+    let nr: i32 = unsafe { ctx.read_at(SYS_NR)? };
+    let code = *SYSCALL_KINDS.get(nr as u32).ok_or(0)?;
+    let kind = SyscallKind::from_u32(code).ok_or(0)?;
+    let mut p = Pending { kind: code, session, args: [0; 6], user_flags: 0, user_ptr: 0 };
+    for i in 0..6 {
+        // SAFETY: reads past a short syscall's last argument land in the trace buffer and are
+        // never interpreted by userspace.
+        p.args[i] = unsafe { ctx.read_at(SYS_ENTER_ARGS + i * 8).unwrap_or(0) };
+    }
+    match kind {
+        // SAFETY: user pointers are read with the fault-tolerant helper.
+        SyscallKind::Clone3 => unsafe {
+            p.user_flags = bpf_probe_read_user(p.args[0] as *const u64).unwrap_or(0);
+            p.user_ptr = bpf_probe_read_user((p.args[0] + 8) as *const u64).unwrap_or(0);
+        },
+        SyscallKind::OpenAt2 => unsafe {
+            p.user_flags = bpf_probe_read_user(p.args[2] as *const u64).unwrap_or(0);
+        },
+        SyscallKind::Execve => emit_argv(pid_tgid, session, p.args[1]),
+        SyscallKind::Execveat => emit_argv(pid_tgid, session, p.args[2]),
+        _ => {}
+    }
+    PENDING.insert(&pid_tgid, &p, 0)?;
+    Ok(())
+}
+
+/// argv is only readable before the exec replaces the address space, so it is sent at entry.
+#[inline(always)]
+fn emit_argv(pid_tgid: u64, session: u32, argv: u64) {
+    let Some(mut entry) = EVENTS.reserve::<ExecArgvEvent>(0) else {
+        count_lost();
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at reserved ring buffer memory sized for ExecArgvEvent.
+    unsafe {
+        (*ev).header = header(EventType::ExecArgv, pid_tgid, session);
+        (*ev).argc = 0;
+        (*ev).truncated = 0;
+        (*ev)._pad = 0;
+        let mut off: usize = 0;
+        let mut argc: u32 = 0;
+        for i in 0..ARGV_MAX_ARGS {
+            let ptr: u64 = bpf_probe_read_user((argv + (i as u64) * 8) as *const u64).unwrap_or(0);
+            if ptr == 0 {
+                break;
+            }
+            if off > ARGV_CAPACITY - ARG_CAPACITY {
+                (*ev).truncated = 1;
+                break;
+            }
+            let dst = (&raw mut (*ev).argv).cast::<u8>().add(off);
+            let n = generated::bpf_probe_read_user_str(
+                dst.cast(),
+                ARG_CAPACITY as u32,
+                ptr as *const _,
+            );
+            if n <= 0 {
+                break;
+            }
+            if n as usize == ARG_CAPACITY {
+                (*ev).truncated = 1;
+            }
+            off += (n as usize) & (ARG_CAPACITY * 2 - 1);
+            argc += 1;
+            if i == ARGV_MAX_ARGS - 1 {
+                (*ev).truncated = 1;
+            }
+        }
+        (*ev).argc = argc;
+        (*ev).len = off as u32;
+    }
+    entry.submit(0);
+}
+
+#[tracepoint]
+pub fn pty_sys_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_exit(&ctx);
+    0
+}
+
+fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // Only syscalls that entered while tracked have a pending entry.
+    // SAFETY: copied out before the entry is removed.
+    let p = unsafe { *PENDING.get(&pid_tgid).ok_or(0)? };
+    let _ = PENDING.remove(&pid_tgid);
+    let kind = SyscallKind::from_u32(p.kind).ok_or(0)?;
+    // SAFETY: stable syscall tracepoint layout.
+    let ret: i64 = unsafe { ctx.read_at(SYS_EXIT_RET)? };
+    // Failures change no fd table, except close (the fd is gone even on EINTR/EIO) and exec
+    // (userspace drops the argv it holds for that thread).
+    if ret < 0 && !(kind == SyscallKind::Close && ret != -EBADF) && !kind.is_exec() {
+        return Ok(());
+    }
+    if kind.is_path_open() {
+        emit_open(pid_tgid, kind, &p, ret);
+    } else {
+        emit_syscall(pid_tgid, kind, &p, ret);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn emit_open(pid_tgid: u64, kind: SyscallKind, p: &Pending, ret: i64) {
+    let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
+        count_lost();
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let (dirfd, path, flags) = match kind {
+        SyscallKind::Open => (-100i64, p.args[0], p.args[1]),
+        // creat(path, mode) == open(path, O_CREAT|O_WRONLY|O_TRUNC, mode)
+        SyscallKind::Creat => (-100i64, p.args[0], 0o1101),
+        SyscallKind::OpenAt2 => (p.args[0] as i32 as i64, p.args[1], p.user_flags),
+        _ => (p.args[0] as i32 as i64, p.args[1], p.args[2]),
+    };
+    // SAFETY: `ev` points at reserved ring buffer memory sized for OpenEvent.
+    unsafe {
+        (*ev).header = header(EventType::Open, pid_tgid, p.session);
+        (*ev).syscall = kind as u32;
+        (*ev).ret = ret;
+        (*ev).dirfd = dirfd;
+        (*ev).flags = flags;
+        let n = generated::bpf_probe_read_user_str(
+            (&raw mut (*ev).path).cast(),
+            PATH_CAPACITY as u32,
+            path as *const _,
+        );
+        (*ev).path_len = if n > 0 { (n - 1) as u32 } else { 0 };
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn emit_syscall(pid_tgid: u64, kind: SyscallKind, p: &Pending, ret: i64) {
+    let mut aux = [-1i32; 2];
+    // SAFETY: user pointers are read with the fault-tolerant helper.
+    unsafe {
+        if let Some(arg) = kind.fd_pair_arg() {
+            aux = bpf_probe_read_user(p.args[arg] as *const [i32; 2]).unwrap_or([-1, -1]);
+        } else if kind == SyscallKind::Ioctl && p.args[1] as u32 as u64 == TIOCGPTN {
+            aux[0] = bpf_probe_read_user(p.args[2] as *const i32).unwrap_or(-1);
+        } else if kind == SyscallKind::Clone && p.args[0] & CLONE_PIDFD != 0 {
+            aux[0] = bpf_probe_read_user(p.args[2] as *const i32).unwrap_or(-1);
+        } else if kind == SyscallKind::Clone3 && p.user_flags & CLONE_PIDFD != 0 {
+            aux[0] = bpf_probe_read_user(p.user_ptr as *const i32).unwrap_or(-1);
+        }
+    }
+    let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
+        count_lost();
+        return;
+    };
+    entry.write(SyscallEvent {
+        header: header(EventType::Syscall, pid_tgid, p.session),
+        syscall: kind as u32,
+        _pad: 0,
+        ret,
+        args: p.args,
+        aux,
+        user_flags: p.user_flags,
+    });
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn offsets() -> Option<TracepointOffsets> {
+    OFFSETS.get(0).copied()
+}
+
+#[tracepoint]
+pub fn pty_sched_fork(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_fork(&ctx);
+    0
+}
+
+fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
+    let off = offsets().ok_or(0)?;
+    // SAFETY: offset read from this kernel's tracefs format file.
+    let child: i32 = unsafe { ctx.read_at(off.fork_child_pid as usize)? };
+    // The tracepoint runs inside the parent's clone syscall: its stashed arguments say whether
+    // the child is a thread and whether it shares the fd table.
+    // SAFETY: copied out immediately.
+    let pending = unsafe { PENDING.get(&pid_tgid).copied() };
+    let (flags, known) = match pending.and_then(|p| SyscallKind::from_u32(p.kind).map(|k| (k, p))) {
+        Some((SyscallKind::Clone, p)) => (p.args[0], 1),
+        Some((SyscallKind::Clone3, p)) => (p.user_flags, 1),
+        Some((SyscallKind::Fork, _)) => (0, 1),
+        Some((SyscallKind::Vfork, _)) => (CLONE_VM | CLONE_VFORK, 1),
+        _ => (0, 0),
+    };
+    if flags & CLONE_THREAD == 0 {
+        // Before the child's first instruction: it can never run untraced.
+        let _ = TRACKED.insert(&(child as u32), &session, 0);
+    }
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    entry.write(ForkEvent {
+        header: header(EventType::Fork, pid_tgid, session),
+        child_tid: child as u32,
+        flags_known: known,
+        clone_flags: flags,
+    });
+    entry.submit(0);
+    Ok(())
+}
+
+#[tracepoint]
+pub fn pty_sched_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exec(&ctx);
+    0
+}
+
+fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
+    let off = offsets().ok_or(0)?;
+    // SAFETY: offsets read from this kernel's tracefs format file.
+    let loc: u32 = unsafe { ctx.read_at(off.exec_filename_loc as usize)? };
+    let old_tid: i32 = unsafe { ctx.read_at(off.exec_old_pid as usize)? };
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at reserved memory sized for ExecEvent; the `__data_loc` string lies
+    // inside the tracepoint record.
+    unsafe {
+        (*ev).header = header(EventType::Exec, pid_tgid, session);
+        (*ev).old_tid = old_tid as u32;
+        let src = ctx.as_ptr().cast::<u8>().add((loc & 0xffff) as usize);
+        let n = bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename)
+            .map(|s| s.len())
+            .unwrap_or(0);
+        (*ev).filename_len = n as u32;
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+#[tracepoint]
+pub fn pty_sched_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exit(&ctx);
+    0
+}
+
+fn try_sched_exit(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    let _ = PENDING.remove(&pid_tgid);
+    let session = tracked(tgid).ok_or(0)?;
+    let off = offsets().ok_or(0)?;
+    let group_dead = if off.exit_group_dead == u32::MAX {
+        tid == tgid
+    } else {
+        // SAFETY: offset read from this kernel's tracefs format file.
+        unsafe { ctx.read_at::<u8>(off.exit_group_dead as usize)? != 0 }
+    };
+    if tid != tgid {
+        // A thread created before its flags were known may have been added by its tid.
+        let _ = TRACKED.remove(&tid);
+    }
+    if !group_dead {
+        return Ok(());
+    }
+    let _ = TRACKED.remove(&tgid);
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    entry.write(ExitEvent { header: header(EventType::Exit, pid_tgid, session) });
+    entry.submit(0);
+    Ok(())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,189 @@
+//! Command-line interface (clap). Parsing only: no behaviour lives here.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo pty-trace attach 4242                      watch a running agent and all its children
+  sudo pty-trace attach $(tmux list-panes -a -F '#{pane_pid}')   one session per tmux pane
+  sudo pty-trace run -- node agent.js             start a command traced from its first instruction
+  sudo pty-trace run --no-tui --jsonl out.jsonl --duration 10m -- ./ci-job.sh
+  pty-trace report out.jsonl                      forensic report of a recording
+  sudo pty-trace doctor --fix                     check (and fix) what tracing needs
+  sudo pty-trace demo                             see what a PTY leak looks like
+
+Exit codes: 0 ok; 1 failure; 2 usage; 3 bad PID (missing, kernel thread, exited);
+4 not allowed to load BPF (run with sudo); 5 tracefs missing (pty-trace doctor --fix);
+6 bad input file or config; 10 --exit-on-rotate fired; 11 doctor found a blocking problem;
+126/127 run: command not executable/not found; otherwise run exits with the command's status.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pty-trace",
+    version,
+    about = "Find the process that leaks PTYs and file descriptors in a long-lived terminal session, live, with eBPF",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Trace running processes and all their descendants (one session per PID).
+    #[command(after_help = "q, Esc or Ctrl-C detaches and leaves the targets running.\n\nExample:\n  sudo pty-trace attach 4242 --jsonl leak.jsonl")]
+    Attach {
+        /// PIDs of the session roots.
+        #[arg(required = true, value_name = "PID")]
+        pids: Vec<String>,
+        #[command(flatten)]
+        common: TraceArgs,
+    },
+    /// Start a command and trace it and its descendants from its first instruction.
+    #[command(after_help = "The command is registered with the kernel probes before it execs, so it never runs untraced.\n\
+q, Esc or Ctrl-C stops the command like strace does: it gets SIGTERM, then SIGKILL after 2 s.\n\
+pty-trace exits with the command's exit status (128+N if killed by signal N).\n\n\
+Example:\n  sudo pty-trace run --jsonl run.jsonl -- bash -c 'for i in 1 2 3; do script -qc true /dev/null; done'")]
+    Run {
+        #[command(flatten)]
+        common: TraceArgs,
+        /// With the live view, send the command's stdout/stderr to this file (default: discarded).
+        #[arg(long, value_name = "FILE")]
+        child_output: Option<PathBuf>,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Forensic report of a JSONL recording.
+    #[command(after_help = "Example:\n  pty-trace report leak.jsonl\n  pty-trace report --json leak.jsonl | jq .verdict")]
+    Report {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that this machine can trace (kernel, BTF, tracefs, BPF permission, tracepoints, limits).
+    #[command(after_help = "Exit status 0 only if tracing can work.\n\nExample:\n  sudo pty-trace doctor --fix")]
+    Doctor {
+        /// Fix what can be fixed (mount tracefs).
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Run a built-in leaky "agent" (a fresh PTY per shell command, masters never closed), traced.
+    #[command(after_help = "Without a terminal (or with --no-tui) it prints JSONL and the final summary.\n\nExample:\n  sudo pty-trace demo --commands 40\n  sudo pty-trace demo --fixed      # the same agent closing its masters: HEALTHY")]
+    Demo {
+        #[command(flatten)]
+        common: TraceArgs,
+        /// Shell commands the agent runs.
+        #[arg(long, default_value_t = 30)]
+        commands: u32,
+        /// Pause between commands.
+        #[arg(long, default_value = "150ms", value_parser = parse_duration)]
+        delay: Duration,
+        /// Close each PTY master after its command (the fixed agent).
+        #[arg(long)]
+        fixed: bool,
+    },
+    /// The demo's agent process (internal).
+    #[command(name = "__demo-agent", hide = true)]
+    DemoAgent {
+        #[arg(long)]
+        commands: u32,
+        #[arg(long, value_parser = parse_duration)]
+        delay: Duration,
+        #[arg(long)]
+        fixed: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Headless: no live view (the default when stdout is not a terminal).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Write JSONL records to PATH (`-` = stdout). Headless runs default to stdout.
+    #[arg(long, value_name = "PATH|-")]
+    pub jsonl: Option<String>,
+    /// Snapshot period, e.g. 250ms, 1s, 2m.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Stop after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Kernel ring buffer size in bytes (power of two, at least 4096).
+    #[arg(long, default_value_t = pty_trace_common::DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
+    pub ring_buffer_size: u32,
+    /// Scoring thresholds from a TOML file (see docs/health.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Alert when health drops below this.
+    #[arg(long)]
+    pub alert_health: Option<f64>,
+    /// Decide "rotate" when health drops below this.
+    #[arg(long)]
+    pub rotate_health: Option<f64>,
+    /// More PTYs than this in one session is red.
+    #[arg(long)]
+    pub max_ptys: Option<u64>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 250ms, 5s, 2m"))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(10) {
+        return Err(format!("interval {s:?} is too short: the minimum is 10ms"));
+    }
+    Ok(d)
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("invalid ring buffer size {s:?}: give bytes, e.g. 16777216"))?;
+    if v < 4096 || !v.is_power_of_two() {
+        return Err(format!("ring buffer size {v} must be a power of two and at least 4096"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").unwrap_err().contains("invalid duration"));
+        assert!(parse_interval("1ms").is_err());
+        assert!(parse_ring_size("1000").is_err());
+        assert_eq!(parse_ring_size("4096").unwrap(), 4096);
+    }
+
+    #[test]
+    fn run_takes_the_rest_of_the_line() {
+        let c = Cli::try_parse_from(["pty-trace", "run", "--no-tui", "--", "ls", "-la", "--jsonl"]).unwrap();
+        match c.command {
+            Cmd::Run { cmd, common, .. } => {
+                assert_eq!(cmd, vec!["ls", "-la", "--jsonl"]);
+                assert!(common.no_tui);
+            }
+            _ => panic!("expected run"),
+        }
+        let c = Cli::try_parse_from(["pty-trace", "run", "sleep", "1"]).unwrap();
+        assert!(matches!(c.command, Cmd::Run { .. }));
+        assert!(Cli::try_parse_from(["pty-trace", "attach"]).is_err());
+    }
+}

@@ -1,0 +1,1095 @@
+//! `pty-trace doctor [--fix]`: checks whether this machine can run the tracer and says how to
+//! fix what it cannot.
+//!
+//! Every check is a row of a table (name, PASS/FAIL/WARN, detail, fix). A FAIL is a check that
+//! is `required` and not ok: tracing cannot work until it is fixed. A WARN is a check that is not
+//! required: tracing works, but something is degraded or close to a limit.
+//!
+//! The module is self-contained (std + libc only) so that it can still run, and explain the
+//! problem, on a machine where loading the real BPF object would fail.
+//! [`find_tracefs`] is shared with the tracer, which calls it before loading BPF.
+
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One row of the doctor table.
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// Tracing cannot work while a required check fails.
+    pub required: bool,
+    /// One line; what was found.
+    pub detail: String,
+    /// What to do about it; only shown when the check is not ok.
+    pub fix: Option<String>,
+}
+
+/// The result of [`run_checks`].
+pub struct DoctorReport {
+    pub checks: Vec<Check>,
+}
+
+impl DoctorReport {
+    /// True when every required check passed (warnings do not count).
+    pub fn tracing_can_work(&self) -> bool {
+        self.checks.iter().all(|c| c.ok || !c.required)
+    }
+
+    /// The report as an aligned table, one row per check plus a `fix:` line under each check
+    /// that is not ok. `color` adds ANSI colors to the status column; pass false when
+    /// `NO_COLOR` is set or stdout is not a terminal.
+    pub fn render(&self, color: bool) -> String {
+        // The name column is at least as wide as in the documented example, and grows for a
+        // longer name so that the columns stay aligned.
+        let name_w = self
+            .checks
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(NAME_COL_MIN)
+            + 1;
+        let status_w = STATUS_COL;
+        let mut out = String::new();
+        let _ = writeln!(out, "{:<name_w$}{:<status_w$}DETAIL", "CHECK", "STATUS");
+        for c in &self.checks {
+            let status = status_of(c);
+            // Pad the plain word, then colour it: escape codes have no width on screen, so
+            // padding after colouring would misalign the next column.
+            let padded = format!("{status:<status_w$}");
+            let shown = if color {
+                let code = match status {
+                    "PASS" => "\x1b[32m",
+                    "FAIL" => "\x1b[31m",
+                    _ => "\x1b[33m",
+                };
+                padded.replacen(status, &format!("{code}{status}\x1b[0m"), 1)
+            } else {
+                padded
+            };
+            let _ = writeln!(out, "{:<name_w$}{shown}{}", c.name, one_line(&c.detail));
+            if let (false, Some(fix)) = (c.ok, &c.fix) {
+                let indent = name_w + status_w;
+                let _ = writeln!(out, "{:indent$}fix: {}", "", one_line(fix));
+            }
+        }
+        out
+    }
+}
+
+/// Runs every check in order. With `fix`, repairs what can safely be repaired (today: mounts
+/// tracefs) before checking what depends on it.
+pub fn run_checks(fix: bool) -> DoctorReport {
+    // tracefs comes before the tracepoint check so that a tracefs mounted by --fix is seen.
+    let checks = vec![
+        check_kernel(),
+        check_btf(),
+        check_tracefs(fix),
+        check_bpf_load(),
+        check_tracepoints(),
+        check_pty(),
+        check_nofile(),
+        check_unprivileged_bpf(),
+    ];
+    DoctorReport { checks }
+}
+
+/// Used by the tracer before loading BPF: returns Ok(path of tracefs) or Err(one-line message
+/// with the fix).
+pub fn find_tracefs() -> Result<PathBuf, String> {
+    match locate_tracefs() {
+        Ok(Some(path)) => Ok(path),
+        Ok(None) => Err(format!("tracefs is not mounted; fix: {TRACEFS_FIX}")),
+        Err(e) => Err(format!(
+            "cannot read {PROC_MOUNTS} to find tracefs: {e}; is /proc mounted?"
+        )),
+    }
+}
+
+const NAME_COL_MIN: usize = 25;
+const STATUS_COL: usize = 8;
+
+const PROC_MOUNTS: &str = "/proc/self/mounts";
+const TRACEFS_DEFAULT: &str = "/sys/kernel/tracing";
+/// Older distributions only have tracefs under debugfs (auto-mounted there since Linux 4.1).
+const TRACEFS_UNDER_DEBUGFS: &str = "/sys/kernel/debug/tracing";
+const TRACEFS_FIX: &str =
+    "sudo pty-trace doctor --fix  (or: sudo mount -t tracefs nodev /sys/kernel/tracing)";
+
+/// The ring buffer map (BPF_MAP_TYPE_RINGBUF) arrived in 5.8.
+const MIN_KERNEL: (u32, u32) = (5, 8);
+
+/// Tracepoints the tracer cannot work without, as (group, event) under `<tracefs>/events`.
+const REQUIRED_TRACEPOINTS: &[(&str, &str)] = &[
+    ("syscalls", "sys_enter_openat"),
+    ("syscalls", "sys_exit_openat"),
+    ("syscalls", "sys_enter_close"),
+    ("syscalls", "sys_exit_close"),
+    ("syscalls", "sys_enter_ioctl"),
+    ("syscalls", "sys_exit_ioctl"),
+    ("sched", "sched_process_fork"),
+    ("sched", "sched_process_exec"),
+    ("sched", "sched_process_exit"),
+];
+
+/// Syscalls the tracer follows (each needs sys_enter_X and sys_exit_X).
+/// Stand-in until the followed set is exposed as `followed_syscall_names()`; swap this for
+/// that function then, and this check reports coverage of the full set.
+fn followed_syscall_names() -> &'static [&'static str] {
+    &["openat", "close", "ioctl"]
+}
+
+fn status_of(c: &Check) -> &'static str {
+    match (c.ok, c.required) {
+        (true, _) => "PASS",
+        (false, true) => "FAIL",
+        (false, false) => "WARN",
+    }
+}
+
+/// A table row must stay one line whatever a kernel or an error message put in it.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. kernel version
+
+fn check_kernel() -> Check {
+    let release = kernel_release();
+    match parse_kernel_version(&release) {
+        Some(v) if kernel_supported(v) => Check {
+            name: "kernel",
+            ok: true,
+            required: true,
+            detail: format!(
+                "{release} (>= {}.{} needed for the BPF ring buffer)",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            ),
+            fix: None,
+        },
+        Some(_) => Check {
+            name: "kernel",
+            ok: false,
+            required: true,
+            detail: format!(
+                "{release} is too old (>= {}.{} needed for the BPF ring buffer)",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            ),
+            fix: Some(format!(
+                "boot a Linux {}.{} or newer kernel",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            )),
+        },
+        // An odd release string is no proof that the kernel is too old: warn, and let the BPF
+        // load check below find out whether BPF really works.
+        None => Check {
+            name: "kernel",
+            ok: false,
+            required: false,
+            detail: format!("cannot parse kernel release {release:?}"),
+            fix: Some(format!(
+                "make sure the kernel is >= {}.{}",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            )),
+        },
+    }
+}
+
+/// The running kernel's release (`uname -r`), or "" if uname fails.
+fn kernel_release() -> String {
+    // SAFETY: utsname is plain old data; all-zero is a valid value and uname only writes into it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    // Read up to the NUL without trusting that there is one.
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// "6.18.44-fc-v669" -> (6, 18). The minor number may be followed by anything ("6.1-rc1").
+fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().splitn(3, '.');
+    let major = parts.next()?.parse().ok()?;
+    let minor_part = parts.next()?;
+    let digits: String = minor_part
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let minor = digits.parse().ok()?;
+    Some((major, minor))
+}
+
+fn kernel_supported(v: (u32, u32)) -> bool {
+    v >= MIN_KERNEL
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. BTF
+
+fn check_btf() -> Check {
+    let path = "/sys/kernel/btf/vmlinux";
+    let ok = Path::new(path).exists();
+    Check {
+        name: "btf",
+        ok,
+        // Only a future fentry fast path needs BTF; the tracepoint programs do not.
+        required: false,
+        detail: if ok {
+            format!("{path} present (for the future fentry fast path)")
+        } else {
+            format!("{path} missing; tracepoints still work, without the fentry fast path")
+        },
+        fix: Some("optional: use a kernel built with CONFIG_DEBUG_INFO_BTF=y".to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. tracefs
+
+fn check_tracefs(fix: bool) -> Check {
+    let fail = |detail: String| Check {
+        name: "tracefs",
+        ok: false,
+        required: true,
+        detail,
+        fix: Some(TRACEFS_FIX.to_string()),
+    };
+    match locate_tracefs() {
+        Ok(Some(path)) => Check {
+            name: "tracefs",
+            ok: true,
+            required: true,
+            detail: format!("mounted at {}", path.display()),
+            fix: None,
+        },
+        Err(e) => fail(format!("cannot read {PROC_MOUNTS}: {e}")),
+        Ok(None) if !fix => fail("not mounted".to_string()),
+        Ok(None) => match mount_tracefs() {
+            Err(why) => fail(format!("not mounted; --fix could not mount it: {why}")),
+            // Trust /proc/mounts rather than the mount(2) return value.
+            Ok(()) => match locate_tracefs() {
+                Ok(Some(path)) => Check {
+                    name: "tracefs",
+                    ok: true,
+                    required: true,
+                    detail: format!("mounted at {} (just mounted by --fix)", path.display()),
+                    fix: None,
+                },
+                Ok(None) => fail("mount reported success but tracefs is still not listed".into()),
+                Err(e) => fail(format!("cannot read {PROC_MOUNTS}: {e}")),
+            },
+        },
+    }
+}
+
+/// Where tracefs is mounted, if it is. Reading /proc/self/mounts (not probing paths) tells a
+/// mounted-but-empty directory apart from a real tracefs.
+fn locate_tracefs() -> io::Result<Option<PathBuf>> {
+    let mounts = fs::read_to_string(PROC_MOUNTS)?;
+    if let Some(p) = choose_tracefs(&parse_tracefs_mounts(&mounts)) {
+        return Ok(Some(p));
+    }
+    // With debugfs mounted, /sys/kernel/debug/tracing is an automount point: walking into it
+    // mounts tracefs. Touch it once (only when debugfs is mounted, so this never creates
+    // anything) and look again.
+    if parse_mounts_of_type(&mounts, "debugfs")
+        .iter()
+        .any(|p| p == Path::new("/sys/kernel/debug"))
+    {
+        let _ = fs::metadata(Path::new(TRACEFS_UNDER_DEBUGFS).join("events"));
+        let mounts = fs::read_to_string(PROC_MOUNTS)?;
+        return Ok(choose_tracefs(&parse_tracefs_mounts(&mounts)));
+    }
+    Ok(None)
+}
+
+/// Mount points of every tracefs in /proc/mounts content, in file order, without duplicates.
+fn parse_tracefs_mounts(mounts: &str) -> Vec<PathBuf> {
+    parse_mounts_of_type(mounts, "tracefs")
+}
+
+fn parse_mounts_of_type(mounts: &str, fstype: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    for line in mounts.lines() {
+        // "source mountpoint fstype options dump pass"; anything shorter is not a mount line.
+        let mut fields = line.split_whitespace();
+        let (Some(_src), Some(mnt), Some(ty)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if ty != fstype {
+            continue;
+        }
+        let path = PathBuf::from(unescape_mount_field(mnt));
+        if !found.contains(&path) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The kernel writes space, tab, newline and backslash in mount points as \040, \011, \012
+/// and \134. Anything that is not such an escape is kept as it is.
+fn unescape_mount_field(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            let oct = &bytes[i + 1..i + 4];
+            if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
+                let v = u32::from(oct[0] - b'0') * 64
+                    + u32::from(oct[1] - b'0') * 8
+                    + u32::from(oct[2] - b'0');
+                if let Ok(b) = u8::try_from(v) {
+                    out.push(b);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The standard location first, then the debugfs one, then whatever else is mounted.
+fn choose_tracefs(mounts: &[PathBuf]) -> Option<PathBuf> {
+    [TRACEFS_DEFAULT, TRACEFS_UNDER_DEBUGFS]
+        .iter()
+        .map(Path::new)
+        .find(|want| mounts.iter().any(|m| m == want))
+        .map(Path::to_path_buf)
+        .or_else(|| mounts.first().cloned())
+}
+
+/// mount -t tracefs nodev /sys/kernel/tracing
+fn mount_tracefs() -> Result<(), String> {
+    if !Path::new(TRACEFS_DEFAULT).is_dir() {
+        // sysfs creates this directory only when the kernel has tracefs.
+        return Err(format!(
+            "{TRACEFS_DEFAULT} does not exist (kernel without CONFIG_TRACING, or /sys not mounted)"
+        ));
+    }
+    let (Ok(src), Ok(target), Ok(fstype)) = (
+        CString::new("nodev"),
+        CString::new(TRACEFS_DEFAULT),
+        CString::new("tracefs"),
+    ) else {
+        return Err("internal error building mount arguments".to_string());
+    };
+    // SAFETY: all strings are valid NUL-terminated C strings that outlive the call, and a
+    // null data pointer is allowed for tracefs.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    let text = os_error_text(&err);
+    Err(match err.raw_os_error() {
+        Some(libc::EPERM) => format!("{text} (needs root)"),
+        Some(libc::ENODEV) => format!("{text} (kernel has no tracefs)"),
+        _ => text,
+    })
+}
+
+/// "Operation not permitted" rather than std's "Operation not permitted (os error 1)": the
+/// number means nothing to the reader of a one-line detail.
+fn os_error_text(err: &io::Error) -> String {
+    let s = err.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. permission to load BPF
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+
+/// struct bpf_insn: the two register numbers share one byte (dst in the low nibble on
+/// little-endian); both are 0 here so byte order does not matter.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BpfInsn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+/// The BPF_PROG_LOAD part of the kernel's `union bpf_attr`. The kernel accepts a shorter attr
+/// than its own as long as the fields it knows come first; the tail stays zero.
+#[repr(C)]
+struct BpfProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    _zero: [u8; 64],
+}
+
+const _: () = assert!(std::mem::size_of::<BpfProgLoadAttr>() == 128);
+
+fn check_bpf_load() -> Check {
+    match try_load_trivial_prog() {
+        Ok(()) => Check {
+            name: "bpf-load",
+            ok: true,
+            required: true,
+            detail: "loaded a test program".to_string(),
+            fix: None,
+        },
+        Err(err) => {
+            let (detail, fix) = match err.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    let mut d = "not permitted (needs root or CAP_BPF+CAP_PERFMON)".to_string();
+                    // SAFETY: geteuid cannot fail and has no preconditions.
+                    if unsafe { libc::geteuid() } == 0 {
+                        // Root was refused: the usual causes are not about privilege.
+                        d.push_str(&format!(
+                            "; refused even as root ({}): RLIMIT_MEMLOCK on kernels < 5.11, \
+                             kernel lockdown, or a seccomp/LSM policy",
+                            os_error_text(&err)
+                        ));
+                    }
+                    (d, "run with sudo".to_string())
+                }
+                Some(libc::ENOSYS) => (
+                    "bpf() syscall not available".to_string(),
+                    "use a kernel built with CONFIG_BPF_SYSCALL=y".to_string(),
+                ),
+                _ => (
+                    format!("loading a test program failed: {}", os_error_text(&err)),
+                    "check dmesg; the kernel rejected a trivial BPF program".to_string(),
+                ),
+            };
+            Check {
+                name: "bpf-load",
+                ok: false,
+                required: true,
+                detail,
+                fix: Some(fix),
+            }
+        }
+    }
+}
+
+/// Loads `r0 = 0; exit` as a socket filter and closes it again. This is the cheapest thing
+/// that proves the kernel lets us load BPF at all.
+fn try_load_trivial_prog() -> io::Result<()> {
+    let insns = [
+        // BPF_ALU64 | BPF_MOV | BPF_K: r0 = 0
+        BpfInsn {
+            code: 0xb7,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+        // BPF_JMP | BPF_EXIT
+        BpfInsn {
+            code: 0x95,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+    ];
+    let license = c"GPL";
+    let mut name = [0u8; 16];
+    // A name makes the probe recognisable in `bpftool prog` if it ever lingers.
+    let label = b"ptytrace_doctor";
+    name[..label.len()].copy_from_slice(label);
+    let attr = BpfProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_SOCKET_FILTER,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: name,
+        _zero: [0; 64],
+    };
+    // SAFETY: `attr` is a fully initialised bpf_attr prefix whose pointers (insns, license)
+    // stay alive for the call; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const BpfProgLoadAttr,
+            std::mem::size_of::<BpfProgLoadAttr>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The program is unloaded once its only fd is closed. A valid fd always fits in c_int.
+    if let Ok(fd) = libc::c_int::try_from(rc) {
+        // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. tracepoints
+
+fn check_tracepoints() -> Check {
+    match locate_tracefs() {
+        Ok(Some(base)) => tracepoints_under(&base),
+        Ok(None) => Check {
+            name: "tracepoints",
+            ok: false,
+            required: true,
+            detail: "cannot check: tracefs is not mounted".to_string(),
+            fix: Some(TRACEFS_FIX.to_string()),
+        },
+        Err(e) => Check {
+            name: "tracepoints",
+            ok: false,
+            required: true,
+            detail: format!("cannot check: cannot read {PROC_MOUNTS}: {e}"),
+            fix: Some("make sure /proc is mounted".to_string()),
+        },
+    }
+}
+
+enum Presence {
+    Present,
+    Missing,
+    Denied,
+}
+
+fn tracepoint_presence(base: &Path, group: &str, event: &str) -> Presence {
+    match fs::metadata(base.join("events").join(group).join(event)) {
+        Ok(m) if m.is_dir() => Presence::Present,
+        Ok(_) => Presence::Missing,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Presence::Denied,
+        Err(_) => Presence::Missing,
+    }
+}
+
+/// The tracepoint check against a tracefs at `base` (a parameter so tests can use a fake tree).
+fn tracepoints_under(base: &Path) -> Check {
+    let mut missing = Vec::new();
+    let mut denied = false;
+    for &(group, event) in REQUIRED_TRACEPOINTS {
+        match tracepoint_presence(base, group, event) {
+            Presence::Present => {}
+            Presence::Missing => missing.push(format!("{group}/{event}")),
+            Presence::Denied => denied = true,
+        }
+    }
+    if denied {
+        // tracefs is mode 0700 on most systems: unprivileged users cannot even look.
+        return Check {
+            name: "tracepoints",
+            ok: false,
+            required: true,
+            detail: format!("cannot read {}/events: permission denied", base.display()),
+            fix: Some("run with sudo".to_string()),
+        };
+    }
+    let followed = followed_syscall_names();
+    let traceable = followed
+        .iter()
+        .filter(|s| {
+            ["sys_enter_", "sys_exit_"].iter().all(|pre| {
+                matches!(
+                    tracepoint_presence(base, "syscalls", &format!("{pre}{s}")),
+                    Presence::Present
+                )
+            })
+        })
+        .count();
+    let coverage = format!(
+        "followed syscalls with enter+exit tracepoints: {traceable}/{}",
+        followed.len()
+    );
+    if missing.is_empty() {
+        Check {
+            name: "tracepoints",
+            ok: true,
+            required: true,
+            detail: format!(
+                "all {} required present; {coverage}",
+                REQUIRED_TRACEPOINTS.len()
+            ),
+            fix: None,
+        }
+    } else {
+        Check {
+            name: "tracepoints",
+            ok: false,
+            required: true,
+            detail: format!("missing: {}; {coverage}", missing.join(", ")),
+            fix: Some(
+                "use a kernel built with CONFIG_FTRACE_SYSCALLS=y (syscall tracepoints)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. pty usage
+
+fn check_pty() -> Check {
+    let read = |p: &str| -> Result<u64, String> {
+        let s = fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("unexpected content in {p}: {:?}", s.trim()))
+    };
+    match (
+        read("/proc/sys/kernel/pty/nr"),
+        read("/proc/sys/kernel/pty/max"),
+    ) {
+        (Ok(nr), Ok(max)) => {
+            let high = pty_usage_high(nr, max);
+            Check {
+                name: "pty",
+                ok: !high,
+                required: false,
+                detail: if high {
+                    format!("{nr}/{max} in use (over 80%; new terminals may fail to open)")
+                } else {
+                    format!("{nr}/{max} in use")
+                },
+                fix: Some(format!(
+                    "raise the limit: sudo sysctl -w kernel.pty.max={}",
+                    max.saturating_mul(2).max(4096)
+                )),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => Check {
+            name: "pty",
+            ok: false,
+            required: false,
+            detail: e,
+            fix: None,
+        },
+    }
+}
+
+/// True when more than 80% of the pty limit is used (or the limit is 0: nothing can open).
+fn pty_usage_high(nr: u64, max: u64) -> bool {
+    // nr > 0.8 * max, in integers; u128 so that no value can overflow.
+    u128::from(nr) * 5 > u128::from(max) * 4 || max == 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. RLIMIT_NOFILE
+
+fn check_nofile() -> Check {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Check {
+            name: "nofile",
+            ok: false,
+            required: false,
+            detail: format!("getrlimit failed: {}", io::Error::last_os_error()),
+            fix: None,
+        };
+    }
+    let show = |v: libc::rlim_t| {
+        if v == libc::RLIM_INFINITY {
+            "unlimited".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    // The tracer holds fds for BPF maps, programs and links, and opens /proc files per
+    // process; a soft limit below the common default of 1024 is likely to run out.
+    let ok = nofile_ok(lim.rlim_cur);
+    Check {
+        name: "nofile",
+        ok,
+        required: false,
+        detail: format!(
+            "soft {}, hard {}{}",
+            show(lim.rlim_cur),
+            show(lim.rlim_max),
+            if ok { "" } else { " (soft limit below 1024)" }
+        ),
+        fix: Some("raise it before running: ulimit -n 4096".to_string()),
+    }
+}
+
+fn nofile_ok(soft: libc::rlim_t) -> bool {
+    soft >= 1024
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. unprivileged_bpf_disabled (information only)
+
+fn check_unprivileged_bpf() -> Check {
+    let path = "/proc/sys/kernel/unprivileged_bpf_disabled";
+    let detail = match fs::read_to_string(path) {
+        Ok(s) => describe_unprivileged_bpf(s.trim()),
+        Err(e) => format!("unknown (cannot read {path}: {e})"),
+    };
+    // Never a failure: pty-trace needs privileges either way.
+    Check {
+        name: "unprivileged-bpf",
+        ok: true,
+        required: false,
+        detail,
+        fix: None,
+    }
+}
+
+fn describe_unprivileged_bpf(value: &str) -> String {
+    let meaning = match value {
+        "0" => "unprivileged BPF allowed",
+        "1" => "unprivileged BPF off until reboot",
+        "2" => "unprivileged BPF off, an admin can turn it on",
+        _ => "unknown value",
+    };
+    format!("{value}: {meaning} (pty-trace needs root or CAP_BPF+CAP_PERFMON either way)")
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE_MOUNTS: &str = "\
+proc /proc proc rw,relatime 0 0
+sysfs /sys sysfs rw,relatime 0 0
+debugfs /sys/kernel/debug debugfs rw,relatime 0 0
+nodev /sys/kernel/tracing tracefs rw,relatime 0 0
+tracefs /sys/kernel/debug/tracing tracefs rw,relatime 0 0
+nodev /sys/kernel/tracing tracefs rw,relatime 0 0
+";
+
+    #[test]
+    fn parses_tracefs_mounts_in_order_without_duplicates() {
+        assert_eq!(
+            parse_tracefs_mounts(SAMPLE_MOUNTS),
+            vec![
+                PathBuf::from("/sys/kernel/tracing"),
+                PathBuf::from("/sys/kernel/debug/tracing"),
+            ]
+        );
+        assert_eq!(
+            parse_mounts_of_type(SAMPLE_MOUNTS, "debugfs"),
+            vec![PathBuf::from("/sys/kernel/debug")]
+        );
+    }
+
+    #[test]
+    fn no_tracefs_and_garbage_lines_give_nothing() {
+        let content = "\
+proc /proc proc rw 0 0
+
+garbage
+two fields
+tracefs
+/dev/vda / ext4 rw 0 0
+";
+        assert!(parse_tracefs_mounts(content).is_empty());
+        assert!(parse_tracefs_mounts("").is_empty());
+        // A path component called tracefs is not the file system type.
+        assert!(parse_tracefs_mounts("tmpfs /tracefs tmpfs rw 0 0\n").is_empty());
+    }
+
+    #[test]
+    fn unescapes_mount_points() {
+        let content = "nodev /mnt/my\\040trace\\134dir tracefs rw 0 0\n";
+        assert_eq!(
+            parse_tracefs_mounts(content),
+            vec![PathBuf::from("/mnt/my trace\\dir")]
+        );
+        // Not an escape (too short, not octal, out of range): kept as written.
+        assert_eq!(unescape_mount_field("a\\04"), "a\\04");
+        assert_eq!(unescape_mount_field("a\\09x"), "a\\09x");
+        assert_eq!(unescape_mount_field("a\\777"), "a\\777");
+        assert_eq!(unescape_mount_field("end\\"), "end\\");
+        assert_eq!(unescape_mount_field("tab\\011x"), "tab\tx");
+    }
+
+    #[test]
+    fn prefers_the_standard_tracefs_location() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            choose_tracefs(&[p("/sys/kernel/debug/tracing"), p("/sys/kernel/tracing")]),
+            Some(p("/sys/kernel/tracing"))
+        );
+        assert_eq!(
+            choose_tracefs(&[p("/elsewhere"), p("/sys/kernel/debug/tracing")]),
+            Some(p("/sys/kernel/debug/tracing"))
+        );
+        assert_eq!(choose_tracefs(&[p("/elsewhere")]), Some(p("/elsewhere")));
+        assert_eq!(choose_tracefs(&[]), None);
+    }
+
+    #[test]
+    fn parses_kernel_versions() {
+        assert_eq!(parse_kernel_version("6.18.44-fc-v669"), Some((6, 18)));
+        assert_eq!(parse_kernel_version("5.8.0"), Some((5, 8)));
+        assert_eq!(parse_kernel_version("5.15.0-91-generic"), Some((5, 15)));
+        assert_eq!(parse_kernel_version("6.1-rc1"), Some((6, 1)));
+        assert_eq!(parse_kernel_version("4.19\n"), Some((4, 19)));
+        assert_eq!(parse_kernel_version(""), None);
+        assert_eq!(parse_kernel_version("6"), None);
+        assert_eq!(parse_kernel_version("6.x"), None);
+        assert_eq!(parse_kernel_version("v6.1"), None);
+        assert_eq!(parse_kernel_version("99999999999.1"), None);
+    }
+
+    #[test]
+    fn os_error_text_drops_the_number() {
+        let e = io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(os_error_text(&e), "Operation not permitted");
+        let custom = io::Error::other("plain message");
+        assert_eq!(os_error_text(&custom), "plain message");
+    }
+
+    #[test]
+    fn kernel_threshold_is_5_8() {
+        assert!(kernel_supported((5, 8)));
+        assert!(kernel_supported((5, 10)));
+        assert!(kernel_supported((6, 0)));
+        assert!(!kernel_supported((5, 7)));
+        assert!(!kernel_supported((4, 19)));
+    }
+
+    #[test]
+    fn pty_warning_above_80_percent() {
+        assert!(!pty_usage_high(0, 4096));
+        // 80% of 4096 is 3276.8: 3276 is under, 3277 is over.
+        assert!(!pty_usage_high(3276, 4096));
+        assert!(pty_usage_high(3277, 4096));
+        assert!(pty_usage_high(4096, 4096));
+        // Exactly 80% is not "more than 80%".
+        assert!(!pty_usage_high(80, 100));
+        assert!(pty_usage_high(81, 100));
+        assert!(pty_usage_high(0, 0));
+        assert!(!pty_usage_high(u64::MAX / 2, u64::MAX));
+        assert!(pty_usage_high(u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn nofile_threshold() {
+        assert!(nofile_ok(1024));
+        assert!(nofile_ok(libc::RLIM_INFINITY));
+        assert!(!nofile_ok(1023));
+        assert!(!nofile_ok(0));
+    }
+
+    #[test]
+    fn describes_unprivileged_bpf_values() {
+        assert!(describe_unprivileged_bpf("2").starts_with("2: unprivileged BPF off, an admin"));
+        assert!(describe_unprivileged_bpf("0").contains("allowed"));
+        assert!(describe_unprivileged_bpf("7").contains("unknown value"));
+    }
+
+    fn sample_report() -> DoctorReport {
+        DoctorReport {
+            checks: vec![
+                Check {
+                    name: "kernel",
+                    ok: true,
+                    required: true,
+                    detail: "6.18.44 (>= 5.8 needed for the BPF ring buffer)".into(),
+                    fix: Some("never shown for a passing check".into()),
+                },
+                Check {
+                    name: "tracefs",
+                    ok: false,
+                    required: true,
+                    detail: "not mounted".into(),
+                    fix: Some(TRACEFS_FIX.into()),
+                },
+                Check {
+                    name: "pty",
+                    ok: false,
+                    required: false,
+                    detail: "4000/4096\nin use".into(),
+                    fix: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn render_without_color_is_an_aligned_table() {
+        let out = sample_report().render(false);
+        let expected = "\
+CHECK                     STATUS  DETAIL
+kernel                    PASS    6.18.44 (>= 5.8 needed for the BPF ring buffer)
+tracefs                   FAIL    not mounted
+                                  fix: sudo pty-trace doctor --fix  (or: sudo mount -t tracefs nodev /sys/kernel/tracing)
+pty                       WARN    4000/4096 in use
+";
+        assert_eq!(out, expected);
+        assert!(!out.contains('\x1b'));
+        assert!(!out.contains("never shown"));
+    }
+
+    #[test]
+    fn render_grows_the_name_column_for_long_names() {
+        let report = DoctorReport {
+            checks: vec![Check {
+                name: "a-very-long-check-name-over-25",
+                ok: true,
+                required: false,
+                detail: "d".into(),
+                fix: None,
+            }],
+        };
+        let out = report.render(false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let col = "a-very-long-check-name-over-25".len() + 1;
+        assert_eq!(lines[0].find("STATUS"), Some(col));
+        assert_eq!(lines[1].find("PASS"), Some(col));
+        assert_eq!(lines[0].find("DETAIL"), lines[1].find('d').map(|_| col + 8));
+    }
+
+    #[test]
+    fn render_with_color_only_adds_escape_codes() {
+        let report = sample_report();
+        let colored = report.render(true);
+        assert!(colored.contains("\x1b[32mPASS\x1b[0m"));
+        assert!(colored.contains("\x1b[31mFAIL\x1b[0m"));
+        assert!(colored.contains("\x1b[33mWARN\x1b[0m"));
+        let stripped = colored
+            .replace("\x1b[32m", "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[33m", "")
+            .replace("\x1b[0m", "");
+        assert_eq!(stripped, report.render(false));
+    }
+
+    #[test]
+    fn tracing_can_work_ignores_warnings_only() {
+        let mut report = sample_report();
+        assert!(!report.tracing_can_work());
+        report.checks.retain(|c| c.name != "tracefs");
+        // The pty WARN remains, which is not required.
+        assert!(report.checks.iter().any(|c| !c.ok));
+        assert!(report.tracing_can_work());
+        assert!(DoctorReport { checks: vec![] }.tracing_can_work());
+    }
+
+    #[test]
+    fn tracepoints_in_a_fake_tracefs() {
+        let base =
+            std::env::temp_dir().join(format!("pty-trace-doctor-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        // Everything except sys_exit_ioctl.
+        for &(group, event) in REQUIRED_TRACEPOINTS {
+            if event != "sys_exit_ioctl" {
+                fs::create_dir_all(base.join("events").join(group).join(event)).unwrap();
+            }
+        }
+        let c = tracepoints_under(&base);
+        assert!(!c.ok);
+        assert!(c.required);
+        assert!(
+            c.detail.starts_with("missing: syscalls/sys_exit_ioctl;"),
+            "{}",
+            c.detail
+        );
+        assert!(c.detail.contains("2/3"), "{}", c.detail);
+
+        fs::create_dir_all(base.join("events/syscalls/sys_exit_ioctl")).unwrap();
+        let c = tracepoints_under(&base);
+        assert!(c.ok, "{}", c.detail);
+        assert!(c.detail.contains("all 9 required present"), "{}", c.detail);
+        assert!(c.detail.contains("3/3"), "{}", c.detail);
+        let _ = fs::remove_dir_all(&base);
+    }
+
+    /// Runs against the real machine: the checks that must hold on the development VM
+    /// (root, kernel 6.18, tracefs mounted).
+    #[test]
+    fn real_machine_checks() {
+        let report = run_checks(false);
+        let get = |name: &str| {
+            report
+                .checks
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap_or_else(|| panic!("no {name} check"))
+        };
+        assert_eq!(report.checks.len(), 8);
+
+        let kernel = get("kernel");
+        assert!(kernel.ok, "{}", kernel.detail);
+        assert!(kernel.detail.contains("needed for the BPF ring buffer"));
+
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let bpf = get("bpf-load");
+            assert!(bpf.ok, "BPF load failed as root: {}", bpf.detail);
+        } else {
+            eprintln!("not root: skipping the bpf-load assertion");
+        }
+
+        // The tracefs row and find_tracefs must agree.
+        let tracefs = get("tracefs");
+        match find_tracefs() {
+            Ok(path) => {
+                assert!(tracefs.ok);
+                assert!(tracefs.detail.contains(&path.display().to_string()));
+            }
+            Err(msg) => {
+                assert!(!tracefs.ok);
+                assert!(msg.contains("sudo mount -t tracefs nodev /sys/kernel/tracing"));
+            }
+        }
+
+        let pty = get("pty");
+        assert!(pty.detail.contains(" in use"), "{}", pty.detail);
+        let nofile = get("nofile");
+        assert!(nofile.detail.starts_with("soft "), "{}", nofile.detail);
+        assert!(get("unprivileged-bpf").ok);
+
+        let table = report.render(false);
+        assert_eq!(
+            table.lines().next(),
+            Some("CHECK                     STATUS  DETAIL")
+        );
+        for c in &report.checks {
+            assert!(table.contains(c.name));
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The pure core: sessions, their process trees, fd tables, PTYs and commands.
+//!
+//! `Model::apply` takes one kernel [`Event`] and updates the state; `Model::reconcile` compares
+//! a process with what /proc showed and repairs (and counts) any difference. No I/O and no clock
+//! reads happen here: time comes in with the events and scans, so everything is testable with
+//! generated event sequences (see `tests` and `tests/model_reference.rs`).
+
+pub mod event;
+pub mod fd;
+pub mod pty;
+pub mod reconcile;
+mod syscalls;
+pub mod table;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use pty_trace_common::{CLONE_FILES, CLONE_THREAD};
+
+pub use event::{Event, Header};
+pub use fd::{CommandId, FdEntry, FdKind, PtyRole};
+pub use table::FdTable;
+
+use crate::redact::redact_argv;
+
+pub type TableId = u64;
+
+/// A traced session: a root process and all its descendants.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub root: u32,
+    pub started_ns: u64,
+    /// Set when the root process exits.
+    pub ended_ns: Option<u64>,
+    /// Every exec in the session, in order (chained ones included).
+    pub execs: Vec<CommandId>,
+    /// Commands run by the session root: the first exec of the root or of a direct child of
+    /// it. What those commands start in turn (`sh -c 'ls'` forking `ls`) belongs to them, and a
+    /// second exec in the same process continues its command. This is the unit of "growth per
+    /// command": an agent's shell calls, the commands typed in a pane's shell.
+    pub commands: Vec<CommandId>,
+    /// Processes ever seen in the session (including the root).
+    pub processes_seen: u64,
+}
+
+/// A live process of a session.
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub session: u32,
+    pub comm: String,
+    pub table: TableId,
+    /// The exec running now (None for processes older than tracing, until /proc says).
+    pub command: Option<CommandId>,
+    pub started_ns: u64,
+    /// False until the first /proc scan filled in fds opened before tracing; corrections made
+    /// by that first scan are seeding, not drift.
+    pub seeded: bool,
+    /// Threads created while traced (besides the main one).
+    pub threads_created: u64,
+    /// It has exec'd since tracing began (a further exec is chained).
+    pub execed: bool,
+}
+
+/// A process that has exited, kept for the session summary.
+#[derive(Clone, Debug)]
+pub struct EndedProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    pub session: u32,
+    pub comm: String,
+    pub command: Option<CommandId>,
+    pub started_ns: u64,
+    pub ended_ns: u64,
+}
+
+/// One successful exec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub id: CommandId,
+    pub pid: u32,
+    pub session: u32,
+    /// argv with secrets redacted (or `[filename]` when argv was not captured).
+    pub argv: Vec<String>,
+    pub filename: String,
+    pub ts_ns: u64,
+    /// argv was cut off by the kernel-side capture limits.
+    pub truncated: bool,
+    /// This exec replaced an image the same process had already exec'd while traced: it
+    /// continues that command rather than starting one.
+    pub chained: bool,
+    /// It starts one of the session's commands (see `Session::commands`).
+    pub top_level: bool,
+}
+
+/// Counters exported as `drift`, `lost_events` and friends.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub events: u64,
+    /// Corrections made to the model by /proc reconciliation (0 in a healthy steady state).
+    pub drift: u64,
+    /// Drift by cause (`missing_fd`, `extra_fd`, `pty_role`, `pty_index`, `missed_close`,
+    /// `missing_process`, `vanished_process`, `unknown_process`).
+    pub drift_by_cause: BTreeMap<&'static str, u64>,
+    /// Events about processes the model did not know (a lost fork).
+    pub unknown_process_events: u64,
+}
+
+impl Stats {
+    pub(crate) fn drift(&mut self, cause: &'static str, n: u64) {
+        if n > 0 {
+            self.drift += n;
+            *self.drift_by_cause.entry(cause).or_default() += n;
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Model {
+    pub sessions: BTreeMap<u32, Session>,
+    pub procs: BTreeMap<u32, Process>,
+    pub tables: HashMap<TableId, FdTable>,
+    next_table: TableId,
+    pub commands: Vec<Command>,
+    /// argv captured at execve entry, by thread id, until the exec completes or fails.
+    pending_argv: HashMap<u32, (Vec<String>, bool, u64)>,
+    pub ended: Vec<EndedProcess>,
+    pub stats: Stats,
+    /// Processes to compare with /proc soon (after an exec, or when first seen).
+    needs_reconcile: BTreeSet<u32>,
+}
+
+/// Most pending argv records kept (threads that exec'd and died before exec completed).
+const MAX_PENDING_ARGV: usize = 4096;
+
+impl Model {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_session(&mut self, root: u32, ts_ns: u64) {
+        self.sessions.entry(root).or_insert(Session {
+            root,
+            started_ns: ts_ns,
+            ended_ns: None,
+            execs: Vec::new(),
+            commands: Vec::new(),
+            processes_seen: 0,
+        });
+    }
+
+    /// Adds a process found in /proc (attach-time seeding) or started by `run`. Its fds come
+    /// from the first reconciliation. No-op if it is already known.
+    pub fn add_process(&mut self, pid: u32, ppid: u32, session: u32, comm: &str, ts_ns: u64) {
+        if self.procs.contains_key(&pid) {
+            return;
+        }
+        let table = self.new_table(FdTable { refs: 1, ..FdTable::default() });
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.processes_seen += 1;
+        }
+        self.procs.insert(
+            pid,
+            Process {
+                pid,
+                ppid,
+                session,
+                comm: comm.to_string(),
+                table,
+                command: None,
+                started_ns: ts_ns,
+                seeded: false,
+                threads_created: 0,
+                execed: false,
+            },
+        );
+        self.needs_reconcile.insert(pid);
+    }
+
+    fn new_table(&mut self, t: FdTable) -> TableId {
+        self.next_table += 1;
+        self.tables.insert(self.next_table, t);
+        self.next_table
+    }
+
+    pub fn table_of(&self, pid: u32) -> Option<&FdTable> {
+        self.procs.get(&pid).and_then(|p| self.tables.get(&p.table))
+    }
+
+    pub(crate) fn table_mut(&mut self, pid: u32) -> Option<&mut FdTable> {
+        let id = self.procs.get(&pid)?.table;
+        self.tables.get_mut(&id)
+    }
+
+    /// Processes whose state should be checked against /proc soon; clears the set.
+    pub fn take_needs_reconcile(&mut self) -> BTreeSet<u32> {
+        std::mem::take(&mut self.needs_reconcile)
+    }
+
+    pub fn request_reconcile(&mut self, pid: u32) {
+        self.needs_reconcile.insert(pid);
+    }
+
+    pub fn processes_in(&self, session: u32) -> impl Iterator<Item = &Process> {
+        self.procs.values().filter(move |p| p.session == session)
+    }
+
+    pub fn command(&self, id: CommandId) -> Option<&Command> {
+        self.commands.get(id)
+    }
+
+    /// Applies one kernel event.
+    pub fn apply(&mut self, ev: &Event) {
+        self.stats.events += 1;
+        match ev {
+            Event::Syscall { h, kind, ret, args, aux, user_flags } => {
+                if self.ensure_process(h) {
+                    syscalls::apply_syscall(self, h, *kind, *ret, args, *aux, *user_flags);
+                }
+            }
+            Event::Open { h, kind: _, ret, dirfd, flags, path } => {
+                if *ret >= 0 && self.ensure_process(h) {
+                    syscalls::apply_open(self, h, *ret as i32, *dirfd, *flags, path);
+                }
+            }
+            Event::Fork { h, child, clone_flags } => self.on_fork(h, *child, *clone_flags),
+            Event::Exec { h, old_tid, filename } => self.on_exec(h, *old_tid, filename),
+            Event::ExecArgv { h, argv, truncated } => {
+                if self.pending_argv.len() >= MAX_PENDING_ARGV {
+                    // Keep the newest half: old entries belong to threads that died mid-exec.
+                    let mut ts: Vec<u64> = self.pending_argv.values().map(|v| v.2).collect();
+                    ts.sort_unstable();
+                    let cut = ts[ts.len() / 2];
+                    self.pending_argv.retain(|_, v| v.2 >= cut);
+                }
+                self.pending_argv.insert(h.tid, (argv.clone(), *truncated, h.ts_ns));
+            }
+            Event::Exit { h } => self.on_exit(h),
+        }
+    }
+
+    /// Makes sure the event's process is known. An unknown process of a known session means a
+    /// fork event was lost: it is created (counted as drift) and scheduled for a /proc scan.
+    /// Returns false when the event cannot be placed in any session.
+    fn ensure_process(&mut self, h: &Header) -> bool {
+        if self.procs.contains_key(&h.tgid) {
+            return true;
+        }
+        if !self.sessions.contains_key(&h.session) {
+            return false;
+        }
+        self.stats.unknown_process_events += 1;
+        self.stats.drift("unknown_process", 1);
+        self.add_process(h.tgid, 0, h.session, "?", h.ts_ns);
+        // It was created by a fork the model missed, not found at attach: what it holds is
+        // known only from here on, and any difference /proc shows is real drift.
+        if let Some(p) = self.procs.get_mut(&h.tgid) {
+            p.seeded = true;
+        }
+        true
+    }
+
+    fn on_fork(&mut self, h: &Header, child: u32, clone_flags: Option<u64>) {
+        let flags = clone_flags.unwrap_or(0);
+        if !self.ensure_process(h) {
+            return;
+        }
+        if flags & CLONE_THREAD != 0 {
+            if let Some(p) = self.procs.get_mut(&h.tgid) {
+                p.threads_created += 1;
+            }
+            return;
+        }
+        if self.procs.contains_key(&child) {
+            return;
+        }
+        let parent = self.procs[&h.tgid].clone();
+        let table = if flags & CLONE_FILES != 0 {
+            if let Some(t) = self.tables.get_mut(&parent.table) {
+                t.refs += 1;
+            }
+            parent.table
+        } else {
+            let copy = self.tables.get(&parent.table).map(FdTable::fork_copy).unwrap_or_default();
+            self.new_table(copy)
+        };
+        if let Some(s) = self.sessions.get_mut(&parent.session) {
+            s.processes_seen += 1;
+        }
+        self.procs.insert(
+            child,
+            Process {
+                pid: child,
+                ppid: h.tgid,
+                session: parent.session,
+                comm: parent.comm.clone(),
+                table,
+                command: parent.command,
+                started_ns: h.ts_ns,
+                seeded: parent.seeded,
+                threads_created: 0,
+                execed: false,
+            },
+        );
+        if !parent.seeded {
+            self.needs_reconcile.insert(child);
+        }
+    }
+
+    fn on_exec(&mut self, h: &Header, old_tid: u32, filename: &str) {
+        if !self.ensure_process(h) {
+            return;
+        }
+        let (argv, truncated) = match self
+            .pending_argv
+            .remove(&old_tid)
+            .or_else(|| self.pending_argv.remove(&h.tid))
+        {
+            Some((argv, truncated, _)) if !argv.is_empty() => (argv, truncated),
+            _ => (vec![filename.to_string()], false),
+        };
+        let pid = h.tgid;
+        let session = self.procs[&pid].session;
+        let chained = self.procs[&pid].execed;
+        let top_level = !chained && (pid == session || self.procs[&pid].ppid == session);
+        let id = self.commands.len();
+        self.commands.push(Command {
+            id,
+            pid,
+            session,
+            argv: redact_argv(&argv),
+            filename: filename.to_string(),
+            ts_ns: h.ts_ns,
+            truncated,
+            chained,
+            top_level,
+        });
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.execs.push(id);
+            if top_level {
+                s.commands.push(id);
+            }
+        }
+        // exec gives a process sharing its table (CLONE_FILES) a private copy first.
+        self.unshare_table(pid);
+        let p = self.procs.get_mut(&pid).expect("ensured above");
+        p.command = Some(id);
+        p.execed = true;
+        p.comm = comm_of(filename);
+        if let Some(t) = self.table_mut(pid) {
+            t.exec(h.ts_ns);
+        }
+        self.needs_reconcile.insert(pid);
+    }
+
+    pub(crate) fn unshare_table(&mut self, pid: u32) {
+        let Some(id) = self.procs.get(&pid).map(|p| p.table) else { return };
+        let Some(t) = self.tables.get_mut(&id) else { return };
+        if t.refs <= 1 {
+            return;
+        }
+        t.refs -= 1;
+        let copy = t.fork_copy();
+        let new = self.new_table(copy);
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.table = new;
+        }
+    }
+
+    fn on_exit(&mut self, h: &Header) {
+        self.pending_argv.remove(&h.tid);
+        self.remove_process(h.tgid, h.ts_ns);
+    }
+
+    /// The process is gone: its fds are released (unless another process shares the table).
+    pub fn remove_process(&mut self, pid: u32, ts_ns: u64) {
+        let Some(p) = self.procs.remove(&pid) else { return };
+        if let Some(t) = self.tables.get_mut(&p.table) {
+            t.refs = t.refs.saturating_sub(1);
+            if t.refs == 0 {
+                self.tables.remove(&p.table);
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(&p.session)
+            && s.root == pid
+            && s.ended_ns.is_none()
+        {
+            s.ended_ns = Some(ts_ns);
+        }
+        self.ended.push(EndedProcess {
+            pid,
+            ppid: p.ppid,
+            session: p.session,
+            comm: p.comm,
+            command: p.command,
+            started_ns: p.started_ns,
+            ended_ns: ts_ns,
+        });
+    }
+
+    /// Counts for one process: (fds, PTY masters, PTY slaves).
+    pub fn counts(&self, pid: u32) -> (usize, usize, usize) {
+        match self.table_of(pid) {
+            Some(t) => (t.fds.len(), t.count_role(PtyRole::Master), t.count_role(PtyRole::Slave)),
+            None => (0, 0, 0),
+        }
+    }
+
+    /// Fills in the index of a PTY master found by reading fdinfo (enrichment, not drift).
+    pub fn set_pty_index(&mut self, pid: u32, fd: i32, index: u32) {
+        if let Some(e) = self.table_mut(pid).and_then(|t| t.fds.get_mut(&fd))
+            && e.kind.pty_role() != PtyRole::None
+        {
+            e.pty_index = Some(index);
+        }
+    }
+
+    /// PTY masters whose index is still unknown: (pid, fd).
+    pub fn masters_without_index(&self) -> Vec<(u32, i32)> {
+        let mut out = Vec::new();
+        for p in self.procs.values() {
+            if let Some(t) = self.tables.get(&p.table) {
+                for (fd, e) in &t.fds {
+                    if e.kind == FdKind::PtyMaster && e.pty_index.is_none() {
+                        out.push((p.pid, *fd));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The kernel sets `comm` to the basename of the executed file, cut to 15 bytes.
+pub fn comm_of(filename: &str) -> String {
+    let base = filename.rsplit('/').next().unwrap_or(filename);
+    let mut end = base.len().min(15);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    base[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! One fd table (`struct files_struct` in the kernel): the open fds of one process, or of
+//! several processes that share it through `CLONE_FILES`.
+//!
+//! Besides the fds it remembers *when* each fd number was last changed by an event, so that a
+//! /proc scan taken while events were in flight is never mistaken for drift (see `reconcile`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::fd::{FdEntry, PtyRole};
+
+#[derive(Clone, Debug, Default)]
+pub struct FdTable {
+    pub fds: BTreeMap<i32, FdEntry>,
+    /// Processes using this table (CLONE_FILES sharers).
+    pub(crate) refs: u32,
+    /// Kernel timestamp of the last event that changed each fd number.
+    pub(crate) touched: HashMap<i32, u64>,
+    /// Kernel timestamp of the last event that changed many fds at once (exec, close_range,
+    /// unshare). A scan overlapping it is skipped as a whole.
+    pub(crate) bulk_touched: u64,
+}
+
+impl FdTable {
+    /// A copy for a forked child or an unshare: same fds, fresh bookkeeping.
+    pub fn fork_copy(&self) -> FdTable {
+        FdTable {
+            fds: self.fds.clone(),
+            refs: 1,
+            touched: self.touched.clone(),
+            bulk_touched: self.bulk_touched,
+        }
+    }
+
+    /// Installs `entry` at `fd`. Returns true when an fd the model believed open was there
+    /// already (a close the model missed).
+    pub fn install(&mut self, fd: i32, entry: FdEntry, ts: u64) -> bool {
+        self.touched.insert(fd, ts);
+        self.fds.insert(fd, entry).is_some()
+    }
+
+    pub fn remove(&mut self, fd: i32, ts: u64) -> Option<FdEntry> {
+        self.touched.insert(fd, ts);
+        self.fds.remove(&fd)
+    }
+
+    pub fn set_cloexec(&mut self, fd: i32, on: bool, ts: u64) {
+        if let Some(e) = self.fds.get_mut(&fd) {
+            e.cloexec = on;
+            self.touched.insert(fd, ts);
+        }
+    }
+
+    /// Closes every fd in `first..=last`.
+    pub fn close_range(&mut self, first: u32, last: u32, cloexec_only: bool, ts: u64) {
+        self.bulk_touched = ts;
+        let first = first.min(i32::MAX as u32) as i32;
+        let last = last.min(i32::MAX as u32) as i32;
+        if first > last {
+            return;
+        }
+        if cloexec_only {
+            for e in self.fds.range_mut(first..=last).map(|(_, e)| e) {
+                e.cloexec = true;
+            }
+        } else {
+            let doomed: Vec<i32> = self.fds.range(first..=last).map(|(fd, _)| *fd).collect();
+            for fd in doomed {
+                self.fds.remove(&fd);
+            }
+        }
+    }
+
+    /// What exec does: drop every close-on-exec fd.
+    pub fn exec(&mut self, ts: u64) {
+        self.bulk_touched = ts;
+        self.fds.retain(|_, e| !e.cloexec);
+    }
+
+    pub fn count_role(&self, role: PtyRole) -> usize {
+        self.fds.values().filter(|e| e.kind.pty_role() == role).count()
+    }
+
+    /// Forgets change times older than `ts`: no scan that started before them is pending.
+    pub(crate) fn prune_touched(&mut self, ts: u64) {
+        self.touched.retain(|_, t| *t >= ts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fd::FdKind;
+
+    fn e(kind: FdKind, cloexec: bool) -> FdEntry {
+        FdEntry::new(kind, "x", cloexec)
+    }
+
+    #[test]
+    fn close_range_and_exec() {
+        let mut t = FdTable::default();
+        for fd in 0..10 {
+            t.install(fd, e(FdKind::File, fd % 2 == 0), 1);
+        }
+        t.close_range(3, 5, false, 2);
+        assert_eq!(t.fds.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 6, 7, 8, 9]);
+        t.close_range(7, u32::MAX, true, 3);
+        t.exec(4);
+        assert_eq!(t.fds.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(t.bulk_touched, 4);
+        t.close_range(9, 3, false, 5); // first > last: nothing
+        assert_eq!(t.fds.len(), 1);
+    }
+
+    #[test]
+    fn install_over_open_fd_reports_missed_close() {
+        let mut t = FdTable::default();
+        assert!(!t.install(3, e(FdKind::Pipe, false), 1));
+        assert!(t.install(3, e(FdKind::File, false), 2));
+        assert_eq!(t.fds[&3].kind, FdKind::File);
+        t.prune_touched(3);
+        assert!(t.touched.is_empty());
+    }
+}

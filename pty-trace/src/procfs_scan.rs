@@ -1,0 +1,216 @@
+//! Ground truth from /proc: process identity and tree, fd tables, PTY indexes, limits.
+//!
+//! Thin edge over the `procfs` crate and a few raw reads (`readlink` of `/proc/PID/fd/N`
+//! keeps the exact link text that `lsof` and `ls -l` show). Every function tolerates a process
+//! that exits mid-read: it returns `None`/empty rather than an error.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+};
+
+use procfs::process::Process;
+
+use crate::{
+    error::{AppError, AppResult},
+    model::reconcile::{ObservedFd, ObservedProcess},
+};
+
+/// `PF_KTHREAD` in `/proc/PID/stat` flags.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` uses, so scans and events compare.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Identity of a live process.
+#[derive(Clone, Debug)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub zombie: bool,
+}
+
+pub fn proc_info(pid: u32) -> Option<ProcInfo> {
+    let st = Process::new(pid as i32).ok()?.stat().ok()?;
+    Some(ProcInfo { pid, ppid: st.ppid as u32, comm: st.comm, zombie: st.state == 'Z' || st.state == 'X' })
+}
+
+/// Checks that `pid` names a user process that can be traced.
+pub fn validate_target(pid: i32) -> AppResult<ProcInfo> {
+    if pid <= 0 {
+        return Err(AppError::BadTarget(format!("invalid PID {pid}: PIDs are positive integers")));
+    }
+    let proc = Process::new(pid).map_err(|_| AppError::NoSuchPid(pid))?;
+    let st = proc.stat().map_err(|_| AppError::NoSuchPid(pid))?;
+    if st.flags & PF_KTHREAD != 0 {
+        return Err(AppError::KernelThread(pid, st.comm));
+    }
+    if st.state == 'Z' || st.state == 'X' {
+        return Err(AppError::BadTarget(format!("PID {pid} ({}) has already exited (zombie)", st.comm)));
+    }
+    Ok(ProcInfo { pid: pid as u32, ppid: st.ppid as u32, comm: st.comm, zombie: false })
+}
+
+/// Direct children of every thread of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// `root` and all its live descendants, parents before children.
+pub fn descendants(root: u32) -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    let mut queue = vec![root];
+    let mut seen = BTreeSet::new();
+    while let Some(pid) = queue.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        if let Some(info) = proc_info(pid) {
+            if info.zombie {
+                continue;
+            }
+            queue.extend(children(pid));
+            out.push(info);
+        }
+    }
+    out
+}
+
+/// `tty-index:` of `/proc/PID/fdinfo/FD` (PTY masters only).
+pub fn tty_index(pid: u32, fd: i32) -> Option<u32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("tty-index:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Reads a process's fd table. `None` when the process is gone or a zombie.
+pub fn observe(pid: u32) -> Option<ObservedProcess> {
+    let scan_start_ns = monotonic_ns();
+    let info = proc_info(pid)?;
+    if info.zombie {
+        return None;
+    }
+    let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut fds = BTreeMap::new();
+    for ent in dir.flatten() {
+        let Some(fd) = ent.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        // Closed between readdir and readlink: simply not there.
+        let Ok(target) = fs::read_link(ent.path()) else { continue };
+        let target = target.to_string_lossy().into_owned();
+        let tty_index = if target == "/dev/ptmx" || target == "/dev/pts/ptmx" { tty_index(pid, fd) } else { None };
+        fds.insert(fd, ObservedFd { target, tty_index });
+    }
+    // A process that exited during the scan shows an empty or partial table: not evidence.
+    let still = proc_info(pid)?;
+    if still.zombie {
+        return None;
+    }
+    Some(ObservedProcess {
+        pid,
+        ppid: info.ppid,
+        comm: info.comm,
+        fds,
+        scan_start_ns,
+        scan_end_ns: monotonic_ns(),
+    })
+}
+
+/// PTY indexes among `wanted` whose slave (`/dev/pts/N`) some process not in `exclude` holds.
+pub fn outside_slave_holders(wanted: &BTreeSet<u32>, exclude: &BTreeSet<u32>) -> BTreeSet<u32> {
+    let mut found = BTreeSet::new();
+    if wanted.is_empty() {
+        return found;
+    }
+    let Ok(procs) = fs::read_dir("/proc") else { return found };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if exclude.contains(&pid) {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if let Ok(t) = fs::read_link(fd.path())
+                && let Some(i) = t.to_str().and_then(|s| s.strip_prefix("/dev/pts/")).and_then(|s| s.parse().ok())
+                && wanted.contains(&i)
+            {
+                found.insert(i);
+            }
+        }
+        if found.len() == wanted.len() {
+            break;
+        }
+    }
+    found
+}
+
+/// (`/proc/sys/kernel/pty/nr`, `/proc/sys/kernel/pty/max`).
+pub fn pty_usage() -> (u64, u64) {
+    let read = |p: &str| fs::read_to_string(p).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    (read("/proc/sys/kernel/pty/nr"), read("/proc/sys/kernel/pty/max"))
+}
+
+/// Soft RLIMIT_NOFILE of a process (`/proc/PID/limits`).
+pub fn nofile_limit(pid: u32) -> Option<u64> {
+    let limits = Process::new(pid as i32).ok()?.limits().ok()?;
+    match limits.max_open_files.soft_limit {
+        procfs::process::LimitValue::Value(v) => Some(v),
+        procfs::process::LimitValue::Unlimited => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observes_own_process_including_a_real_pty() {
+        // SAFETY: plain libc calls on fds this test owns.
+        let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+        assert!(master >= 0, "posix_openpt failed");
+        let me = std::process::id();
+        let obs = observe(me).expect("own process is observable");
+        let e = &obs.fds[&master];
+        assert_eq!(e.target, "/dev/ptmx");
+        assert!(e.tty_index.is_some(), "fdinfo has tty-index for a master");
+        assert!(obs.scan_end_ns >= obs.scan_start_ns);
+        unsafe { libc::close(master) };
+    }
+
+    #[test]
+    fn rejects_bad_targets() {
+        assert!(matches!(validate_target(0), Err(AppError::BadTarget(_))));
+        assert!(matches!(validate_target(i32::MAX), Err(AppError::NoSuchPid(_))));
+        // kthreadd is PID 2 on Linux.
+        if let Some(info) = proc_info(2)
+            && info.comm == "kthreadd"
+        {
+            assert!(matches!(validate_target(2), Err(AppError::KernelThread(2, _))));
+        }
+        assert!(validate_target(std::process::id() as i32).is_ok());
+    }
+
+    #[test]
+    fn finds_children() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let kids = children(std::process::id());
+        assert!(kids.contains(&child.id()));
+        let d = descendants(std::process::id());
+        assert!(d.iter().any(|p| p.pid == child.id() && p.comm == "sleep"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

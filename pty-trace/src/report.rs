@@ -1,0 +1,384 @@
+//! `pty-trace report FILE [--json]`: a forensic report from a JSONL recording.
+//!
+//! Streams the file line by line in constant memory: per session it keeps running aggregates
+//! and a timeline thinned to at most `TIMELINE_POINTS` points (every other point is dropped when
+//! full). Malformed lines are reported with their line numbers and skipped.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{BufRead, BufReader},
+    path::Path,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AppError, AppResult};
+
+const TIMELINE_POINTS: usize = 64;
+/// Malformed line numbers listed individually (the rest are counted).
+const MAX_LISTED_BAD_LINES: usize = 20;
+
+/// The fields the report reads; everything else in a line is ignored.
+#[derive(Deserialize)]
+struct Line {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    ts: String,
+    #[serde(default)]
+    session: Option<u32>,
+    #[serde(default)]
+    health: Option<f64>,
+    #[serde(default)]
+    totals: Option<Totals>,
+    #[serde(default)]
+    processes: Option<Vec<Proc>>,
+    #[serde(default)]
+    reasons: Option<Vec<String>>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    verdict: Option<String>,
+    #[serde(default)]
+    commands: Option<serde_json::Value>,
+    #[serde(default)]
+    est_seconds_to_exhaustion: Option<f64>,
+    #[serde(default)]
+    lost_events: Option<u64>,
+    #[serde(default)]
+    drift: Option<u64>,
+    #[serde(default)]
+    leaked_at_end: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    descendants_left_running: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    metrics: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+struct Totals {
+    #[serde(default)]
+    fds: u64,
+    #[serde(default)]
+    pty_masters: u64,
+    #[serde(default)]
+    orphaned_ptys: u64,
+}
+
+#[derive(Deserialize)]
+struct Proc {
+    pid: u32,
+    #[serde(default)]
+    comm: String,
+    #[serde(default)]
+    pty_masters: u64,
+    #[serde(default)]
+    fds: u64,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct Point {
+    pub ts: String,
+    pub health: f64,
+    pub fds: u64,
+    pub ptys: u64,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Culprit {
+    pub pid: u32,
+    pub comm: String,
+    pub command: Option<Vec<String>>,
+    pub pty_masters: u64,
+    pub fds: u64,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct SessionReport {
+    pub session: u32,
+    pub verdict: String,
+    pub first_ts: String,
+    pub last_ts: String,
+    pub snapshots: u64,
+    pub commands: u64,
+    pub health_min: f64,
+    pub health_final: f64,
+    pub pty_peak: u64,
+    pub fd_peak: u64,
+    pub orphaned_peak: u64,
+    pub timeline: Vec<Point>,
+    #[serde(skip)]
+    stride: u64,
+    pub alerts: Vec<(String, f64, Vec<String>)>,
+    pub decisions: Vec<(String, String, f64, Vec<String>)>,
+    /// The process holding the most PTY masters at the session's PTY peak.
+    pub top_holder: Option<Culprit>,
+    pub est_seconds_to_exhaustion: Option<f64>,
+    pub leaked_at_end: Vec<serde_json::Value>,
+    pub descendants_left_running: Vec<serde_json::Value>,
+    pub lost_events: u64,
+    pub drift: u64,
+    pub summary_metrics: Option<serde_json::Value>,
+    pub recommendations: Vec<String>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Report {
+    pub file: String,
+    pub lines: u64,
+    pub valid_records: u64,
+    pub malformed_lines: u64,
+    pub malformed_line_numbers: Vec<u64>,
+    pub verdict: String,
+    pub sessions: Vec<SessionReport>,
+}
+
+impl SessionReport {
+    fn push_point(&mut self, p: Point) {
+        self.snapshots += 1;
+        if self.stride == 0 {
+            self.stride = 1;
+        }
+        if (self.snapshots - 1) % self.stride != 0 {
+            return;
+        }
+        self.timeline.push(p);
+        if self.timeline.len() >= TIMELINE_POINTS {
+            // Keep every other point and sample half as often from now on.
+            let mut i = 0;
+            self.timeline.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+        }
+    }
+}
+
+/// Reads `path` and builds the report.
+pub fn build(path: &Path) -> AppResult<Report> {
+    let f = File::open(path).map_err(|e| AppError::BadInput(format!("cannot open {}: {e}", path.display())))?;
+    let mut r = Report { file: path.display().to_string(), ..Report::default() };
+    let mut sessions: BTreeMap<u32, SessionReport> = BTreeMap::new();
+    let mut reader = BufReader::with_capacity(1 << 20, f);
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_line(&mut buf)
+            .map_err(|e| AppError::BadInput(format!("reading {} at line {}: {e}", path.display(), r.lines + 1)))?;
+        if n == 0 {
+            break;
+        }
+        r.lines += 1;
+        let line = buf.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(rec) = serde_json::from_str::<Line>(line) else {
+            r.malformed_lines += 1;
+            if r.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
+                r.malformed_line_numbers.push(r.lines);
+            }
+            continue;
+        };
+        r.valid_records += 1;
+        let Some(sid) = rec.session else { continue };
+        let s = sessions.entry(sid).or_insert_with(|| SessionReport {
+            session: sid,
+            health_min: 100.0,
+            health_final: 100.0,
+            first_ts: rec.ts.clone(),
+            ..SessionReport::default()
+        });
+        s.last_ts = rec.ts.clone();
+        match rec.kind.as_str() {
+            "snapshot" => {
+                let t = rec.totals.unwrap_or_default();
+                let h = rec.health.unwrap_or(100.0);
+                s.health_min = s.health_min.min(h);
+                s.health_final = h;
+                s.fd_peak = s.fd_peak.max(t.fds);
+                s.orphaned_peak = s.orphaned_peak.max(t.orphaned_ptys);
+                if let Some(c) = rec.commands.as_ref().and_then(|c| c.as_u64()) {
+                    s.commands = c;
+                }
+                s.est_seconds_to_exhaustion = rec.est_seconds_to_exhaustion;
+                s.lost_events = rec.lost_events.unwrap_or(s.lost_events);
+                s.drift = rec.drift.unwrap_or(s.drift);
+                if t.pty_masters >= s.pty_peak {
+                    s.pty_peak = t.pty_masters;
+                    if let Some(top) = rec.processes.as_ref().and_then(|ps| ps.iter().max_by_key(|p| (p.pty_masters, p.fds))) {
+                        s.top_holder = Some(Culprit {
+                            pid: top.pid,
+                            comm: top.comm.clone(),
+                            command: top.command.clone(),
+                            pty_masters: top.pty_masters,
+                            fds: top.fds,
+                        });
+                    }
+                }
+                s.push_point(Point { ts: rec.ts, health: h, fds: t.fds, ptys: t.pty_masters });
+            }
+            "alert" => s.alerts.push((rec.ts, rec.health.unwrap_or(0.0), rec.reasons.unwrap_or_default())),
+            "decision" => s.decisions.push((
+                rec.ts,
+                rec.action.unwrap_or_default(),
+                rec.health.unwrap_or(0.0),
+                rec.reasons.unwrap_or_default(),
+            )),
+            "summary" => {
+                if let Some(v) = rec.verdict {
+                    s.verdict = v;
+                }
+                s.leaked_at_end = rec.leaked_at_end.unwrap_or_default();
+                s.descendants_left_running = rec.descendants_left_running.unwrap_or_default();
+                s.summary_metrics = rec.metrics;
+                s.lost_events = rec.lost_events.unwrap_or(s.lost_events);
+                s.drift = rec.drift.unwrap_or(s.drift);
+            }
+            _ => {}
+        }
+    }
+    if r.valid_records == 0 {
+        return Err(AppError::BadInput(format!(
+            "{}: no valid pty-trace record in {} line(s)",
+            path.display(),
+            r.lines
+        )));
+    }
+    for mut s in sessions.into_values() {
+        if s.verdict.is_empty() {
+            s.verdict = if s.orphaned_peak > 0 || !s.decisions.is_empty() { "LEAK DETECTED" } else { "HEALTHY" }.into();
+        }
+        s.recommendations = recommend(&s);
+        r.sessions.push(s);
+    }
+    r.verdict = if r.sessions.iter().any(|s| s.verdict == "LEAK DETECTED") { "LEAK DETECTED" } else { "HEALTHY" }.into();
+    Ok(r)
+}
+
+fn recommend(s: &SessionReport) -> Vec<String> {
+    let mut out = Vec::new();
+    let holder = s.top_holder.as_ref().map(|c| format!("pid {} ({})", c.pid, c.comm)).unwrap_or_else(|| "the session root".into());
+    if s.orphaned_peak > 0 {
+        out.push(format!(
+            "{holder} keeps PTY masters after their child exits ({} orphaned at peak): close the master when the child is reaped",
+            s.orphaned_peak
+        ));
+    }
+    if s.commands > 0 && s.pty_peak as f64 / s.commands as f64 >= 0.5 {
+        out.push(format!(
+            "about {:.1} PTY per command ({} PTYs over {} commands): reuse one PTY or destroy each after use",
+            s.pty_peak as f64 / s.commands as f64,
+            s.pty_peak,
+            s.commands
+        ));
+    }
+    if !s.descendants_left_running.is_empty() {
+        out.push(format!(
+            "{} descendant(s) outlived the session: kill the process group when a command ends",
+            s.descendants_left_running.len()
+        ));
+    }
+    if !s.decisions.is_empty() {
+        out.push("rotate the session (restart the agent/terminal) before fds or PTYs run out".into());
+    }
+    if s.lost_events > 0 {
+        out.push(format!("{} events were lost: re-run with a larger --ring-buffer-size", s.lost_events));
+    }
+    out
+}
+
+/// Human-readable rendering.
+pub fn render_text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "pty-trace report: {}  ({} lines, {} records)", r.file, r.lines, r.valid_records);
+    if r.malformed_lines > 0 {
+        let _ = writeln!(o, "  {} malformed line(s) skipped: {:?}", r.malformed_lines, r.malformed_line_numbers);
+    }
+    let _ = writeln!(o, "VERDICT: {}", r.verdict);
+    for s in &r.sessions {
+        let _ = writeln!(o, "\nsession {}: {}  ({} .. {})", s.session, s.verdict, s.first_ts, s.last_ts);
+        let _ = writeln!(
+            o,
+            "  commands {}  PTY peak {}  fd peak {}  orphaned PTYs peak {}  health min {:.0} final {:.0}",
+            s.commands, s.pty_peak, s.fd_peak, s.orphaned_peak, s.health_min, s.health_final
+        );
+        if let Some(c) = &s.top_holder {
+            let cmd = c.command.as_ref().map(|a| a.join(" ")).unwrap_or_default();
+            let _ = writeln!(o, "  leaking process: pid {} {} ({cmd}) held {} PTY masters, {} fds", c.pid, c.comm, c.pty_masters, c.fds);
+        }
+        if let Some(e) = s.est_seconds_to_exhaustion {
+            let _ = writeln!(o, "  time to exhaustion (estimate): {:.0} s", e);
+        }
+        let _ = writeln!(o, "  timeline (health / fds / PTYs):");
+        for p in &s.timeline {
+            let _ = writeln!(o, "    {}  {:>5.0}  {:>5}  {:>4}", p.ts, p.health, p.fds, p.ptys);
+        }
+        for (ts, h, reasons) in &s.alerts {
+            let _ = writeln!(o, "  ALERT {ts} health {h:.0}: {}", reasons.join("; "));
+        }
+        for (ts, a, h, reasons) in &s.decisions {
+            let _ = writeln!(o, "  DECISION {ts} {a} (health {h:.0}): {}", reasons.join("; "));
+        }
+        if !s.leaked_at_end.is_empty() {
+            let _ = writeln!(o, "  still open at the end: {} fd(s)/PTY(s)", s.leaked_at_end.len());
+        }
+        let _ = writeln!(o, "  lost events {}  drift {}", s.lost_events, s.drift);
+        for rec in &s.recommendations {
+            let _ = writeln!(o, "  -> {rec}");
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("pty-trace-report-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn empty_or_garbage_file_is_an_error() {
+        let p = write("garbage", "not json\n{\"no_type\":1}\n");
+        match build(&p) {
+            Err(AppError::BadInput(m)) => assert!(m.contains("no valid pty-trace record"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_lines_are_counted_with_numbers() {
+        let good = r#"{"type":"snapshot","schema":1,"ts":"t1","session":5,"health":40,"commands":4,"totals":{"fds":9,"pty_masters":4,"orphaned_ptys":4},"processes":[{"pid":5,"comm":"agent","pty_masters":4,"fds":9}]}"#;
+        let p = write("mixed", &format!("{good}\n{{broken\n\n{good}\n"));
+        let r = build(&p).unwrap();
+        assert_eq!(r.malformed_lines, 1);
+        assert_eq!(r.malformed_line_numbers, vec![2]);
+        assert_eq!(r.valid_records, 2);
+        assert_eq!(r.verdict, "LEAK DETECTED");
+        let s = &r.sessions[0];
+        assert_eq!(s.top_holder.as_ref().unwrap().comm, "agent");
+        assert!(s.recommendations.iter().any(|x| x.contains("close the master when the child is reaped")));
+    }
+
+    #[test]
+    fn timeline_stays_bounded() {
+        let mut text = String::new();
+        for i in 0..10_000 {
+            text.push_str(&format!("{{\"type\":\"snapshot\",\"ts\":\"{i}\",\"session\":1,\"health\":100,\"totals\":{{\"fds\":{i},\"pty_masters\":0}}}}\n"));
+        }
+        let r = build(&write("long", &text)).unwrap();
+        assert!(r.sessions[0].timeline.len() < TIMELINE_POINTS);
+        assert_eq!(r.sessions[0].snapshots, 10_000);
+        assert_eq!(r.sessions[0].fd_peak, 9_999);
+    }
+}
