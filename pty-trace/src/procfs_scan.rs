@@ -93,8 +93,24 @@ pub fn descendants(root: u32) -> Vec<ProcInfo> {
 
 /// `tty-index:` of `/proc/PID/fdinfo/FD` (PTY masters only).
 pub fn tty_index(pid: u32, fd: i32) -> Option<u32> {
+    fdinfo(pid, fd).and_then(|(_, idx)| idx)
+}
+
+/// (close-on-exec, tty-index) from `/proc/PID/fdinfo/FD`.
+pub fn fdinfo(pid: u32, fd: i32) -> Option<(bool, Option<u32>)> {
     let s = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("tty-index:")).and_then(|v| v.trim().parse().ok())
+    Some(parse_fdinfo(&s))
+}
+
+/// Parses fdinfo text: `flags:` is octal and carries O_CLOEXEC (0o2000000) for this fd.
+pub fn parse_fdinfo(s: &str) -> (bool, Option<u32>) {
+    let flags = s
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 8).ok())
+        .unwrap_or(0);
+    let idx = s.lines().find_map(|l| l.strip_prefix("tty-index:")).and_then(|v| v.trim().parse().ok());
+    (flags & 0o2000000 != 0, idx)
 }
 
 /// Reads a process's fd table. `None` when the process is gone or a zombie.
@@ -111,8 +127,11 @@ pub fn observe(pid: u32) -> Option<ObservedProcess> {
         // Closed between readdir and readlink: simply not there.
         let Ok(target) = fs::read_link(ent.path()) else { continue };
         let target = target.to_string_lossy().into_owned();
-        let tty_index = if target == "/dev/ptmx" || target == "/dev/pts/ptmx" { tty_index(pid, fd) } else { None };
-        fds.insert(fd, ObservedFd { target, tty_index });
+        let (cloexec, tty_index) = match fdinfo(pid, fd) {
+            Some((c, i)) => (Some(c), i),
+            None => (None, None),
+        };
+        fds.insert(fd, ObservedFd { target, tty_index, cloexec });
     }
     // A process that exited during the scan shows an empty or partial table: not evidence.
     let still = proc_info(pid)?;
@@ -188,6 +207,14 @@ mod tests {
         assert!(e.tty_index.is_some(), "fdinfo has tty-index for a master");
         assert!(obs.scan_end_ns >= obs.scan_start_ns);
         unsafe { libc::close(master) };
+    }
+
+    #[test]
+    fn parses_fdinfo() {
+        let master = "pos:\t0\nflags:\t02100002\nmnt_id:\t25\nino:\t2\ntty-index:\t7\n";
+        assert_eq!(parse_fdinfo(master), (true, Some(7)));
+        assert_eq!(parse_fdinfo("pos:\t0\nflags:\t0100000\n"), (false, None));
+        assert_eq!(parse_fdinfo("garbage"), (false, None));
     }
 
     #[test]

@@ -186,6 +186,8 @@ pub struct SummaryRec {
     pub lost_events: u64,
     pub drift: u64,
     pub drift_by_cause: BTreeMap<&'static str, u64>,
+    /// The first corrections in words: attach them to a bug report.
+    pub drift_examples: Vec<String>,
     /// `run`: the command's exit status (128+N when killed by signal N).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,

@@ -44,13 +44,22 @@ pub fn redact_text(s: &str) -> String {
     let mut mask_next = false;
     while let Some(w) = words.next() {
         let (word, ws) = split_trailing_ws(w);
+        let lower = word.to_ascii_lowercase();
         if mask_next && !word.is_empty() {
+            // `Authorization: Bearer TOKEN`: keep the scheme, mask what follows it.
+            if matches!(lower.as_str(), "bearer" | "basic" | "token" | "digest") {
+                out.push_str(word);
+                out.push_str(ws);
+                continue;
+            }
+            // Keep a closing quote so the shell text stays readable.
+            let quote_at = word.trim_end_matches(['\'', '"']).len();
             out.push_str(MASK);
+            out.push_str(&word[quote_at..]);
             out.push_str(ws);
             mask_next = false;
             continue;
         }
-        let lower = word.to_ascii_lowercase();
         let header_name = lower.trim_start_matches(['\'', '"']);
         if header_name == "authorization:" || header_name == "bearer" || header_name == "x-api-key:" {
             out.push_str(word);
@@ -119,7 +128,7 @@ mod tests {
         );
         assert_eq!(
             redact_text("curl -H 'Authorization: Bearer abc' https://u:pw@h/x"),
-            "curl -H 'Authorization: <redacted> https://u:<redacted>@h/x"
+            "curl -H 'Authorization: Bearer <redacted>' https://u:<redacted>@h/x"
         );
         assert_eq!(redact_text("ls -la /tmp"), "ls -la /tmp");
         assert_eq!(redact_argv(&v(&["sh", "-c", "FOO_SECRET=1 make"])), v(&["sh", "-c", "FOO_SECRET=<redacted> make"]));

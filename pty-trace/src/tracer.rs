@@ -255,9 +255,19 @@ impl Tracer {
     fn drain(&mut self) {
         let Some(ring) = self.ring.as_mut() else { return };
         let rb = ring.get_mut();
+        let debug = std::env::var_os("PTY_TRACE_DEBUG_EVENTS").is_some();
         while let Some(item) = rb.next() {
             match decode(&item) {
-                Ok(ev) => self.model.apply(&ev),
+                Ok(ev) => {
+                    if debug {
+                        let text = format!("{ev:?}");
+                        match std::env::var("PTY_TRACE_DEBUG_EVENTS").ok().filter(|f| !f.is_empty() && f != "1") {
+                            Some(f) if !text.contains(&f) => {}
+                            _ => eprintln!("pty-trace: event {text}"),
+                        }
+                    }
+                    self.model.apply(&ev)
+                }
                 Err(_) => self.decode_errors += 1,
             }
         }
@@ -286,11 +296,25 @@ impl Tracer {
         // submitted microseconds after their timestamp): apply it before comparing.
         std::thread::sleep(Duration::from_millis(2));
         self.drain();
+        let debug_drift = std::env::var_os("PTY_TRACE_DEBUG_DRIFT").is_some();
         for o in &observed {
-            self.model.reconcile(o);
+            let before = if debug_drift { self.model.table_of(o.pid).cloned() } else { None };
+            let r = self.model.reconcile(o);
+            if debug_drift && r.seeding {
+                eprintln!("pty-trace: seeded pid {} at {} with fds {:?}", o.pid, o.scan_start_ns, o.fds.keys().collect::<Vec<_>>());
+            }
+            if debug_drift && !r.seeding && r.corrections() > 0 {
+                for fd in r.added.iter().chain(&r.removed).chain(&r.corrected).chain(&r.cloexec_corrected) {
+                    let model = before.as_ref().and_then(|t| t.fds.get(fd).cloned());
+                    eprintln!("pty-trace: drift pid {} fd {fd}: model {:?} /proc {:?}", o.pid, model, o.fds.get(fd));
+                }
+            }
         }
         for pid in gone {
-            if procfs_scan::proc_info(pid).is_none_or(|i| i.zombie) {
+            if procfs_scan::proc_info(pid).is_none_or(|i| i.zombie) && self.model.procs.contains_key(&pid) {
+                if debug_drift {
+                    eprintln!("pty-trace: drift: process {pid} vanished from /proc without an exit event");
+                }
                 self.model.process_vanished(pid, scan_start);
             }
         }
@@ -301,6 +325,15 @@ impl Tracer {
                 && info.ppid == ppid
                 && self.model.process_discovered(c, ppid, &info.comm, scan_start)
             {
+                if debug_drift {
+                    let ended = self.model.ended.iter().any(|e| e.pid == c);
+                    eprintln!(
+                        "pty-trace: drift: process {c} ({}) child of {ppid} missing from the model (in TRACKED: {}, seen ending: {ended}, state: {:?})",
+                        info.comm,
+                        self.tracked.contains(c),
+                        std::fs::read_to_string(format!("/proc/{c}/stat")).ok().and_then(|s| s.split(") ").nth(1).map(|x| x.chars().next()))
+                    );
+                }
                 let session = self.model.procs[&c].session;
                 let _ = self.tracked.insert(c, session);
             }
@@ -464,6 +497,7 @@ impl Tracer {
                 lost_events: self.lost_events,
                 drift: self.model.stats.drift,
                 drift_by_cause: self.model.stats.drift_by_cause.clone(),
+                drift_examples: self.model.stats.drift_examples.clone(),
                 exit_status,
                 final_scores: book.scorer.last.clone(),
             };

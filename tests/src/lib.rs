@@ -1,1 +1,149 @@
+//! Helpers for pty-trace's privileged end-to-end tests: find the binary, make sure BPF can be
+//! loaded (or fail saying why), run traced commands and read their JSONL, read /proc.
+//!
+//! These tests run real processes under the real binary with real kernel probes. They never
+//! skip silently: without BPF they fail with the reason, unless a person sets
+//! `PTY_TRACE_SKIP_BPF_TESTS=1`.
 
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::OnceLock,
+};
+
+use serde_json::Value;
+
+/// The pty-trace binary under test: `$PTY_TRACE_BIN`, or the workspace's target dir.
+pub fn pty_trace_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PTY_TRACE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    for profile in ["debug", "release"] {
+        let p = target.join(profile).join("pty-trace");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("pty-trace binary not found under {}: run `cargo build -p pty-trace` (cargo xtask test does)", target.display());
+}
+
+/// True when the privileged tests should run. Panics with the reason when BPF cannot be used,
+/// unless `PTY_TRACE_SKIP_BPF_TESTS=1` is set (then it says so and returns false).
+pub fn bpf_available() -> bool {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    let skip = std::env::var("PTY_TRACE_SKIP_BPF_TESTS").is_ok_and(|v| v == "1");
+    let r = CHECK.get_or_init(|| {
+        let out = Command::new(pty_trace_bin()).arg("doctor").output().map_err(|e| format!("cannot run pty-trace doctor: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("pty-trace doctor says tracing cannot work here:\n{}", String::from_utf8_lossy(&out.stdout)))
+        }
+    });
+    match (r, skip) {
+        (Ok(()), _) => true,
+        (Err(e), true) => {
+            eprintln!("SKIPPED (PTY_TRACE_SKIP_BPF_TESTS=1): {e}");
+            false
+        }
+        (Err(e), false) => panic!("{e}\nThe privileged tests need root and BPF; set PTY_TRACE_SKIP_BPF_TESTS=1 to skip them deliberately."),
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pty-trace-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Parses a JSONL file, panicking on any line that is not JSON (the tool must never write one).
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: not JSON ({e}): {l}", path.display(), i + 1)))
+        .collect()
+}
+
+pub fn of_type<'a>(recs: &'a [Value], t: &str) -> Vec<&'a Value> {
+    recs.iter().filter(|r| r["type"] == t).collect()
+}
+
+/// Runs `pty-trace run --no-tui --jsonl FILE <extra> -- <cmd>` to completion.
+pub fn run_traced(jsonl: &Path, extra: &[&str], cmd: &[&str]) -> Output {
+    let mut c = Command::new(pty_trace_bin());
+    c.arg("run").arg("--no-tui").arg("--jsonl").arg(jsonl).args(extra).arg("--").args(cmd);
+    c.output().expect("running pty-trace")
+}
+
+/// Milliseconds since the epoch of an RFC 3339 `...THH:MM:SS.mmmZ` timestamp (same day math
+/// is enough: tests compare timestamps seconds apart).
+pub fn ts_ms(ts: &str) -> u64 {
+    let date = &ts[..10];
+    let time = &ts[11..23];
+    let days = days_from_civil(date[0..4].parse().unwrap(), date[5..7].parse().unwrap(), date[8..10].parse().unwrap());
+    let h: u64 = time[0..2].parse().unwrap();
+    let m: u64 = time[3..5].parse().unwrap();
+    let s: u64 = time[6..8].parse().unwrap();
+    let ms: u64 = time[9..12].parse().unwrap();
+    (days as u64 * 86400 + h * 3600 + m * 60 + s) * 1000 + ms
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// (fds, PTY masters, PTY slaves) of a live process, from /proc.
+pub fn proc_counts(pid: u32) -> Option<(u64, u64, u64)> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let (mut fds, mut m, mut s) = (0, 0, 0);
+    for e in dir.flatten() {
+        let Ok(t) = std::fs::read_link(e.path()) else { continue };
+        let t = t.to_string_lossy();
+        fds += 1;
+        if t == "/dev/ptmx" || t == "/dev/pts/ptmx" {
+            m += 1;
+        } else if t.strip_prefix("/dev/pts/").is_some_and(|r| r.trim_end_matches(" (deleted)").parse::<u32>().is_ok()) {
+            s += 1;
+        }
+    }
+    Some((fds, m, s))
+}
+
+/// A process row of a snapshot: (fds, masters, slaves).
+pub fn row_counts(row: &Value) -> (u64, u64, u64) {
+    (row["fds"].as_u64().unwrap(), row["pty_masters"].as_u64().unwrap(), row["pty_slaves"].as_u64().unwrap())
+}
+
+/// Ground truth files written by the workload: pid -> (fds, masters, slaves, unix_ms).
+pub fn ground_truth(dir: &Path) -> Vec<(u32, (u64, u64, u64), u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let v: Vec<u64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        out.push((v[0] as u32, (v[1], v[2], v[3]), v[4]));
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamps() {
+        assert_eq!(ts_ms("1970-01-01T00:00:01.250Z"), 1250);
+        assert_eq!(ts_ms("2026-11-21T12:00:00.000Z") - ts_ms("2026-11-20T12:00:00.000Z"), 86_400_000);
+    }
+}

@@ -137,8 +137,15 @@ pub fn classify_link_target(target: &str, tty_index: Option<u32>) -> (FdKind, Op
     if target == "/dev/ptmx" || target == "/dev/pts/ptmx" {
         return (FdKind::PtyMaster, tty_index);
     }
-    if let Some(idx) = target.strip_prefix("/dev/pts/").and_then(|r| r.parse().ok()) {
-        return (FdKind::PtySlave, Some(idx));
+    if let Some(rest) = target.strip_prefix("/dev/pts/") {
+        if let Ok(idx) = rest.parse() {
+            return (FdKind::PtySlave, Some(idx));
+        }
+        // The slave of a PTY whose master was closed: still an open slave fd, but of a dead
+        // PTY whose index may already belong to a new one, so it gets no index.
+        if rest.strip_suffix(" (deleted)").is_some_and(|n| n.parse::<u32>().is_ok()) {
+            return (FdKind::PtySlave, None);
+        }
     }
     let kind = if target.starts_with("pipe:") {
         FdKind::Pipe
@@ -178,6 +185,7 @@ mod tests {
     fn link_targets() {
         assert_eq!(classify_link_target("/dev/ptmx", Some(4)), (FdKind::PtyMaster, Some(4)));
         assert_eq!(classify_link_target("/dev/pts/4", None), (FdKind::PtySlave, Some(4)));
+        assert_eq!(classify_link_target("/dev/pts/4 (deleted)", None), (FdKind::PtySlave, None));
         assert_eq!(classify_link_target("pipe:[1234]", None).0, FdKind::Pipe);
         assert_eq!(classify_link_target("socket:[1]", None).0, FdKind::Socket);
         assert_eq!(classify_link_target("anon_inode:[eventfd]", None).0, FdKind::AnonInode);

@@ -56,6 +56,10 @@ pub struct Process {
     /// False until the first /proc scan filled in fds opened before tracing; corrections made
     /// by that first scan are seeding, not drift.
     pub seeded: bool,
+    /// Start of the /proc scan that seeded it (0: never seeded by a scan). fd events stamped
+    /// before it are already part of that scan and are not applied again, even when they
+    /// reach userspace late (a BPF program can be preempted between stamping and submitting).
+    pub seeded_at: u64,
     /// Threads created while traced (besides the main one).
     pub threads_created: u64,
     /// It has exec'd since tracing began (a further exec is chained).
@@ -104,9 +108,20 @@ pub struct Stats {
     pub drift_by_cause: BTreeMap<&'static str, u64>,
     /// Events about processes the model did not know (a lost fork).
     pub unknown_process_events: u64,
+    /// The first few corrections in words, for a bug report (bounded).
+    pub drift_examples: Vec<String>,
 }
 
+/// Most drift examples kept.
+pub const MAX_DRIFT_EXAMPLES: usize = 20;
+
 impl Stats {
+    pub(crate) fn example(&mut self, text: impl FnOnce() -> String) {
+        if self.drift_examples.len() < MAX_DRIFT_EXAMPLES {
+            self.drift_examples.push(text());
+        }
+    }
+
     pub(crate) fn drift(&mut self, cause: &'static str, n: u64) {
         if n > 0 {
             self.drift += n;
@@ -128,6 +143,8 @@ pub struct Model {
     pub stats: Stats,
     /// Processes to compare with /proc soon (after an exec, or when first seen).
     needs_reconcile: BTreeSet<u32>,
+    /// pid -> start of the scan that first saw it missing from /proc (or from the model).
+    pub(crate) proc_suspects: HashMap<u32, u64>,
 }
 
 /// Most pending argv records kept (threads that exec'd and died before exec completed).
@@ -170,6 +187,7 @@ impl Model {
                 command: None,
                 started_ns: ts_ns,
                 seeded: false,
+                seeded_at: 0,
                 threads_created: 0,
                 execed: false,
             },
@@ -214,12 +232,12 @@ impl Model {
         self.stats.events += 1;
         match ev {
             Event::Syscall { h, kind, ret, args, aux, user_flags } => {
-                if self.ensure_process(h) {
+                if self.ensure_process(h) && !self.in_seed(h) {
                     syscalls::apply_syscall(self, h, *kind, *ret, args, *aux, *user_flags);
                 }
             }
             Event::Open { h, kind: _, ret, dirfd, flags, path } => {
-                if *ret >= 0 && self.ensure_process(h) {
+                if *ret >= 0 && self.ensure_process(h) && !self.in_seed(h) {
                     syscalls::apply_open(self, h, *ret as i32, *dirfd, *flags, path);
                 }
             }
@@ -237,6 +255,11 @@ impl Model {
             }
             Event::Exit { h } => self.on_exit(h),
         }
+    }
+
+    /// The event happened before the scan that seeded its process: its effect is in the seed.
+    fn in_seed(&self, h: &Header) -> bool {
+        self.procs.get(&h.tgid).is_some_and(|p| h.ts_ns < p.seeded_at)
     }
 
     /// Makes sure the event's process is known. An unknown process of a known session means a
@@ -274,6 +297,7 @@ impl Model {
         if self.procs.contains_key(&child) {
             return;
         }
+        self.proc_suspects.remove(&child);
         let parent = self.procs[&h.tgid].clone();
         let table = if flags & CLONE_FILES != 0 {
             if let Some(t) = self.tables.get_mut(&parent.table) {
@@ -298,6 +322,7 @@ impl Model {
                 command: parent.command,
                 started_ns: h.ts_ns,
                 seeded: parent.seeded,
+                seeded_at: 0,
                 threads_created: 0,
                 execed: false,
             },
@@ -340,6 +365,14 @@ impl Model {
             if top_level {
                 s.commands.push(id);
             }
+        }
+        if self.in_seed(h) {
+            // The seed scan already shows the table after this exec.
+            let p = self.procs.get_mut(&pid).expect("ensured above");
+            p.command = Some(id);
+            p.execed = true;
+            p.comm = comm_of(filename);
+            return;
         }
         // exec gives a process sharing its table (CLONE_FILES) a private copy first.
         self.unshare_table(pid);

@@ -20,6 +20,9 @@ pub struct ObservedFd {
     pub target: String,
     /// `tty-index:` from `/proc/PID/fdinfo/N` (PTY masters).
     pub tty_index: Option<u32>,
+    /// Close-on-exec as fdinfo's `flags:` line shows it; `None` when unread. `Some(false)` is
+    /// proof, `Some(true)` only likely (see `cloexec_wrong`).
+    pub cloexec: Option<bool>,
 }
 
 /// A process as /proc showed it during `[scan_start_ns, scan_end_ns]` (CLOCK_MONOTONIC).
@@ -41,8 +44,13 @@ pub struct ReconcileOutcome {
     pub removed: Vec<i32>,
     /// Fds whose PTY role or index the model had wrong.
     pub corrected: Vec<i32>,
+    /// Fds whose close-on-exec flag the model had wrong (exec would have kept or dropped them
+    /// wrongly).
+    pub cloexec_corrected: Vec<i32>,
     /// Fds not compared because an event touched them during the scan.
     pub skipped: usize,
+    /// Differences seen for the first time: corrected only if the next scan confirms them.
+    pub suspected: usize,
     /// True when this scan seeded the process (its corrections are not drift).
     pub seeding: bool,
     /// True when the whole process was skipped (unknown, too new, or changed in bulk).
@@ -51,7 +59,7 @@ pub struct ReconcileOutcome {
 
 impl ReconcileOutcome {
     pub fn corrections(&self) -> usize {
-        self.added.len() + self.removed.len() + self.corrected.len()
+        self.added.len() + self.removed.len() + self.corrected.len() + self.cloexec_corrected.len()
     }
 }
 
@@ -60,6 +68,7 @@ impl Model {
     pub fn reconcile(&mut self, obs: &ObservedProcess) -> ReconcileOutcome {
         let mut out = ReconcileOutcome::default();
         let t0 = obs.scan_start_ns;
+        self.proc_suspects.remove(&obs.pid);
         let Some(p) = self.procs.get_mut(&obs.pid) else {
             out.skipped_process = true;
             return out;
@@ -91,34 +100,58 @@ impl Model {
         numbers.extend(obs.fds.keys().copied());
         numbers.sort_unstable();
         numbers.dedup();
+        // Corrections of the index alone (the role was right), counted as `pty_index`.
+        let mut index_only = 0u64;
         for fd in numbers {
             if t.touched.get(&fd).is_some_and(|&ts| ts >= t0) {
                 out.skipped += 1;
                 continue;
             }
-            match (t.fds.get_mut(&fd), obs.fds.get(&fd)) {
+            let model = t.fds.get(&fd);
+            let seen = obs.fds.get(&fd);
+            if !seeding && differs(model, seen) {
+                // An event stamped before the scan may still be on its way (a BPF program can be
+                // preempted between stamping and submitting): a difference is only corrected when
+                // the next scan shows it again and no event touched the fd in between.
+                let confirmed = t.suspects.get(&fd).is_some_and(|&first| {
+                    first < t0 && t.touched.get(&fd).is_none_or(|&ts| ts < first)
+                });
+                if !confirmed {
+                    t.suspects.entry(fd).or_insert(t0);
+                    out.suspected += 1;
+                    continue;
+                }
+            }
+            t.suspects.remove(&fd);
+            match (t.fds.get_mut(&fd), seen) {
                 (Some(m), Some(o)) => {
                     let (kind, index) = classify_link_target(&o.target, o.tty_index);
                     let role_wrong = m.kind.pty_role() != kind.pty_role();
-                    let index_wrong = m.kind.pty_role() != PtyRole::None
-                        && m.pty_index.is_some()
-                        && index.is_some()
-                        && m.pty_index != index;
+                    let index_wrong = index_differs(m, index);
                     if role_wrong || index_wrong {
                         out.corrected.push(fd);
+                        index_only += u64::from(!role_wrong);
                     }
-                    // Enrichment: /proc knows the absolute path and the precise kind.
-                    if m.kind != FdKind::Directory || kind != FdKind::File {
+                    // Enrichment: /proc knows the absolute path and the precise kind, except
+                    // that a directory's link is a plain path (`/dev/pts` classifies as a device).
+                    if m.kind != FdKind::Directory
+                        || !matches!(kind, FdKind::File | FdKind::CharDevice)
+                    {
                         m.kind = kind;
                     }
                     m.target = o.target.clone();
-                    if index.is_some() {
+                    // fdinfo can only prove an fd is *not* close-on-exec (see `cloexec_wrong`).
+                    if cloexec_wrong(m, o) {
+                        m.cloexec = false;
+                        out.cloexec_corrected.push(fd);
+                    }
+                    if index.is_some() || o.target.ends_with(" (deleted)") {
                         m.pty_index = index;
                     }
                 }
                 (None, Some(o)) => {
                     let (kind, index) = classify_link_target(&o.target, o.tty_index);
-                    let mut e = FdEntry::new(kind, o.target.clone(), false);
+                    let mut e = FdEntry::new(kind, o.target.clone(), o.cloexec.unwrap_or(false));
                     e.pty_index = index;
                     e.opened_ns = obs.scan_start_ns;
                     e.opener_pid = pid;
@@ -134,36 +167,102 @@ impl Model {
                 (None, None) => {}
             }
         }
-        t.prune_touched(t0);
+        // Suspicions about fds that now agree (or vanished from both) are dropped above; keep
+        // change times as far back as the oldest open suspicion needs them.
+        let keep_from = t.suspects.values().copied().min().unwrap_or(t0).min(t0);
+        t.prune_touched(keep_from);
         if seeding {
             if let Some(p) = self.procs.get_mut(&obs.pid) {
                 p.seeded = true;
+                p.seeded_at = t0;
             }
         } else {
+            if out.corrections() > 0 {
+                let (pid, added, removed, corrected, cloexec) =
+                    (obs.pid, &out.added, &out.removed, &out.corrected, &out.cloexec_corrected);
+                self.stats.example(|| {
+                    format!("reconcile pid {pid}: missing fds {added:?}, extra fds {removed:?}, PTY role/index {corrected:?}, cloexec {cloexec:?}")
+                });
+            }
             self.stats.drift("missing_fd", out.added.len() as u64);
             self.stats.drift("extra_fd", out.removed.len() as u64);
-            self.stats.drift("pty_role", out.corrected.len() as u64);
+            self.stats.drift("pty_role", out.corrected.len() as u64 - index_only);
+            self.stats.drift("pty_index", index_only);
+            self.stats.drift("cloexec", out.cloexec_corrected.len() as u64);
         }
         out
     }
 
-    /// A modelled process that /proc no longer has, and whose exit event never came.
-    pub fn process_vanished(&mut self, pid: u32, ts_ns: u64) {
-        if self.procs.contains_key(&pid) {
-            self.stats.drift("vanished_process", 1);
-            self.remove_process(pid, ts_ns);
+    /// A modelled process that /proc no longer has, and whose exit event never came. Like fd
+    /// differences it must be seen at two scans (`ts` = scan start) before the model drops it.
+    /// Returns true when it was removed.
+    pub fn process_vanished(&mut self, pid: u32, ts_ns: u64) -> bool {
+        if !self.procs.contains_key(&pid) {
+            self.proc_suspects.remove(&pid);
+            return false;
+        }
+        match self.proc_suspects.get(&pid) {
+            Some(&first) if first < ts_ns => {
+                self.proc_suspects.remove(&pid);
+                self.stats.drift("vanished_process", 1);
+                self.remove_process(pid, ts_ns);
+                true
+            }
+            _ => {
+                self.proc_suspects.entry(pid).or_insert(ts_ns);
+                false
+            }
         }
     }
 
-    /// A descendant /proc has and the model missed (its fork event was lost). Returns true when
-    /// it was added.
+    /// A descendant /proc has and the model missed (its fork event was lost), seen at two scans
+    /// (`ts` = scan start). Returns true when it was added.
     pub fn process_discovered(&mut self, pid: u32, ppid: u32, comm: &str, ts_ns: u64) -> bool {
         if self.procs.contains_key(&pid) {
+            self.proc_suspects.remove(&pid);
             return false;
         }
         let Some(session) = self.procs.get(&ppid).map(|p| p.session) else { return false };
-        self.stats.drift("missing_process", 1);
-        self.add_process(pid, ppid, session, comm, ts_ns);
-        true
+        match self.proc_suspects.get(&pid) {
+            Some(&first) if first < ts_ns => {
+                self.proc_suspects.remove(&pid);
+                self.stats.drift("missing_process", 1);
+                self.add_process(pid, ppid, session, comm, ts_ns);
+                true
+            }
+            _ => {
+                self.proc_suspects.entry(pid).or_insert(ts_ns);
+                false
+            }
+        }
+    }
+}
+
+/// The model says close-on-exec and /proc proves otherwise. fdinfo's `flags:` is the open
+/// file's `f_flags` ORed with the fd's close-on-exec bit, and files created with `O_CLOEXEC`
+/// in their flags (`TIOCGPTPEER`, `eventfd2(EFD_CLOEXEC)`, other anonymous inodes) keep it in
+/// `f_flags`, so every fd on them, `dup`s included, *shows* `O_CLOEXEC`. Only its absence is
+/// proof: the other direction is never a correction.
+fn cloexec_wrong(m: &FdEntry, o: &ObservedFd) -> bool {
+    m.cloexec && o.cloexec == Some(false)
+}
+
+/// The PTY index /proc reports disagrees with a known one.
+fn index_differs(m: &FdEntry, index: Option<u32>) -> bool {
+    m.kind.pty_role() != PtyRole::None && m.pty_index.is_some() && index.is_some() && m.pty_index != index
+}
+
+/// Model and /proc disagree about an fd in a way that matters: presence, PTY role or index, or
+/// close-on-exec (what the next exec will drop).
+fn differs(model: Option<&FdEntry>, seen: Option<&ObservedFd>) -> bool {
+    match (model, seen) {
+        (Some(m), Some(o)) => {
+            let (kind, index) = classify_link_target(&o.target, o.tty_index);
+            m.kind.pty_role() != kind.pty_role()
+                || index_differs(m, index)
+                || cloexec_wrong(m, o)
+        }
+        (None, None) => false,
+        _ => true,
     }
 }

@@ -58,8 +58,17 @@ fn install(m: &mut Model, h: &Header, fd: i32, mut e: FdEntry) {
     e.opener_pid = h.tgid;
     e.command = m.procs.get(&h.tgid).and_then(|p| p.command);
     let Some(t) = m.table_mut(h.tgid) else { return };
-    if t.install(fd, e, h.ts_ns) {
+    let old = t.fds.get(&fd).cloned();
+    let new = format!("{} {}", e.kind.as_str(), e.target);
+    // An fd a /proc scan found, which started before this event was stamped, may be this very
+    // fd seen early: replacing it is no evidence of a missed close.
+    let seen_early = old.as_ref().is_some_and(|o| o.from_proc && o.opened_ns <= h.ts_ns);
+    if t.install(fd, e, h.ts_ns) && !seen_early {
         m.stats.drift("missed_close", 1);
+        m.stats.example(|| {
+            let old = old.map(|o| format!("{} {} (cloexec {}, opened by {})", o.kind.as_str(), o.target, o.cloexec, o.opener_pid));
+            format!("missed_close: pid {} got fd {fd} ({new}) while the model had {}", h.tgid, old.unwrap_or_default())
+        });
     }
 }
 
@@ -219,9 +228,13 @@ fn apply_ioctl(m: &mut Model, h: &Header, ret: i64, a: &[u64; 6], aux: [i32; 2])
     if request == TIOCGPTN && ret == 0 && aux[0] >= 0 {
         // Only a PTY master answers TIOCGPTN: this also corrects a master opened through a
         // path the classifier could not recognise.
-        if let Some(e) = m.table_mut(h.tgid).and_then(|t| t.fds.get_mut(&fd)) {
-            e.kind = FdKind::PtyMaster;
-            e.pty_index = Some(aux[0] as u32);
+        if let Some(t) = m.table_mut(h.tgid) {
+            // Recorded even when the fd is not known yet: an older scan must not seed it.
+            t.touched.insert(fd, h.ts_ns);
+            if let Some(e) = t.fds.get_mut(&fd) {
+                e.kind = FdKind::PtyMaster;
+                e.pty_index = Some(aux[0] as u32);
+            }
         }
     } else if request == TIOCGPTPEER && ret >= 0 {
         let index = m.table_of(h.tgid).and_then(|t| t.fds.get(&fd)).and_then(|e| e.pty_index);

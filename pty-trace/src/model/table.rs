@@ -18,6 +18,8 @@ pub struct FdTable {
     /// Kernel timestamp of the last event that changed many fds at once (exec, close_range,
     /// unshare). A scan overlapping it is skipped as a whole.
     pub(crate) bulk_touched: u64,
+    /// fd -> start of the scan that first saw it differ from /proc (awaiting confirmation).
+    pub(crate) suspects: HashMap<i32, u64>,
 }
 
 impl FdTable {
@@ -28,6 +30,7 @@ impl FdTable {
             refs: 1,
             touched: self.touched.clone(),
             bulk_touched: self.bulk_touched,
+            suspects: HashMap::new(),
         }
     }
 
@@ -43,10 +46,12 @@ impl FdTable {
         self.fds.remove(&fd)
     }
 
+    /// Sets close-on-exec. The change time is recorded even for an fd the model does not know
+    /// yet (not seeded): a scan older than this change must not seed its old flag.
     pub fn set_cloexec(&mut self, fd: i32, on: bool, ts: u64) {
+        self.touched.insert(fd, ts);
         if let Some(e) = self.fds.get_mut(&fd) {
             e.cloexec = on;
-            self.touched.insert(fd, ts);
         }
     }
 
@@ -109,6 +114,14 @@ mod tests {
         assert_eq!(t.bulk_touched, 4);
         t.close_range(9, 3, false, 5); // first > last: nothing
         assert_eq!(t.fds.len(), 1);
+    }
+
+    #[test]
+    fn cloexec_change_on_an_unknown_fd_is_still_a_touch() {
+        let mut t = FdTable::default();
+        t.set_cloexec(251, true, 7);
+        assert_eq!(t.touched.get(&251), Some(&7));
+        assert!(t.fds.is_empty());
     }
 
     #[test]

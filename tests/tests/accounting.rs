@@ -1,0 +1,205 @@
+//! Privileged end-to-end tests of session accounting: pty-trace's snapshots against /proc.
+//!
+//! Every test runs real processes under the real binary. A model bug cannot hide behind
+//! reconciliation: besides equal counts, each test requires `drift == 0` (no correction was
+//! needed) and `lost_events == 0`.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pty_trace_tests::*;
+use serde_json::Value;
+
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
+
+fn summary(recs: &[Value]) -> &Value {
+    let s = of_type(recs, "summary");
+    assert_eq!(s.len(), 1, "exactly one summary record");
+    s[0]
+}
+
+/// Asserts that every snapshot taken inside each process's quiescent window matches the
+/// ground truth it wrote, and that there was at least one such snapshot.
+fn check_quiescent(recs: &[Value], gt_dir: &Path, hold_ms: u64, interval_ms: u64) -> usize {
+    let gts = ground_truth(gt_dir);
+    assert!(!gts.is_empty(), "the workload wrote no ground truth");
+    let snaps = of_type(recs, "snapshot");
+    let mut compared = 0;
+    for (pid, want, at) in &gts {
+        let lo = at + interval_ms + 50;
+        let hi = at + hold_ms - 100;
+        let rows: Vec<(u64, &Value)> = snaps
+            .iter()
+            .filter_map(|s| {
+                let t = ts_ms(s["ts"].as_str().unwrap());
+                if t < lo || t > hi {
+                    return None;
+                }
+                s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == *pid).map(|p| (t, p))
+            })
+            .collect();
+        assert!(!rows.is_empty(), "pid {pid}: no snapshot inside its quiescent window [{lo}, {hi}]");
+        for (t, row) in rows {
+            assert_eq!(row_counts(row), *want, "pid {pid} at {t}: pty-trace (fds, masters, slaves) vs /proc ground truth");
+            compared += 1;
+        }
+    }
+    compared
+}
+
+#[test]
+fn counts_exact_opens_of_dev_null_and_ptmx() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = scratch("opens");
+    let gt = dir.join("gt");
+    std::fs::create_dir_all(&gt).unwrap();
+    let jsonl = dir.join("out.jsonl");
+    let (n, m, hold) = (7, 3, 1500);
+    let out = run_traced(&jsonl, &["--interval", "100ms"], &[WORKLOAD, "opens", &n.to_string(), &m.to_string(), &hold.to_string(), gt.to_str().unwrap()]);
+    assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let gts = ground_truth(&gt);
+    assert_eq!(gts.len(), 1);
+    let (pid, (fds, masters, slaves), _) = gts[0];
+    assert_eq!(masters, m, "ground truth itself");
+    assert_eq!(slaves, 0);
+    assert!(fds >= n + m);
+    let compared = check_quiescent(&recs, &gt, hold, 100);
+    assert!(compared >= 5, "expected several snapshots in a 1.5 s hold at 100 ms, got {compared}");
+    let s = summary(&recs);
+    assert_eq!(s["session"], pid);
+    assert_eq!(s["exit_status"], 0);
+    assert_eq!(s["lost_events"], 0);
+    assert_eq!(s["drift"], 0, "the model needed corrections: {}", s["drift_by_cause"]);
+    // The workload's open events themselves: exactly n /dev/null and m /dev/ptmx more than at start.
+    let first = of_type(&recs, "snapshot").into_iter().find_map(|s| s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).cloned()).unwrap();
+    let peak = of_type(&recs, "snapshot").iter().filter_map(|s| s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).map(row_counts)).max().unwrap();
+    assert_eq!(peak.1, m);
+    assert!(row_counts(&first).0 <= peak.0);
+}
+
+fn randomized(seed: u64) {
+    let dir = scratch(&format!("random-{seed}"));
+    let gt = dir.join("gt");
+    std::fs::create_dir_all(&gt).unwrap();
+    let jsonl = dir.join("out.jsonl");
+    let hold = 1200;
+    let out = run_traced(
+        &jsonl,
+        &["--interval", "100ms"],
+        &[WORKLOAD, "random", &seed.to_string(), "160", &hold.to_string(), gt.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "seed {seed}: pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let compared = check_quiescent(&recs, &gt, hold, 100);
+    let s = summary(&recs);
+    assert_eq!(s["lost_events"], 0, "seed {seed}");
+    assert_eq!(s["drift"], 0, "seed {seed}: the model needed corrections: {}", s["drift_by_cause"]);
+    eprintln!("seed {seed}: {} processes, {compared} snapshot rows equal to /proc", ground_truth(&gt).len());
+}
+
+#[test]
+fn randomized_workloads_match_proc_for_every_seed() {
+    if !bpf_available() {
+        return;
+    }
+    for seed in 1..=10 {
+        randomized(seed);
+    }
+}
+
+/// Runs `cmd` traced in the background; midway, compares pty-trace's snapshot of every session
+/// process with /proc read by the test itself while the processes sleep.
+fn compare_midway(name: &str, cmd: &[&str], settle: Duration) -> Vec<Value> {
+    let dir = scratch(name);
+    let jsonl = dir.join("out.jsonl");
+    let mut child = Command::new(pty_trace_bin())
+        .args(["run", "--no-tui", "--interval", "100ms", "--jsonl"])
+        .arg(&jsonl)
+        .arg("--")
+        .args(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(settle);
+    let recs = read_jsonl(&jsonl);
+    let last = of_type(&recs, "snapshot").last().map(|v| (*v).clone()).expect("a snapshot by now");
+    let pids: Vec<u32> = last["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap() as u32).collect();
+    let truth: Vec<(u32, (u64, u64, u64))> = pids.iter().filter_map(|&p| proc_counts(p).map(|c| (p, c))).collect();
+    let read_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(350));
+    let recs = read_jsonl(&jsonl);
+    let later = of_type(&recs, "snapshot").last().map(|v| (*v).clone()).unwrap();
+    assert!(read_at.elapsed() < settle, "the command must still be sleeping");
+    for (pid, want) in &truth {
+        let row = later["processes"].as_array().unwrap().iter().find(|p| p["pid"] == *pid).unwrap_or_else(|| panic!("{name}: pid {pid} missing from snapshot"));
+        assert_eq!(row_counts(row), *want, "{name}: pid {pid} ({}) vs /proc", row["comm"]);
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    use std::io::Read;
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{name}: {err}");
+    let recs = read_jsonl(&jsonl);
+    let s = summary(&recs);
+    assert_eq!(s["drift"], 0, "{name}: corrections needed: {}", s["drift_by_cause"]);
+    assert_eq!(s["lost_events"], 0);
+    recs
+}
+
+#[test]
+fn real_pty_users_match_proc() {
+    if !bpf_available() {
+        return;
+    }
+    // posix_openpt via Python's pty.openpty, a fork holding the slave.
+    let py = "import os,pty,time\nm,s=pty.openpty()\nm2,s2=pty.openpty()\nos.close(s2)\npid=os.fork()\nif pid==0:\n  os.close(m); time.sleep(2.5); os._exit(0)\nos.close(s); time.sleep(2.5); os.waitpid(pid,0)\n";
+    let recs = compare_midway("python-openpty", &["python3", "-c", py], Duration::from_millis(1200));
+    let snaps = of_type(&recs, "snapshot");
+    // m2's slave was closed: one orphaned PTY at some point.
+    assert!(snaps.iter().any(|s| s["totals"]["orphaned_ptys"] == 1), "python: the master without slave must be orphaned");
+    // util-linux script: a PTY pair across script and its shell.
+    compare_midway("script", &["script", "-qec", "sleep 2.5", "/dev/null"], Duration::from_millis(1200));
+}
+
+#[test]
+fn tmux_server_with_several_windows_matches_proc() {
+    if !bpf_available() {
+        return;
+    }
+    let sock = format!("pty-trace-e2e-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").arg("-L").arg(&sock).args(args).output().expect("tmux installed (cargo xtask setup)");
+    assert!(tmux(&["new-session", "-d", "-s", "t", "sleep 30"]).status.success());
+    for _ in 0..3 {
+        assert!(tmux(&["new-window", "-t", "t", "sleep 30"]).status.success());
+    }
+    let out = tmux(&["display-message", "-p", "#{pid}"]);
+    let server: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let dir = scratch("tmux");
+    let jsonl = dir.join("out.jsonl");
+    let child = Command::new(pty_trace_bin())
+        .args(["attach", "--no-tui", "--interval", "100ms", "--duration", "1500ms", "--jsonl"])
+        .arg(&jsonl)
+        .arg(server.to_string())
+        .output()
+        .unwrap();
+    let truth = proc_counts(server).unwrap();
+    let _ = tmux(&["kill-server"]);
+    assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+    let recs = read_jsonl(&jsonl);
+    let last = of_type(&recs, "snapshot").last().map(|v| (*v).clone()).unwrap();
+    let procs = last["processes"].as_array().unwrap();
+    assert!(procs.len() >= 5, "server + 4 window processes, got {}", procs.len());
+    let row = procs.iter().find(|p| p["pid"] == server).unwrap();
+    assert_eq!(row_counts(row), truth, "tmux server vs /proc");
+    assert!(truth.1 >= 4, "the server holds a master per window");
+    let s = summary(&recs);
+    assert_eq!(s["end_reason"], "duration");
+    assert_eq!(s["drift"], 0, "corrections needed: {}", s["drift_by_cause"]);
+}

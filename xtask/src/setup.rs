@@ -1,0 +1,369 @@
+//! `cargo xtask setup`: makes a fresh Debian bookworm machine able to build, test and run
+//! pty-trace, one step per function:
+//! 1. Debian packages (the eBPF toolchain and the tools tests and benchmarks use),
+//! 2. bpf-linker 0.13.0 built against Debian's LLVM 22,
+//! 3. tracefs mounted (tracepoints attach through it).
+//!
+//! Each step checks first and acts only when something is missing, so a warm run takes a few
+//! milliseconds and prints a single summary line. The decisions are pure functions over the
+//! text the checks read, unit-tested below.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, cargo_bin_dir, find_program, root_command, run_checked};
+
+/// Debian packages: `rustc-web`/`cargo-web`/`rust-web-src` are a rustc with its library source
+/// (needed for `-Z build-std=core`), `llvm-22-dev` is what bpf-linker links against; the rest are
+/// used by the end-to-end tests and the benchmarks.
+pub const PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "bpftrace",
+    "strace",
+    "lsof",
+    "tmux",
+    "util-linux",
+    "procps",
+];
+
+/// The bpf-linker release the eBPF build is known to work with.
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian's LLVM 22, which bpf-linker is built against.
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// Where tracefs is mounted when it is not.
+const TRACEFS_DIR: &str = "/sys/kernel/tracing";
+/// `core`'s source as shipped by `rust-web-src`; `-Z build-std=core` reads it.
+const RUST_SRC_CORE: &str = "/usr/lib/rustlib/src/rust/library/core/src/lib.rs";
+
+/// Runs every setup step and prints one summary line.
+pub fn run() -> Result<()> {
+    let start = Instant::now();
+    let toolchain = ensure_packages()?;
+    check_rust_src()?;
+    let linker = ensure_bpf_linker()?;
+    let tracefs = ensure_tracefs()?;
+    eprintln!(
+        "setup: ok ({toolchain}, bpf-linker {linker}, tracefs at {tracefs}) in {}",
+        util::secs(start.elapsed())
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- step 1: Debian packages
+
+/// Installs the missing packages of `PACKAGES`; returns a summary for the final line.
+fn ensure_packages() -> Result<String> {
+    let missing = missing_packages(PACKAGES, &query_packages(PACKAGES)?);
+    if missing.is_empty() {
+        return Ok("toolchain present".into());
+    }
+    let why = format!("installing {}", missing.join(" "));
+    let mut update = apt_get(&why)?;
+    eprintln!("setup: installing Debian packages: {}", missing.join(" "));
+    run_checked(update.arg("update"), "apt-get update")?;
+    run_checked(
+        apt_get(&why)?
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+        "apt-get install",
+    )?;
+    let still = missing_packages(PACKAGES, &query_packages(PACKAGES)?);
+    if !still.is_empty() {
+        bail!(
+            "apt-get reported success but these are still not installed: {}",
+            still.join(" ")
+        );
+    }
+    Ok(format!("installed {}", missing.join(" ")))
+}
+
+/// `dpkg-query -W` output (`NAME<TAB>STATUS` lines) for `packages`. Unknown packages are just
+/// absent from it (dpkg-query complains on stderr and exits 1; that is not an error here).
+fn query_packages(packages: &[&str]) -> Result<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package}\t${Status}\n"])
+        .args(packages)
+        .stderr(Stdio::null())
+        .output()
+        .context("could not run dpkg-query: `cargo xtask setup` supports Debian (bookworm) only")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The entries of `wanted` that `dpkg_output` (see `query_packages`) does not show as installed.
+/// A package is installed when its status is `<want> ok installed` (`want` may be `hold`);
+/// `deinstall ok config-files`, `install ok unpacked`, `... reinstreq ...` and absence are not.
+pub fn missing_packages(wanted: &[&str], dpkg_output: &str) -> Vec<String> {
+    let installed = |pkg: &str| {
+        dpkg_output.lines().any(|line| {
+            let Some((name, status)) = line.split_once('\t') else {
+                return false;
+            };
+            let name = name.split(':').next().unwrap_or(name); // multi-arch `name:arch`
+            let words: Vec<&str> = status.split_whitespace().collect();
+            name == pkg && words.len() == 3 && words[1] == "ok" && words[2] == "installed"
+        })
+    };
+    wanted
+        .iter()
+        .filter(|pkg| !installed(pkg))
+        .map(|pkg| pkg.to_string())
+        .collect()
+}
+
+/// `apt-get` as root (sudo when needed), non-interactive.
+fn apt_get(why: &str) -> Result<Command> {
+    let mut cmd = root_command("env", why)?;
+    cmd.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+    Ok(cmd)
+}
+
+/// `rust-web-src` must provide `core`'s source where Debian's rustc looks for it.
+fn check_rust_src() -> Result<()> {
+    if Path::new(RUST_SRC_CORE).is_file() {
+        return Ok(());
+    }
+    bail!(
+        "{RUST_SRC_CORE} is missing although rust-web-src is installed: \
+         reinstall it with `apt-get install --reinstall rust-web-src`"
+    )
+}
+
+// ---------------------------------------------------------------- step 2: bpf-linker
+
+/// Installs bpf-linker `BPF_LINKER_VERSION` unless the one build.rs would use is that version.
+fn ensure_bpf_linker() -> Result<String> {
+    if let Some(found) = installed_bpf_linker() {
+        if bpf_linker_is_wanted(found.1.as_deref()) {
+            return Ok(BPF_LINKER_VERSION.into());
+        }
+        eprintln!(
+            "setup: {} is version {}, want {BPF_LINKER_VERSION}",
+            found.0.display(),
+            found.1.as_deref().unwrap_or("unknown")
+        );
+    }
+    install_bpf_linker()?;
+    match installed_bpf_linker() {
+        Some((_, Some(v))) if v == BPF_LINKER_VERSION => Ok(format!("{v} (installed)")),
+        Some((path, v)) => bail!(
+            "installed bpf-linker {BPF_LINKER_VERSION}, but {} (version {}) comes first on PATH: \
+             remove it",
+            path.display(),
+            v.as_deref().unwrap_or("unknown")
+        ),
+        None => bail!(
+            "`cargo install bpf-linker` succeeded but no bpf-linker is on PATH or in {}",
+            cargo_bin_dir().unwrap_or_default().display()
+        ),
+    }
+}
+
+/// The bpf-linker build.rs would pick (PATH order, then the cargo bin dir) and its version.
+fn installed_bpf_linker() -> Option<(PathBuf, Option<String>)> {
+    let path = find_program("bpf-linker")?;
+    let version = Command::new(&path)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| parse_bpf_linker_version(&String::from_utf8_lossy(&out.stdout)));
+    Some((path, version))
+}
+
+/// The version in `bpf-linker --version` output (`bpf-linker 0.13.0`).
+pub fn parse_bpf_linker_version(output: &str) -> Option<String> {
+    output.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("bpf-linker")).then_some(())?;
+        let version = words.next()?.trim_start_matches('v');
+        version.chars().next().filter(char::is_ascii_digit)?;
+        Some(version.to_string())
+    })
+}
+
+/// Whether a reported version (None: unknown) is the one we want.
+pub fn bpf_linker_is_wanted(version: Option<&str>) -> bool {
+    version == Some(BPF_LINKER_VERSION)
+}
+
+/// `cargo +stable install bpf-linker@VERSION` (spelled `rustup run stable cargo install`, which
+/// does not depend on which `cargo` comes first on PATH) against Debian's LLVM 22 (its default feature is
+/// LLVM 23, hence `--no-default-features`). Runs outside the workspace so none of its cargo
+/// configuration applies; output is streamed (it takes about a minute).
+fn install_bpf_linker() -> Result<()> {
+    let rustup = find_program("rustup").context(
+        "rustup not found on PATH or in ~/.cargo/bin: bpf-linker is built with rustup's \
+         stable toolchain; install rustup (stable), then re-run `cargo xtask setup`",
+    )?;
+    eprintln!(
+        "setup: installing bpf-linker {BPF_LINKER_VERSION} (about a minute): \
+         LLVM_PREFIX={LLVM_PREFIX} rustup run stable cargo install bpf-linker@{BPF_LINKER_VERSION} \
+         --locked --no-default-features --features llvm-22"
+    );
+    let mut cmd = Command::new(rustup);
+    cmd.args(["run", "stable", "cargo", "install"])
+        .arg(format!("bpf-linker@{BPF_LINKER_VERSION}"))
+        .args(["--locked", "--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", LLVM_PREFIX)
+        .env("PATH", util::path_with_cargo_bin())
+        .current_dir(env::temp_dir());
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    run_checked(&mut cmd, "cargo install bpf-linker")
+        .context("building bpf-linker failed: check that llvm-22-dev is installed and see above")
+}
+
+// ---------------------------------------------------------------- step 3: tracefs
+
+/// Mounts tracefs at `TRACEFS_DIR` unless it is mounted somewhere; returns the mount point.
+fn ensure_tracefs() -> Result<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    if let Some(dir) = tracefs_mount_point(&mounts) {
+        return Ok(dir);
+    }
+    let why = format!("mounting tracefs at {TRACEFS_DIR}");
+    run_checked(
+        root_command("mount", &why)?.args(["-t", "tracefs", "nodev", TRACEFS_DIR]),
+        &format!("mount -t tracefs nodev {TRACEFS_DIR}"),
+    )
+    .context("tracepoints cannot attach without tracefs (does the kernel have CONFIG_TRACING?)")?;
+    eprintln!("setup: mounted tracefs at {TRACEFS_DIR}");
+    Ok(format!("{TRACEFS_DIR} (mounted now)"))
+}
+
+/// The tracefs mount point in `/proc/mounts` text, preferring `TRACEFS_DIR` over others
+/// (such as `/sys/kernel/debug/tracing`).
+pub fn tracefs_mount_point(mounts: &str) -> Option<String> {
+    let points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 3 && fields[2] == "tracefs").then(|| fields[1])
+        })
+        .collect();
+    points
+        .iter()
+        .find(|&&p| p == TRACEFS_DIR)
+        .or_else(|| points.first())
+        .map(|p| p.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL_INSTALLED: &str = "rustc-web\tinstall ok installed\n\
+        cargo-web\tinstall ok installed\n\
+        rust-web-src\tinstall ok installed\n\
+        llvm-22-dev\tinstall ok installed\n\
+        bpftrace\tinstall ok installed\n\
+        strace\tinstall ok installed\n\
+        lsof\tinstall ok installed\n\
+        tmux\tinstall ok installed\n\
+        util-linux\tinstall ok installed\n\
+        procps\tinstall ok installed\n";
+
+    #[test]
+    fn nothing_missing_when_all_installed() {
+        assert!(missing_packages(PACKAGES, ALL_INSTALLED).is_empty());
+    }
+
+    #[test]
+    fn everything_missing_on_empty_output() {
+        assert_eq!(missing_packages(PACKAGES, ""), PACKAGES);
+    }
+
+    #[test]
+    fn absent_and_half_installed_packages_are_missing() {
+        let out = "rustc-web\tinstall ok installed\n\
+                   cargo-web\tdeinstall ok config-files\n\
+                   llvm-22-dev\tinstall ok unpacked\n\
+                   strace\tinstall reinstreq half-installed\n\
+                   tmux\thold ok installed\n";
+        assert_eq!(
+            missing_packages(
+                &[
+                    "rustc-web",
+                    "cargo-web",
+                    "rust-web-src",
+                    "llvm-22-dev",
+                    "strace",
+                    "tmux"
+                ],
+                out
+            ),
+            ["cargo-web", "rust-web-src", "llvm-22-dev", "strace"]
+        );
+    }
+
+    #[test]
+    fn multiarch_names_and_prefixes() {
+        let out = "procps:amd64\tinstall ok installed\nlsof-extra\tinstall ok installed\n";
+        assert_eq!(missing_packages(&["procps", "lsof"], out), ["lsof"]);
+    }
+
+    #[test]
+    fn bpf_linker_versions() {
+        assert_eq!(
+            parse_bpf_linker_version("bpf-linker 0.13.0\n").as_deref(),
+            Some("0.13.0")
+        );
+        assert_eq!(
+            parse_bpf_linker_version("bpf-linker v0.9.13\n").as_deref(),
+            Some("0.9.13")
+        );
+        assert_eq!(
+            parse_bpf_linker_version("warning: x\nbpf-linker 0.13.1 (LLVM 22.1)\n").as_deref(),
+            Some("0.13.1")
+        );
+        assert_eq!(parse_bpf_linker_version(""), None);
+        assert_eq!(parse_bpf_linker_version("bpf-linker\n"), None);
+        assert_eq!(parse_bpf_linker_version("error: unknown flag\n"), None);
+        assert_eq!(parse_bpf_linker_version("bpf-linker: error\n"), None);
+    }
+
+    #[test]
+    fn only_the_pinned_bpf_linker_is_accepted() {
+        assert!(bpf_linker_is_wanted(Some("0.13.0")));
+        assert!(!bpf_linker_is_wanted(Some("0.13.1")));
+        assert!(!bpf_linker_is_wanted(Some("0.9.13")));
+        assert!(!bpf_linker_is_wanted(None));
+    }
+
+    #[test]
+    fn tracefs_mount_points() {
+        let base = "sysfs /sys sysfs rw 0 0\nproc /proc proc rw 0 0\n";
+        assert_eq!(tracefs_mount_point(base), None);
+        let debug = format!("{base}tracefs /sys/kernel/debug/tracing tracefs rw 0 0\n");
+        assert_eq!(
+            tracefs_mount_point(&debug).as_deref(),
+            Some("/sys/kernel/debug/tracing")
+        );
+        let both = format!("{debug}nodev /sys/kernel/tracing tracefs rw,relatime 0 0\n");
+        assert_eq!(
+            tracefs_mount_point(&both).as_deref(),
+            Some("/sys/kernel/tracing")
+        );
+        // A directory *named* tracefs on another file system is not a tracefs mount.
+        assert_eq!(
+            tracefs_mount_point("/dev/sda1 /mnt/tracefs ext4 rw 0 0\n"),
+            None
+        );
+    }
+}
