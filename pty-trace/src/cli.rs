@@ -129,6 +129,16 @@ pub struct TraceArgs {
     /// More PTYs than this in one session is red.
     #[arg(long)]
     pub max_ptys: Option<u64>,
+    /// Run this command when a session must rotate (no shell; as the sudo-invoking user) with
+    /// PTY_TRACE_SESSION, PTY_TRACE_HEALTH and PTY_TRACE_REASON in its environment.
+    #[arg(long, value_name = "CMD")]
+    pub on_rotate: Option<String>,
+    /// Run --on-rotate through /bin/sh -c.
+    #[arg(long, requires = "on_rotate")]
+    pub on_rotate_shell: bool,
+    /// Exit with code 10 after the first rotate decision (run: the command is stopped).
+    #[arg(long)]
+    pub exit_on_rotate: bool,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -119,7 +119,9 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
         thresholds,
         tui,
         child_output,
-        quiet: false,
+        on_rotate: a.on_rotate.clone(),
+        on_rotate_shell: a.on_rotate_shell,
+        exit_on_rotate: a.exit_on_rotate,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

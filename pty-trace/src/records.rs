@@ -159,6 +159,17 @@ pub struct DecisionRec {
     pub ts: String,
     pub health: f64,
     pub reasons: Vec<String>,
+    /// What `--on-rotate` did, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookRec>,
+}
+
+/// The `--on-rotate` command that was started for a decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct HookRec {
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -175,7 +186,7 @@ pub struct SummaryRec {
     pub end: String,
     pub duration_s: f64,
     pub verdict: &'static str,
-    /// Why tracing of this session ended: `root_exited`, `duration`, `interrupted`.
+    /// Why tracing of this session ended: `root_exited`, `duration`, `interrupted`, `rotate`.
     pub end_reason: &'static str,
     pub metrics: Metrics,
     pub alerts: Vec<AlertRec>,

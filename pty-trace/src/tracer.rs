@@ -28,7 +28,7 @@ use crate::{
     jsonl::{JsonlWriter, rfc3339_ms},
     model::{Model, event::decode},
     procfs_scan::{self, monotonic_ns},
-    records::{self, AlertRec, DecisionRec, DescendantRec, Metrics, SnapshotRec, SummaryRec},
+    records::{self, AlertRec, DecisionRec, DescendantRec, HookRec, Metrics, SnapshotRec, SummaryRec},
     score::{Crossing, Sample, Scorer, Thresholds},
     view::{Action, LiveView, ViewState},
 };
@@ -49,7 +49,11 @@ pub struct Options {
     pub tui: bool,
     /// `run` with a live view: where the child's stdout/stderr go (the view owns the terminal).
     pub child_output: Option<std::path::PathBuf>,
-    pub quiet: bool,
+    /// Command run when a session must rotate (argv, or a shell command with `on_rotate_shell`).
+    pub on_rotate: Option<String>,
+    pub on_rotate_shell: bool,
+    /// Stop tracing (exit code 10) after the first rotate decision.
+    pub exit_on_rotate: bool,
 }
 
 /// Per-session bookkeeping beyond the model.
@@ -90,6 +94,8 @@ enum StopReason {
     RootExited,
     Duration,
     Interrupted,
+    /// `--exit-on-rotate` after a rotate decision.
+    Rotate,
 }
 
 impl StopReason {
@@ -98,6 +104,7 @@ impl StopReason {
             StopReason::RootExited => "root_exited",
             StopReason::Duration => "duration",
             StopReason::Interrupted => "interrupted",
+            StopReason::Rotate => "rotate",
         }
     }
 }
@@ -115,6 +122,10 @@ pub struct Tracer {
     lost_events: u64,
     child: Option<Child>,
     exit_status: Option<i32>,
+    /// A rotate decision was made (for `--exit-on-rotate`).
+    rotate_fired: bool,
+    /// When tracing was stopped by us (signal, quit key, --duration, --exit-on-rotate).
+    stopped_at: Option<u64>,
     pub view: Option<LiveView>,
 }
 
@@ -146,6 +157,8 @@ impl Tracer {
             lost_events: 0,
             child: None,
             exit_status: None,
+            rotate_fired: false,
+            stopped_at: None,
             view: None,
         };
         // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open as long as it is
@@ -385,11 +398,12 @@ impl Tracer {
             };
             let commands = session.commands.len();
             let execs = session.execs.len();
-            let book = self.books.get_mut(&root).expect("book per session");
+            let Some(book) = self.books.get_mut(&root) else { continue };
             let (scores, crossings) = book.scorer.observe(&sample);
             book.fd_peak = book.fd_peak.max(totals.fds);
             book.pty_peak = book.pty_peak.max(totals.pty_masters);
             for c in crossings {
+                let book = self.books.get_mut(&root).expect("book per session");
                 match c {
                     Crossing::Alert { health, reasons } => {
                         let mut a = AlertRec { session: root, ts: String::new(), health, reasons };
@@ -398,7 +412,11 @@ impl Tracer {
                         book.alerts.push(a);
                     }
                     Crossing::Rotate { health, reasons } => {
-                        let mut d = DecisionRec { action: "rotate", session: root, ts: String::new(), health, reasons };
+                        let hook = self.opts.on_rotate.as_ref().map(|cmd| {
+                            run_rotate_hook(cmd, self.opts.on_rotate_shell, root, health, &reasons)
+                        });
+                        self.rotate_fired = true;
+                        let mut d = DecisionRec { action: "rotate", session: root, ts: String::new(), health, reasons, hook };
                         self.out.write("decision", &ts, &d)?;
                         d.ts = ts.clone();
                         book.actions.push(d);
@@ -459,7 +477,9 @@ impl Tracer {
             }
             let Some(s) = self.model.sessions.get(&root) else { continue };
             let ended = s.ended_ns.unwrap_or(now);
-            let reason = if s.ended_ns.is_some() { StopReason::RootExited } else { reason };
+            // A root that ended only because we stopped it (run/demo) keeps our reason.
+            let ended_by_itself = s.ended_ns.is_some_and(|e| self.stopped_at.is_none_or(|stop| e < stop));
+            let reason = if ended_by_itself { StopReason::RootExited } else { reason };
             let descendants: Vec<DescendantRec> = self
                 .model
                 .processes_in(root)
@@ -553,6 +573,10 @@ impl Tracer {
                 _ = tick.tick() => {
                     self.drain();
                     self.tick()?;
+                    if self.opts.exit_on_rotate && self.rotate_fired {
+                        reason = StopReason::Rotate;
+                        break;
+                    }
                 }
                 _ = sigint.recv() => { reason = StopReason::Interrupted; break; }
                 _ = sigterm.recv() => { reason = StopReason::Interrupted; break; }
@@ -596,6 +620,9 @@ impl Tracer {
     }
 
     async fn finish(mut self, reason: StopReason) -> AppResult<Outcome> {
+        if reason != StopReason::RootExited {
+            self.stopped_at = Some(monotonic_ns());
+        }
         // Stop a `run` child still running, the way strace does when interrupted: it gets the
         // signal (SIGTERM), then SIGKILL if it has not gone after two seconds.
         if reason != StopReason::RootExited
@@ -639,10 +666,51 @@ impl Tracer {
             self.tracked.remove(*pid);
         }
         let exit_code = match (self.exit_status, reason) {
+            (_, StopReason::Rotate) => exit_code::ROTATE,
             (Some(st), _) => st,
             (None, _) => exit_code::OK,
         };
         Ok(Outcome { exit_code, summaries })
+    }
+}
+
+/// Runs the `--on-rotate` command without waiting for it: without a shell unless asked, as the
+/// user who invoked sudo (SUDO_UID/SUDO_GID) rather than root, with the decision in its
+/// environment. Its outcome is recorded in the decision record.
+fn run_rotate_hook(cmd: &str, shell: bool, session: u32, health: f64, reasons: &[String]) -> HookRec {
+    use std::os::unix::process::CommandExt;
+    let argv: Vec<String> = if shell {
+        vec!["/bin/sh".into(), "-c".into(), cmd.into()]
+    } else {
+        match shlex::split(cmd) {
+            Some(v) if !v.is_empty() => v,
+            _ => return HookRec { argv: vec![cmd.into()], pid: None, error: Some("cannot split the command line (unbalanced quotes?)".into()) },
+        }
+    };
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..])
+        .env("PTY_TRACE_SESSION", session.to_string())
+        .env("PTY_TRACE_HEALTH", format!("{health:.1}"))
+        .env("PTY_TRACE_REASON", reasons.join("; "))
+        .stdin(std::process::Stdio::null());
+    let id = |v: &str| std::env::var(v).ok().and_then(|s| s.parse::<u32>().ok());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0
+        && let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID"))
+    {
+        c.uid(uid).gid(gid);
+    }
+    match c.spawn() {
+        Ok(child) => {
+            let pid = child.id();
+            // Reaped in the background so it never becomes a zombie of ours.
+            std::thread::spawn(move || {
+                let mut child = child;
+                let _ = child.wait();
+            });
+            HookRec { argv, pid: Some(pid), error: None }
+        }
+        Err(e) => HookRec { argv, pid: None, error: Some(e.to_string()) },
     }
 }
 
