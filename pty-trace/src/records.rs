@@ -203,6 +203,31 @@ pub struct SummaryRec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
     pub final_scores: Scores,
+    /// What tracing cost: events applied and the tracer's own resources.
+    pub tracer: TracerCost,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TracerCost {
+    /// Kernel events decoded and applied to the model (all sessions).
+    pub events: u64,
+    /// Records that could not be decoded (should be 0).
+    pub decode_errors: u64,
+    /// CPU seconds pty-trace itself used (user + system), from getrusage.
+    pub cpu_s: f64,
+    /// pty-trace's peak resident set size in KiB.
+    pub max_rss_kib: u64,
+    /// Kernel ring buffer size in bytes.
+    pub ring_buffer_bytes: u32,
+}
+
+/// CPU seconds and peak RSS (KiB) of this process so far.
+pub fn own_usage() -> (f64, u64) {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64)
 }
 
 pub fn verdict(leak_seen: bool) -> &'static str {

@@ -520,6 +520,16 @@ impl Tracer {
                 drift_examples: self.model.stats.drift_examples.clone(),
                 exit_status,
                 final_scores: book.scorer.last.clone(),
+                tracer: {
+                    let (cpu_s, max_rss_kib) = records::own_usage();
+                    records::TracerCost {
+                        events: self.model.stats.events,
+                        decode_errors: self.decode_errors,
+                        cpu_s,
+                        max_rss_kib,
+                        ring_buffer_bytes: self.opts.ring_bytes,
+                    }
+                },
             };
             self.out.write("summary", &ts, &sum)?;
             out.push(sum);
