@@ -14,6 +14,11 @@ pub struct TracepointOffsets {
     /// `u32::MAX` when the kernel's `sched_process_exit` has no `group_dead` field; the
     /// programs then treat the exit of the thread-group leader as the process's exit.
     pub exit_group_dead: u32,
+    /// Records are submitted without waking userspace until this many bytes are waiting
+    /// (userspace drains on a short timer anyway): one wakeup per record would cost more than
+    /// the record.
+    pub wakeup_bytes: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]

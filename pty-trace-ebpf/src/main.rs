@@ -16,6 +16,7 @@
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
         bpf_probe_read_user, generated,
@@ -68,6 +69,17 @@ struct Pending {
     user_ptr: u64,
 }
 
+/// Reads a field of a syscall tracepoint record with a direct context load (allowed for
+/// tracepoint programs at constant, aligned offsets past the common header), cheaper than a
+/// helper call. Only for fields every followed syscall's record has (`__syscall_nr`, `ret`):
+/// the kernel refuses to attach a program whose highest direct load lies past a tracepoint's
+/// record, and `fork` or `inotify_init` have no arguments at all.
+#[inline(always)]
+fn ctx_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: `offset` is a constant inside the syscall tracepoint record layout.
+    unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
+}
+
 const SYS_ENTER_ARGS: usize = 16;
 const SYS_NR: usize = 8;
 const SYS_EXIT_RET: usize = 16;
@@ -85,6 +97,17 @@ fn count_lost() {
     if let Some(p) = LOST.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
         unsafe { *p += 1 };
+    }
+}
+
+/// Wake userspace only when enough data waits (see `TracepointOffsets::wakeup_bytes`).
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    let threshold = OFFSETS.get(0).map(|o| o.wakeup_bytes).unwrap_or(0) as u64;
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -111,16 +134,22 @@ fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i32> {
     let Some(session) = tracked((pid_tgid >> 32) as u32) else {
         return Ok(());
     };
-    // SAFETY: offsets of the stable syscall tracepoint layout.
-    let nr: i32 = unsafe { ctx.read_at(SYS_NR)? };
+    let nr: i32 = ctx_field(ctx, SYS_NR);
     let code = *SYSCALL_KINDS.get(nr as u32).ok_or(0)?;
     let kind = SyscallKind::from_u32(code).ok_or(0)?;
-    let mut p = Pending { kind: code, session, args: [0; 6], user_flags: 0, user_ptr: 0 };
-    for i in 0..6 {
-        // SAFETY: reads past a short syscall's last argument land in the trace buffer and are
-        // never interpreted by userspace.
-        p.args[i] = unsafe { ctx.read_at(SYS_ENTER_ARGS + i * 8).unwrap_or(0) };
+    if kind.reported_at_entry() {
+        let mut args = [0u64; 6];
+        // SAFETY: close's record has its one argument here.
+        args[0] = unsafe { ctx.read_at(SYS_ENTER_ARGS).unwrap_or(0) };
+        let p = Pending { kind: code, session, args, user_flags: 0, user_ptr: 0 };
+        emit_syscall(pid_tgid, kind, &p, 0);
+        return Ok(());
     }
+    let mut p = Pending { kind: code, session, args: [0; 6], user_flags: 0, user_ptr: 0 };
+    // One helper call for all six arguments. Reads past a short syscall's last argument land
+    // in the per-CPU trace buffer and are never interpreted by userspace.
+    // SAFETY: fault-tolerant kernel read.
+    p.args = unsafe { ctx.read_at::<[u64; 6]>(SYS_ENTER_ARGS).unwrap_or([0; 6]) };
     match kind {
         // SAFETY: user pointers are read with the fault-tolerant helper.
         SyscallKind::Clone3 => unsafe {
@@ -184,7 +213,7 @@ fn emit_argv(pid_tgid: u64, session: u32, argv: u64) {
         (*ev).argc = argc;
         (*ev).len = off as u32;
     }
-    entry.submit(0);
+    entry.submit(wakeup_flag());
 }
 
 #[tracepoint]
@@ -200,8 +229,7 @@ fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i32> {
     let p = unsafe { *PENDING.get(&pid_tgid).ok_or(0)? };
     let _ = PENDING.remove(&pid_tgid);
     let kind = SyscallKind::from_u32(p.kind).ok_or(0)?;
-    // SAFETY: stable syscall tracepoint layout.
-    let ret: i64 = unsafe { ctx.read_at(SYS_EXIT_RET)? };
+    let ret: i64 = ctx_field(ctx, SYS_EXIT_RET);
     // Failures change no fd table, except close (the fd is gone even on EINTR/EIO) and exec
     // (userspace drops the argv it holds for that thread).
     if ret < 0 && !(kind == SyscallKind::Close && ret != -EBADF) && !kind.is_exec() {
@@ -243,7 +271,7 @@ fn emit_open(pid_tgid: u64, kind: SyscallKind, p: &Pending, ret: i64) {
         );
         (*ev).path_len = if n > 0 { (n - 1) as u32 } else { 0 };
     }
-    entry.submit(0);
+    entry.submit(wakeup_flag());
 }
 
 #[inline(always)]
@@ -274,7 +302,7 @@ fn emit_syscall(pid_tgid: u64, kind: SyscallKind, p: &Pending, ret: i64) {
         aux,
         user_flags: p.user_flags,
     });
-    entry.submit(0);
+    entry.submit(wakeup_flag());
 }
 
 #[inline(always)]
@@ -319,7 +347,7 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
         flags_known: known,
         clone_flags: flags,
     });
-    entry.submit(0);
+    entry.submit(wakeup_flag());
     Ok(())
 }
 
@@ -352,7 +380,7 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
             .unwrap_or(0);
         (*ev).filename_len = n as u32;
     }
-    entry.submit(0);
+    entry.submit(wakeup_flag());
     Ok(())
 }
 
@@ -388,7 +416,7 @@ fn try_sched_exit(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     };
     entry.write(ExitEvent { header: header(EventType::Exit, pid_tgid, session) });
-    entry.submit(0);
+    entry.submit(wakeup_flag());
     Ok(())
 }
 

@@ -125,6 +125,8 @@ pub fn tracepoint_offsets(tracefs: &Path) -> AppResult<TracepointOffsets> {
         exec_old_pid: need(&exec, "sched_process_exec", "old_pid")?,
         exit_pid: need(&exit, "sched_process_exit", "pid")?,
         exit_group_dead: field_offset(&exit, "group_dead").unwrap_or(u32::MAX),
+        wakeup_bytes: 0,
+        _pad: 0,
     })
 }
 
@@ -216,6 +218,7 @@ impl Probes {
             ebpf.map_mut(MAP_OFFSETS).ok_or_else(|| anyhow!("map {MAP_OFFSETS} missing"))?,
         )
         .map_err(|e| anyhow!("{e}"))?;
+        let offsets = TracepointOffsets { wakeup_bytes: wakeup_bytes(ring_bytes), ..offsets };
         offs.set(0, offsets, 0).map_err(|e| anyhow!("filling {MAP_OFFSETS}: {e}"))?;
 
         let mut attached = 0;
@@ -237,7 +240,12 @@ impl Probes {
         attach(&mut ebpf, PROG_FORK, &[("sched", "sched_process_fork".into())])?;
         attach(&mut ebpf, PROG_EXEC, &[("sched", "sched_process_exec".into())])?;
         attach(&mut ebpf, PROG_EXIT, &[("sched", "sched_process_exit".into())])?;
-        let exits: Vec<_> = followed.iter().map(|n| ("syscalls", format!("sys_exit_{n}"))).collect();
+        let by_name = followed_by_name();
+        let exits: Vec<_> = followed
+            .iter()
+            .filter(|n| !by_name[*n].reported_at_entry())
+            .map(|n| ("syscalls", format!("sys_exit_{n}")))
+            .collect();
         let enters: Vec<_> = followed.iter().map(|n| ("syscalls", format!("sys_enter_{n}"))).collect();
         // Exits before enters, so that no entry is stashed without its exit being attached.
         attach(&mut ebpf, PROG_SYS_EXIT, &exits)?;
@@ -266,6 +274,12 @@ impl Probes {
     pub fn lost_events(&self) -> u64 {
         self.lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
     }
+}
+
+/// Waiting bytes that make the kernel wake the reader: an eighth of the buffer, so a burst
+/// is drained long before it fills, while a steady trickle is picked up by the drain timer.
+pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
+    (ring_bytes / 8).max(4096)
 }
 
 /// Names of the followed syscalls, for `doctor`.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::{
-    model::{Model, PtyRole, pty::PtyPair},
+    model::{FdKind, Model, pty::PtyPair},
     score::Scores,
 };
 
@@ -30,6 +30,9 @@ pub struct Totals {
     pub fds: usize,
     pub pty_masters: usize,
     pub pty_slaves: usize,
+    /// Distinct PTYs whose master a session process holds (a master fd inherited by a forked
+    /// child counts once); what `max_ptys`, `pty_peak` and PTY growth are measured in.
+    pub ptys: usize,
     pub orphaned_ptys: usize,
 }
 
@@ -98,9 +101,11 @@ pub struct LeakedFd {
     pub age_s: f64,
 }
 
-/// Fds still open at the end that look leaked: every PTY end, and every fd opened while traced
-/// by a command that is no longer running anywhere in the session.
-pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64) -> Vec<LeakedFd> {
+/// Fds still open at the end that look leaked: masters of orphaned PTYs (`orphaned` = their
+/// indexes), slaves of dead PTYs, and fds opened while traced by a command that is no longer
+/// running anywhere in the session. Fds that existed before tracing and live PTY pairs (a
+/// terminal multiplexer's panes) are not leaks.
+pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64, orphaned: &BTreeSet<u32>) -> Vec<LeakedFd> {
     let running: BTreeSet<usize> = model.processes_in(session).filter_map(|p| p.command).collect();
     let mut out = Vec::new();
     let mut tables = BTreeSet::new();
@@ -110,9 +115,10 @@ pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64) -> Vec<LeakedFd> 
         }
         let Some(t) = model.table_of(p.pid) else { continue };
         for (fd, e) in &t.fds {
-            let is_pty = e.kind.pty_role() != PtyRole::None;
+            let orphan_master = e.kind == FdKind::PtyMaster && e.pty_index.is_some_and(|i| orphaned.contains(&i));
+            let dead_slave = e.kind == FdKind::PtySlave && e.target.ends_with(" (deleted)");
             let command_ended = !e.from_proc && e.command.is_some_and(|c| !running.contains(&c));
-            if is_pty || command_ended {
+            if orphan_master || dead_slave || command_ended {
                 out.push(LeakedFd {
                     pid: p.pid,
                     comm: p.comm.clone(),
@@ -128,6 +134,11 @@ pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64) -> Vec<LeakedFd> 
         }
     }
     out
+}
+
+/// Distinct PTYs with a master held in the session.
+pub fn distinct_ptys(ptys: &[PtyPair]) -> usize {
+    ptys.iter().filter(|p| !p.masters.is_empty()).count()
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -62,6 +62,9 @@ struct Totals {
     fds: u64,
     #[serde(default)]
     pty_masters: u64,
+    /// Distinct PTYs (newer recordings); older ones only have master fds.
+    #[serde(default)]
+    ptys: Option<u64>,
     #[serde(default)]
     orphaned_ptys: u64,
 }
@@ -197,7 +200,10 @@ pub fn build(path: &Path) -> AppResult<Report> {
         s.last_ts = rec.ts.clone();
         match rec.kind.as_str() {
             "snapshot" => {
-                let t = rec.totals.unwrap_or_default();
+                let mut t = rec.totals.unwrap_or_default();
+                if let Some(n) = t.ptys {
+                    t.pty_masters = n;
+                }
                 let h = rec.health.unwrap_or(100.0);
                 s.health_min = s.health_min.min(h);
                 s.health_final = h;

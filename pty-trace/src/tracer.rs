@@ -33,6 +33,9 @@ use crate::{
     view::{Action, LiveView, ViewState},
 };
 
+/// How often the ring buffer is drained when the kernel has not woken us.
+const DRAIN_PERIOD: Duration = Duration::from_millis(20);
+
 /// What to trace.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -375,6 +378,7 @@ impl Tracer {
             let ptys = self.model.pty_registry(root, &outside);
             let (rows, mut totals) = records::session_counts(&self.model, root, now);
             totals.orphaned_ptys = ptys.iter().filter(|p| p.orphaned).count();
+            totals.ptys = records::distinct_ptys(&ptys);
             let headroom = rows
                 .iter()
                 .filter_map(|r| procfs_scan::nofile_limit(r.pid).map(|l| l.saturating_sub(r.fds as u64)))
@@ -390,7 +394,7 @@ impl Tracer {
                 ts_ns: now,
                 commands: session.commands.len() as u64,
                 fds: totals.fds as u64,
-                ptys: totals.pty_masters as u64,
+                ptys: totals.ptys as u64,
                 orphaned_ptys: totals.orphaned_ptys as u64,
                 lingering,
                 nofile_headroom: headroom,
@@ -401,7 +405,7 @@ impl Tracer {
             let Some(book) = self.books.get_mut(&root) else { continue };
             let (scores, crossings) = book.scorer.observe(&sample);
             book.fd_peak = book.fd_peak.max(totals.fds);
-            book.pty_peak = book.pty_peak.max(totals.pty_masters);
+            book.pty_peak = book.pty_peak.max(totals.ptys);
             for c in crossings {
                 let book = self.books.get_mut(&root).expect("book per session");
                 match c {
@@ -480,17 +484,28 @@ impl Tracer {
             // A root that ended only because we stopped it (run/demo) keeps our reason.
             let ended_by_itself = s.ended_ns.is_some_and(|e| self.stopped_at.is_none_or(|stop| e < stop));
             let reason = if ended_by_itself { StopReason::RootExited } else { reason };
+            // Descendants outliving their session: only meaningful once the root is gone.
+            let root_gone = s.ended_ns.is_some();
             let descendants: Vec<DescendantRec> = self
                 .model
                 .processes_in(root)
-                .filter(|p| p.pid != root)
+                .filter(|p| root_gone && p.pid != root)
                 .map(|p| DescendantRec {
                     pid: p.pid,
                     comm: p.comm.clone(),
                     command: p.command.and_then(|c| self.model.command(c)).map(|c| c.argv.clone()),
                 })
                 .collect();
-            let leaked = records::leaked_at_end(&self.model, root, now);
+            let traced: BTreeSet<u32> = self.model.procs.keys().copied().collect();
+            let outside = procfs_scan::outside_slave_holders(&self.model.master_indexes(root), &traced);
+            let orphaned: BTreeSet<u32> = self
+                .model
+                .pty_registry(root, &outside)
+                .iter()
+                .filter(|p| p.orphaned)
+                .filter_map(|p| p.index)
+                .collect();
+            let leaked = records::leaked_at_end(&self.model, root, now, &orphaned);
             let exit_status = if Some(root) == self.child_pid() { self.exit_status } else { None };
             let book = self.books.get_mut(&root).expect("book per session");
             book.summarized = true;
@@ -565,6 +580,10 @@ impl Tracer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
         let mut redraw = tokio::time::interval(Duration::from_millis(100));
+        // The kernel wakes us only when a burst fills an eighth of the buffer; a steady trickle
+        // of records is picked up here.
+        let mut drain_timer = tokio::time::interval(DRAIN_PERIOD);
+        drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reason = StopReason::RootExited;
         // The first snapshot comes after the first scan seeds the model.
         self.drain();
@@ -580,6 +599,7 @@ impl Tracer {
                     drop(g);
                     self.drain();
                 }
+                _ = drain_timer.tick() => self.drain(),
                 _ = tick.tick() => {
                     self.drain();
                     self.tick()?;
@@ -718,9 +738,9 @@ fn run_rotate_hook(cmd: &str, shell: bool, session: u32, health: f64, reasons: &
                 let mut child = child;
                 let _ = child.wait();
             });
-            HookRec { argv, pid: Some(pid), error: None }
+            HookRec { argv: crate::redact::redact_argv(&argv), pid: Some(pid), error: None }
         }
-        Err(e) => HookRec { argv, pid: None, error: Some(e.to_string()) },
+        Err(e) => HookRec { argv: crate::redact::redact_argv(&argv), pid: None, error: Some(e.to_string()) },
     }
 }
 

@@ -12,12 +12,14 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum FdKind {
     File,
+    #[serde(rename = "dir")]
     Directory,
     Pipe,
     Socket,
     PtyMaster,
     PtySlave,
     /// Other character device (`/dev/null`, `/dev/tty`, ...).
+    #[serde(rename = "chardev")]
     CharDevice,
     /// `anon_inode:[eventfd]`, epoll, timerfd, signalfd, pidfd, inotify, io_uring, bpf, ...
     AnonInode,
@@ -179,6 +181,13 @@ mod tests {
         assert_eq!(classify_open_path("/etc", true), (FdKind::Directory, None));
         assert_eq!(classify_open_path("notpts/3", false), (FdKind::File, None));
         assert_eq!(classify_open_path("a.txt", false), (FdKind::File, None));
+    }
+
+    #[test]
+    fn json_names_match_as_str() {
+        for k in [FdKind::File, FdKind::Directory, FdKind::Pipe, FdKind::Socket, FdKind::PtyMaster, FdKind::PtySlave, FdKind::CharDevice, FdKind::AnonInode, FdKind::Memfd, FdKind::Unknown] {
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::Value::String(k.as_str().into()));
+        }
     }
 
     #[test]

@@ -103,8 +103,8 @@ pub struct Stats {
     pub events: u64,
     /// Corrections made to the model by /proc reconciliation (0 in a healthy steady state).
     pub drift: u64,
-    /// Drift by cause (`missing_fd`, `extra_fd`, `pty_role`, `pty_index`, `missed_close`,
-    /// `missing_process`, `vanished_process`, `unknown_process`).
+    /// Drift by cause (`missing_fd`, `extra_fd`, `pty_role`, `pty_index`, `cloexec`,
+    /// `missed_close`, `missing_process`, `vanished_process`, `unknown_process`).
     pub drift_by_cause: BTreeMap<&'static str, u64>,
     /// Events about processes the model did not know (a lost fork).
     pub unknown_process_events: u64,

@@ -58,18 +58,24 @@ fn install(m: &mut Model, h: &Header, fd: i32, mut e: FdEntry) {
     e.opener_pid = h.tgid;
     e.command = m.procs.get(&h.tgid).and_then(|p| p.command);
     let Some(t) = m.table_mut(h.tgid) else { return };
-    let old = t.fds.get(&fd).cloned();
-    let new = format!("{} {}", e.kind.as_str(), e.target);
+    let Some(old) = t.install_replacing(fd, e, h.ts_ns) else { return };
     // An fd a /proc scan found, which started before this event was stamped, may be this very
     // fd seen early: replacing it is no evidence of a missed close.
-    let seen_early = old.as_ref().is_some_and(|o| o.from_proc && o.opened_ns <= h.ts_ns);
-    if t.install(fd, e, h.ts_ns) && !seen_early {
-        m.stats.drift("missed_close", 1);
-        m.stats.example(|| {
-            let old = old.map(|o| format!("{} {} (cloexec {}, opened by {})", o.kind.as_str(), o.target, o.cloexec, o.opener_pid));
-            format!("missed_close: pid {} got fd {fd} ({new}) while the model had {}", h.tgid, old.unwrap_or_default())
-        });
+    if old.from_proc && old.opened_ns <= h.ts_ns {
+        return;
     }
+    let new = t.fds.get(&fd).map(|e| format!("{} {}", e.kind.as_str(), e.target)).unwrap_or_default();
+    m.stats.drift("missed_close", 1);
+    m.stats.example(|| {
+        format!(
+            "missed_close: pid {} got fd {fd} ({new}) while the model had {} {} (cloexec {}, opened by {})",
+            h.tgid,
+            old.kind.as_str(),
+            old.target,
+            old.cloexec,
+            old.opener_pid
+        )
+    });
 }
 
 /// A copy of `old` at `new` (dup family). When `old` is unknown to the model (opened before

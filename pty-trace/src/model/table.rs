@@ -41,6 +41,12 @@ impl FdTable {
         self.fds.insert(fd, entry).is_some()
     }
 
+    /// Installs `entry` at `fd`, returning the entry it replaced (a close the model missed).
+    pub fn install_replacing(&mut self, fd: i32, entry: FdEntry, ts: u64) -> Option<FdEntry> {
+        self.touched.insert(fd, ts);
+        self.fds.insert(fd, entry)
+    }
+
     pub fn remove(&mut self, fd: i32, ts: u64) -> Option<FdEntry> {
         self.touched.insert(fd, ts);
         self.fds.remove(&fd)
