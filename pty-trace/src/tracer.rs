@@ -67,6 +67,10 @@ struct SessionBook {
     alerts: Vec<AlertRec>,
     actions: Vec<DecisionRec>,
     summarized: bool,
+    /// PTY indexes orphaned at the previous snapshot. The scorer counts a PTY as orphaned only
+    /// when it still is one interval later: a healthy agent holds a master without slave for a
+    /// moment between reaping its child and closing the master.
+    orphaned_before: BTreeSet<u32>,
 }
 
 /// Maps the kernel's monotonic clock to wall time for record timestamps.
@@ -202,6 +206,7 @@ impl Tracer {
                 alerts: Vec::new(),
                 actions: Vec::new(),
                 summarized: false,
+                orphaned_before: BTreeSet::new(),
             },
         );
     }
@@ -379,6 +384,15 @@ impl Tracer {
             let (rows, mut totals) = records::session_counts(&self.model, root, now);
             totals.orphaned_ptys = ptys.iter().filter(|p| p.orphaned).count();
             totals.ptys = records::distinct_ptys(&ptys);
+            let orphaned_now: BTreeSet<u32> = ptys.iter().filter(|p| p.orphaned).filter_map(|p| p.index).collect();
+            let persistent_orphans = match self.books.get_mut(&root) {
+                Some(b) => {
+                    let n = orphaned_now.intersection(&b.orphaned_before).count() as u64;
+                    b.orphaned_before = orphaned_now;
+                    n
+                }
+                None => 0,
+            };
             let headroom = rows
                 .iter()
                 .filter_map(|r| procfs_scan::nofile_limit(r.pid).map(|l| l.saturating_sub(r.fds as u64)))
@@ -395,7 +409,7 @@ impl Tracer {
                 commands: session.commands.len() as u64,
                 fds: totals.fds as u64,
                 ptys: totals.ptys as u64,
-                orphaned_ptys: totals.orphaned_ptys as u64,
+                orphaned_ptys: persistent_orphans,
                 lingering,
                 nofile_headroom: headroom,
                 pty_headroom: Some(pty_max.saturating_sub(pty_nr)),

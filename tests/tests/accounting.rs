@@ -238,3 +238,34 @@ fn tmux_server_with_several_windows_matches_proc() {
     assert_eq!(s["end_reason"], "duration");
     assert_eq!(s["drift"], 0, "corrections needed: {}", s["drift_by_cause"]);
 }
+
+#[test]
+fn reparented_descendants_stay_in_their_session() {
+    if !bpf_available() {
+        return;
+    }
+    let dir = scratch("reparent");
+    let jsonl = dir.join("out.jsonl");
+    // The subshell forks `sleep 3` into the background and exits at once: the sleep is
+    // reparented to init (or a subreaper) but still belongs to the session.
+    let out = run_traced(&jsonl, &["--interval", "100ms"], &["/bin/sh", "-c", "(sleep 3 &); sleep 0.6"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let snaps = of_type(&recs, "snapshot");
+    let reparented = snaps.iter().rev().find_map(|s| {
+        s["processes"].as_array().unwrap().iter().find(|p| p["comm"] == "sleep" && p["command"][1] == "3").cloned()
+    });
+    let row = reparented.expect("the background sleep is in the session's snapshots");
+    let pid = row["pid"].as_u64().unwrap() as u32;
+    let s = &of_type(&recs, "summary")[0];
+    let left: Vec<u64> = s["descendants_left_running"].as_array().unwrap().iter().map(|d| d["pid"].as_u64().unwrap()).collect();
+    assert!(left.contains(&(pid as u64)), "the reparented sleep outlived the session root: {left:?}");
+    assert!(proc_counts(pid).is_some(), "it is still running");
+    // Its parent is no longer the (exited) subshell.
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: u32 = ppid.rsplit(") ").next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_ne!(ppid as u64, s["session"].as_u64().unwrap());
+    assert_eq!(s["drift"], 0, "{}", s["drift_examples"]);
+    // SAFETY: killing the test's own leftover.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}

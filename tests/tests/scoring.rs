@@ -74,10 +74,12 @@ fn leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command() {
     let per_command = ptys as f64 / commands as f64;
     assert!((0.8..=1.0).contains(&per_command), "about one PTY per command, got {per_command:.2}");
     assert!(m["health_score_min"].as_f64().unwrap() < 50.0);
-    // The orphans are visible in the snapshots, held by the agent.
-    let last = of_type(&recs, "snapshot").last().cloned().unwrap();
-    assert_eq!(last["totals"]["orphaned_ptys"].as_u64().unwrap(), N);
-    let agent = last["processes"].as_array().unwrap().iter().max_by_key(|p| p["pty_masters"].as_u64()).unwrap();
+    // The orphans are visible in the snapshots (all N during the agent's final pause), held by
+    // the agent. The peak is checked, not the last snapshot, which may fall mid-command.
+    let snaps = of_type(&recs, "snapshot");
+    let peak = snaps.iter().max_by_key(|s| s["totals"]["orphaned_ptys"].as_u64()).cloned().unwrap();
+    assert_eq!(peak["totals"]["orphaned_ptys"].as_u64().unwrap(), N, "{peak}");
+    let agent = peak["processes"].as_array().unwrap().iter().max_by_key(|p| p["pty_masters"].as_u64()).unwrap();
     assert_eq!(agent["pty_masters"].as_u64().unwrap(), N);
     assert!(agent["comm"].as_str().unwrap().starts_with("python"));
 

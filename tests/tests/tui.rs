@@ -1,0 +1,292 @@
+//! Privileged end-to-end tests of the live view: the real binary in a real terminal (tmux),
+//! read back with `tmux capture-pane`, driven with `tmux send-keys`.
+//!
+//! They need root (BPF) and tmux. The tmux server of each test runs on its own socket and is
+//! killed when the test ends, pass or fail.
+
+use std::{
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use pty_trace_tests::*;
+
+/// A private tmux server with one session, `t`; killed (and its socket removed) on drop.
+struct Tmux {
+    socket: String,
+    socket_path: Option<String>,
+}
+
+impl Tmux {
+    /// Starts `cmd` in a detached `w` x `h` session. The pane stays after `cmd` exits so its
+    /// last screen and exit status can be read.
+    fn start(name: &str, w: u16, h: u16, cmd: &str) -> Tmux {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let mut t = Tmux { socket: format!("pty-trace-e2e-{name}-{}-{nanos}", std::process::id()), socket_path: None };
+        let (w, h) = (w.to_string(), h.to_string());
+        let out = t.try_run(&[
+            "new-session", "-d", "-s", "t", "-x", &w, "-y", &h, cmd, ";",
+            "set-option", "-t", "t", "remain-on-exit", "on", ";",
+            "set-option", "-t", "t", "window-size", "manual",
+        ]);
+        assert!(out.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr));
+        t.socket_path = Some(t.run(&["display-message", "-p", "#{socket_path}"]).trim().to_string()).filter(|p| !p.is_empty());
+        t
+    }
+
+    fn try_run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("running tmux (is it installed?)")
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.try_run(args);
+        assert!(out.status.success(), "tmux {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The screen as text.
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// The screen and the scrollback above it.
+    fn screen_and_history(&self) -> String {
+        self.run(&["capture-pane", "-p", "-S", "-", "-t", "t"])
+    }
+
+    /// The screen with its attributes as SGR escape sequences.
+    fn screen_with_styles(&self) -> String {
+        self.run(&["capture-pane", "-p", "-e", "-t", "t"])
+    }
+
+    /// Key names as tmux knows them (`j`, `Enter`, `Escape`, `C-c`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Literal text, then Enter.
+    fn type_line(&self, text: &str) {
+        self.run(&["send-keys", "-t", "t", "-l", text]);
+        self.keys(&["Enter"]);
+    }
+
+    fn resize(&self, w: u16, h: u16) {
+        self.run(&["resize-window", "-t", "t", "-x", &w.to_string(), "-y", &h.to_string()]);
+    }
+
+    /// (dead, exit status) of the pane.
+    fn pane_status(&self) -> (bool, Option<i32>) {
+        let s = self.run(&["display-message", "-p", "-t", "t", "#{pane_dead} #{pane_dead_status}"]);
+        let mut it = s.split_whitespace();
+        (it.next() == Some("1"), it.next().and_then(|x| x.parse().ok()))
+    }
+
+    /// Polls the screen until `ok` holds; panics with `what` and the last screen otherwise.
+    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if Instant::now() > until {
+                panic!("timed out after {timeout:?} waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.try_run(&["kill-server"]);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The number after `label` in `line` (`health  38` -> 38).
+fn number_after(line: &str, label: &str) -> Option<u64> {
+    let i = line.find(label)? + label.len();
+    line[i..].trim_start().chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+/// (health, PTYs held) of the first session in the header, when shown.
+fn header_numbers(screen: &str) -> Option<(u64, u64)> {
+    let health = screen.lines().find(|l| l.starts_with("session "))?;
+    let ptys = screen.lines().find(|l| l.contains(" held (machine "))?;
+    Some((number_after(health, "health")?, number_after(ptys, "PTYs")?))
+}
+
+fn leak_shown(s: &str) -> bool {
+    header_numbers(s).is_some_and(|(health, ptys)| health < 70 && ptys > 6)
+}
+
+/// SGR parameters of every escape sequence in `s`.
+fn sgr_params(s: &str) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("\x1b[") {
+        rest = &rest[i + 2..];
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == ';' || c == ':')).unwrap_or(rest.len());
+        if rest[end..].starts_with('m') {
+            out.push(rest[..end].split([';', ':']).filter_map(|p| p.parse().ok()).collect());
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn has_colour(s: &str) -> bool {
+    sgr_params(s).iter().flatten().any(|p| matches!(p, 30..=38 | 40..=48 | 90..=97 | 100..=107))
+}
+
+/// The tests of this file run one at a time: each drives a live tracer on a timing budget.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long pty-trace may take to exit: detaching the probes waits for RCU grace periods,
+/// which takes seconds on a busy machine.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn live_view_shows_the_leak_and_gives_the_terminal_back() {
+    if !bpf_available() {
+        return;
+    }
+    let _serial = serial();
+    let bin = pty_trace_bin();
+    let tmux = Tmux::start("live", 120, 40, "env -u NO_COLOR PS1='tui$ ' bash --norc --noprofile");
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| s.contains("tui$"));
+    tmux.type_line(&format!("{} demo --commands 40 --delay 150ms --interval 250ms; echo EXIT=$?", bin.display()));
+
+    // The view comes up and shows the leak growing.
+    let s = tmux.wait_for("health < 70 and more than 6 PTYs held", Duration::from_secs(30), leak_shown);
+    let (health, ptys) = header_numbers(&s).unwrap();
+    eprintln!("the view at health {health}, {ptys} PTYs held:\n{s}");
+    for want in ["pty-trace", "machine PTYs", "lost events", "drift", "LEAK DETECTED", "processes", "alerts & decisions", "q quit", "? help"] {
+        assert!(s.contains(want), "{want:?} not on the screen:\n{s}");
+    }
+    // The agent's row is marked as leaking (`!`) and the screen is in colour.
+    let root = s.lines().find_map(|l| l.strip_prefix("session ")).and_then(|r| r.split_whitespace().next()).unwrap();
+    assert!(s.lines().any(|l| l.starts_with(&format!("│! {root} ")) && l.contains("pty-trace __demo-agent")), "no leaking row marked:\n{s}");
+    assert!(has_colour(&tmux.screen_with_styles()), "no colour without NO_COLOR");
+
+    // j then k: back on the agent (the tree's root), Enter: its fds.
+    tmux.keys(&["j"]);
+    tmux.keys(&["k"]);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the details pane with PTY masters", Duration::from_secs(10), |s| {
+        s.contains("OPENED BY") && s.contains("pty_master")
+    });
+    assert!(s.contains("/dev/ptmx (pts/") && s.contains("orphaned"), "{s}");
+    assert!(s.lines().any(|l| l.contains("pty_master") && l.contains("__demo-agent")), "the opening command is shown:\n{s}");
+
+    // Esc closes the details and keeps the view.
+    tmux.keys(&["Escape"]);
+    let s = tmux.wait_for("the details pane to close", Duration::from_secs(10), |s| !s.contains("OPENED BY"));
+    assert!(s.contains("q quit") && s.contains("processes"), "Esc should only close the details:\n{s}");
+
+    // q stops the run: the summary is printed on the normal screen and the shell comes back.
+    tmux.keys(&["q"]);
+    tmux.wait_for("pty-trace to exit", EXIT_TIMEOUT, |s| s.lines().any(|l| l.starts_with("EXIT=")));
+    let s = tmux.screen_and_history();
+    assert!(s.contains("pty-trace: session") && s.contains("LEAK DETECTED"), "no summary:\n{s}");
+    eprintln!("summary: {}", s.lines().find(|l| l.starts_with("pty-trace: session")).unwrap_or(""));
+    assert!(
+        s.contains("(interrupted)"),
+        "the run was not stopped by q (the demo ended first? the machine may be too slow for this timing):\n{s}"
+    );
+    assert!(!s.contains("q quit") && !s.contains("alerts & decisions"), "the view is still on the screen:\n{s}");
+    assert!(!s.contains("panicked"), "{s}");
+
+    // The terminal is usable: the shell runs commands and the tty is back in cooked mode.
+    tmux.type_line("clear; echo \"MODES: $(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo|isig|icrnl|opost)' | tr '\\n' ' ')\"; echo READY-$((6*7))");
+    let s = tmux.wait_for("READY-42", Duration::from_secs(10), |s| s.lines().any(|l| l.trim() == "READY-42"));
+    let modes: Vec<&str> = s
+        .lines()
+        .find_map(|l| l.strip_prefix("MODES: "))
+        .unwrap_or_else(|| panic!("no stty output:\n{s}"))
+        .split_whitespace()
+        .collect();
+    for m in ["icanon", "echo", "isig", "icrnl", "opost"] {
+        assert!(modes.contains(&m), "{m} not restored: stty modes {modes:?}");
+    }
+    assert!(!tmux.pane_status().0, "the shell is still alive");
+}
+
+#[test]
+fn live_view_survives_resizes_pauses_and_honours_no_color() {
+    if !bpf_available() {
+        return;
+    }
+    let _serial = serial();
+    let bin = pty_trace_bin();
+    // Run directly in the pane (no shell), long enough to play with it.
+    let cmd = format!("env NO_COLOR=1 {} demo --commands 400 --delay 100ms --interval 250ms", bin.display());
+    let tmux = Tmux::start("resize", 120, 40, &cmd);
+    let s = tmux.wait_for("health < 70 and more than 6 PTYs held", Duration::from_secs(30), leak_shown);
+    assert!(s.contains("LEAK DETECTED"), "{s}");
+
+    // NO_COLOR: attributes such as bold and reverse, but no colours.
+    let styled = tmux.screen_with_styles();
+    assert!(!has_colour(&styled), "colours drawn with NO_COLOR: {:?}", sgr_params(&styled));
+    assert!(sgr_params(&styled).iter().flatten().any(|p| *p == 1), "expected bold text");
+
+    // p pauses the display: the numbers stop moving while tracing goes on.
+    tmux.keys(&["p"]);
+    let s = tmux.wait_for("the PAUSED marker", Duration::from_secs(10), |s| s.contains("PAUSED"));
+    let frozen = header_numbers(&s);
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = tmux.screen();
+    assert_eq!(header_numbers(&s), frozen, "the display changed while paused:\n{s}");
+    tmux.keys(&["p"]);
+    tmux.wait_for("the display to resume", Duration::from_secs(10), |s| !s.contains("PAUSED") && header_numbers(s) != frozen);
+
+    // Resizes: the layout follows the size; tiny sizes get a compact summary, no panic.
+    tmux.resize(80, 24);
+    let s = tmux.wait_for("the 80x24 layout", Duration::from_secs(10), |s| {
+        let lines: Vec<&str> = s.lines().collect();
+        lines.len() == 24 && lines[23].starts_with("q quit") && s.contains("LEAK DETECTED")
+    });
+    assert!(s.lines().all(|l| l.chars().count() <= 80), "{s}");
+    assert!(leak_shown(&s), "{s}");
+    tmux.resize(20, 5);
+    tmux.wait_for("the compact view", Duration::from_secs(10), |s| s.starts_with("pty-trace") && s.contains("health"));
+    tmux.resize(200, 60);
+    let s = tmux.wait_for("the 200x60 layout", Duration::from_secs(10), |s| {
+        s.lines().count() == 60 && s.lines().any(|l| l.contains(" processes ") && l.contains(" PTYs "))
+    });
+    assert!(leak_shown(&s), "{s}");
+    assert!(!tmux.pane_status().0, "pty-trace died during the resizes:\n{s}");
+
+    // The help, then quit with Ctrl-C (a key in raw mode, not a signal).
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help", Duration::from_secs(10), |s| s.contains("cycle sort"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the help to close", Duration::from_secs(10), |s| !s.contains("cycle sort") && s.contains("q quit"));
+    tmux.keys(&["C-c"]);
+    let until = Instant::now() + EXIT_TIMEOUT;
+    let status = loop {
+        match tmux.pane_status() {
+            (true, st) => break st,
+            _ if Instant::now() > until => panic!("pty-trace did not exit after Ctrl-C:\n{}", tmux.screen()),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let s = tmux.screen_and_history();
+    assert_ne!(status, Some(101), "pty-trace panicked:\n{s}");
+    assert!(!s.contains("panicked"), "{s}");
+    assert!(s.contains("pty-trace: session") && s.contains("(interrupted)"), "no summary after Ctrl-C:\n{s}");
+}
