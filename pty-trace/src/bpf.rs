@@ -104,8 +104,16 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
 
 fn read_format(tracefs: &Path, category: &str, name: &str) -> AppResult<String> {
     let p = tracefs.join("events").join(category).join(name).join("format");
-    std::fs::read_to_string(&p).map_err(|e| {
-        AppError::NoTracefs(format!("cannot read {}: {e} (is tracefs mounted? try `sudo pty-trace doctor --fix`)", p.display()))
+    std::fs::read_to_string(&p).map_err(|e| match e.kind() {
+        // tracefs is mode 0700: an unprivileged user cannot even read the formats.
+        std::io::ErrorKind::PermissionDenied => AppError::NoPermission(format!(
+            "not allowed to read {} (tracefs is root-only): run with sudo, or grant CAP_BPF, CAP_PERFMON and read access to tracefs",
+            p.display()
+        )),
+        _ => AppError::NoTracefs(format!(
+            "cannot read {}: {e}: tracepoint missing or tracefs not mounted; try `sudo pty-trace doctor --fix`",
+            p.display()
+        )),
     })
 }
 

@@ -147,6 +147,18 @@ impl Tracer {
     /// starts the child registered before it execs).
     pub fn start(target: &Target, opts: Options, out: JsonlWriter) -> AppResult<Tracer> {
         let t0 = Instant::now();
+        // Bad input is reported before anything is loaded: it needs no privileges to check.
+        match target {
+            Target::Attach(pids) => {
+                for &pid in pids {
+                    procfs_scan::validate_target(pid)?;
+                }
+            }
+            Target::Run(argv) => {
+                let program = argv.first().ok_or_else(|| AppError::BadInput("run: no command given".into()))?;
+                resolve_program(program)?;
+            }
+        }
         let mut probes = Probes::load(opts.ring_bytes)?;
         let clock = Clock::now();
         let tracked = probes.tracked.clone();
