@@ -15,7 +15,7 @@ use anyhow::{Context, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{TracePoint, trace_point::TracePointLinkId},
 };
 use pty_trace_common::{
     MAP_EVENTS, MAP_LOST, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_EXEC, PROG_EXIT,
@@ -140,6 +140,8 @@ pub fn tracepoint_offsets(tracefs: &Path) -> AppResult<TracepointOffsets> {
 
 /// The loaded and attached programs with the maps userspace uses.
 pub struct Probes {
+    /// Every attachment, for `detach`.
+    links: Vec<(&'static str, TracePointLinkId)>,
     /// Kept alive: dropping it detaches everything.
     _ebpf: Ebpf,
     pub tracked: Tracked,
@@ -230,7 +232,8 @@ impl Probes {
         offs.set(0, offsets, 0).map_err(|e| anyhow!("filling {MAP_OFFSETS}: {e}"))?;
 
         let mut attached = 0;
-        let mut attach = |ebpf: &mut Ebpf, prog: &str, points: &[(&str, String)]| -> AppResult<()> {
+        let mut links: Vec<(&'static str, TracePointLinkId)> = Vec::new();
+        let mut attach = |ebpf: &mut Ebpf, prog: &'static str, points: &[(&str, String)]| -> AppResult<()> {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .ok_or_else(|| anyhow!("program {prog} missing from the object"))?
@@ -238,8 +241,10 @@ impl Probes {
                 .map_err(|e| anyhow!("{prog}: {e}"))?;
             p.load().map_err(|e| permission_error(&format!("load program {prog}"), format!("{e:#}")))?;
             for (cat, name) in points {
-                p.attach(cat, name)
+                let id = p
+                    .attach(cat, name)
                     .map_err(|e| permission_error(&format!("attach {prog} to {cat}:{name}"), format!("{e:#}")))?;
+                links.push((prog, id));
                 attached += 1;
             }
             Ok(())
@@ -267,6 +272,7 @@ impl Probes {
         let lost = PerCpuArray::try_from(ebpf.take_map(MAP_LOST).ok_or_else(|| anyhow!("map {MAP_LOST} missing"))?)
             .map_err(|e| anyhow!("{e}"))?;
         Ok(Probes {
+            links,
             _ebpf: ebpf,
             tracked: Tracked(Arc::new(Mutex::new(tracked))),
             events: Some(events),
@@ -276,6 +282,29 @@ impl Probes {
             tracefs,
             load_time: start.elapsed(),
         })
+    }
+
+    /// Detaches everything, in parallel. Each tracepoint detach waits for an RCU grace period
+    /// (50-150 ms here), so dropping ~100 attachments one by one kept pty-trace alive for five
+    /// seconds after its summary; from many threads the waits overlap.
+    pub fn detach(mut self) {
+        let mut owned = Vec::with_capacity(self.links.len());
+        for (prog, id) in std::mem::take(&mut self.links) {
+            let Some(p) = self._ebpf.program_mut(prog) else { continue };
+            let Ok(tp): Result<&mut TracePoint, _> = p.try_into() else { continue };
+            if let Ok(link) = tp.take_link(id) {
+                owned.push(link);
+            }
+        }
+        let per_thread = owned.len().div_ceil(32).max(1);
+        let mut threads = Vec::new();
+        while !owned.is_empty() {
+            let chunk: Vec<_> = owned.drain(..per_thread.min(owned.len())).collect();
+            threads.push(std::thread::spawn(move || drop(chunk)));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
     }
 
     /// Total failed ring buffer reservations over all CPUs.

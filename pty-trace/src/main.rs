@@ -62,12 +62,12 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
                 .iter()
                 .map(|p| p.parse::<i32>().map_err(|_| AppError::BadTarget(format!("invalid PID {p:?}: expected a number"))))
                 .collect::<AppResult<Vec<_>>>()?;
-            trace(Target::Attach(pids), &common, None)
+            trace(Target::Attach(pids), &common, None, false)
         }
-        Cmd::Run { common, child_output, cmd } => trace(Target::Run(cmd), &common, child_output),
+        Cmd::Run { common, child_output, cmd } => trace(Target::Run(cmd), &common, child_output, false),
         Cmd::Demo { common, commands, delay, fixed } => {
             let argv = demo::agent_argv(commands, delay, fixed)?;
-            trace(Target::Run(argv), &common, None)
+            trace(Target::Run(argv), &common, None, true)
         }
     }
 }
@@ -101,7 +101,7 @@ fn thresholds(a: &TraceArgs) -> AppResult<Thresholds> {
     Ok(th)
 }
 
-fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>) -> AppResult<i32> {
+fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>, is_demo: bool) -> AppResult<i32> {
     let thresholds = thresholds(a)?;
     let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     let tui = tty && !a.no_tui && a.jsonl.as_deref() != Some("-");
@@ -134,12 +134,19 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
         }
         tracer.run().await
     })?;
-    // The summary is for people: on stderr when stdout carries JSONL.
+    // The summary is for people: on stderr when stdout carries JSONL. It is printed before the
+    // probes are detached, which takes the kernel a second or more.
     let text = render_summaries(&outcome.summaries);
     if jsonl_on_stdout {
         eprint!("{text}");
     } else {
         print!("{text}");
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    outcome.probes.detach();
+    // `demo` stopped by the user is a normal end, not the agent's SIGTERM status.
+    if is_demo && outcome.summaries.iter().all(|s| s.end_reason == "interrupted") {
+        return Ok(exit_code::OK);
     }
     Ok(outcome.exit_code)
 }

@@ -140,6 +140,9 @@ pub struct Tracer {
 pub struct Outcome {
     pub exit_code: i32,
     pub summaries: Vec<SummaryRec>,
+    /// Still attached: detaching takes a second or more (RCU grace periods), so the caller
+    /// prints the summary first and then calls `Probes::detach`.
+    pub probes: Probes,
 }
 
 impl Tracer {
@@ -721,12 +724,13 @@ impl Tracer {
         for pid in self.model.procs.keys() {
             self.tracked.remove(*pid);
         }
+        drop(self.ring.take());
         let exit_code = match (self.exit_status, reason) {
             (_, StopReason::Rotate) => exit_code::ROTATE,
             (Some(st), _) => st,
             (None, _) => exit_code::OK,
         };
-        Ok(Outcome { exit_code, summaries })
+        Ok(Outcome { exit_code, summaries, probes: self.probes })
     }
 }
 

@@ -271,11 +271,19 @@ fn live_view_survives_resizes_pauses_and_honours_no_color() {
     assert!(leak_shown(&s), "{s}");
     assert!(!tmux.pane_status().0, "pty-trace died during the resizes:\n{s}");
 
-    // The help, then quit with Ctrl-C (a key in raw mode, not a signal).
-    tmux.keys(&["?"]);
-    tmux.wait_for("the help", Duration::from_secs(10), |s| s.contains("cycle sort"));
-    tmux.keys(&["Escape"]);
-    tmux.wait_for("the help to close", Duration::from_secs(10), |s| !s.contains("cycle sort") && s.contains("q quit"));
+    // A key typed while the terminal is being resized is not lost (crossterm 0.28's reader
+    // dropped it until the next key came): resize and type in one tmux command, then the help
+    // must show; Esc closes it.
+    for (w, h) in [(180, 50), (200, 60), (180, 50), (200, 60)] {
+        tmux.run(&["resize-window", "-t", "t", "-x", &w.to_string(), "-y", &h.to_string(), ";", "send-keys", "-t", "t", "?"]);
+        tmux.wait_for(&format!("the help after a resize to {w}x{h}"), Duration::from_secs(10), |s| {
+            s.contains("cycle sort") && s.lines().count() == h
+        });
+        tmux.keys(&["Escape"]);
+        tmux.wait_for("the help to close", Duration::from_secs(10), |s| !s.contains("cycle sort") && s.contains("q quit"));
+    }
+
+    // Quit with Ctrl-C (a key in raw mode, not a signal).
     tmux.keys(&["C-c"]);
     let until = Instant::now() + EXIT_TIMEOUT;
     let status = loop {
