@@ -28,7 +28,10 @@ pub const PACKAGES: &[&str] = &[
     "rust-web-src",
     "llvm-22-dev",
     "bpftrace",
+    "bpftool",
     "strace",
+    "git",
+    "python3",
     "lsof",
     "tmux",
     "util-linux",
@@ -123,6 +126,9 @@ pub fn missing_packages(wanted: &[&str], dpkg_output: &str) -> Vec<String> {
 fn apt_get(why: &str) -> Result<Command> {
     let mut cmd = root_command("env", why)?;
     cmd.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+    // apt's progress goes to stderr with xtask's own messages: stdout belongs to the program
+    // xtask runs (`pty-trace demo` prints JSONL there when it is not a terminal).
+    cmd.stdout(Stdio::from(std::io::stderr()));
     Ok(cmd)
 }
 
@@ -273,7 +279,10 @@ mod tests {
         rust-web-src\tinstall ok installed\n\
         llvm-22-dev\tinstall ok installed\n\
         bpftrace\tinstall ok installed\n\
+        bpftool\tinstall ok installed\n\
         strace\tinstall ok installed\n\
+        git\tinstall ok installed\n\
+        python3\tinstall ok installed\n\
         lsof\tinstall ok installed\n\
         tmux\tinstall ok installed\n\
         util-linux\tinstall ok installed\n\
