@@ -12,6 +12,8 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 use crate::error::{AppError, AppResult};
 
@@ -19,21 +21,23 @@ const TIMELINE_POINTS: usize = 64;
 /// Malformed line numbers listed individually (the rest are counted).
 const MAX_LISTED_BAD_LINES: usize = 20;
 
-/// The fields the report reads; everything else in a line is ignored.
+/// The fields the report reads; everything else in a line is skipped without allocating.
+/// Strings borrow from the line where they can, and a snapshot's `processes` stays raw JSON
+/// until it is needed (only when the session reaches a new PTY peak).
 #[derive(Deserialize)]
-struct Line {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    ts: String,
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    ts: Cow<'a, str>,
     #[serde(default)]
     session: Option<u32>,
     #[serde(default)]
     health: Option<f64>,
     #[serde(default)]
     totals: Option<Totals>,
-    #[serde(default)]
-    processes: Option<Vec<Proc>>,
+    #[serde(default, borrow)]
+    processes: Option<&'a RawValue>,
     #[serde(default)]
     reasons: Option<Vec<String>>,
     #[serde(default)]
@@ -41,7 +45,7 @@ struct Line {
     #[serde(default)]
     verdict: Option<String>,
     #[serde(default)]
-    commands: Option<serde_json::Value>,
+    commands: Option<u64>,
     #[serde(default)]
     est_seconds_to_exhaustion: Option<f64>,
     #[serde(default)]
@@ -140,7 +144,7 @@ pub struct Report {
 }
 
 impl SessionReport {
-    fn push_point(&mut self, p: Point) {
+    fn push_point(&mut self, ts: &str, health: f64, fds: u64, ptys: u64) {
         self.snapshots += 1;
         if self.stride == 0 {
             self.stride = 1;
@@ -148,7 +152,7 @@ impl SessionReport {
         if (self.snapshots - 1) % self.stride != 0 {
             return;
         }
-        self.timeline.push(p);
+        self.timeline.push(Point { ts: ts.to_string(), health, fds, ptys });
         if self.timeline.len() >= TIMELINE_POINTS {
             // Keep every other point and sample half as often from now on.
             let mut i = 0;
@@ -194,11 +198,13 @@ pub fn build(path: &Path) -> AppResult<Report> {
             session: sid,
             health_min: 100.0,
             health_final: 100.0,
-            first_ts: rec.ts.clone(),
+            first_ts: rec.ts.to_string(),
             ..SessionReport::default()
         });
-        s.last_ts = rec.ts.clone();
-        match rec.kind.as_str() {
+        // Reuses the buffer: no allocation per line.
+        s.last_ts.clear();
+        s.last_ts.push_str(&rec.ts);
+        match rec.kind.as_ref() {
             "snapshot" => {
                 let mut t = rec.totals.unwrap_or_default();
                 if let Some(n) = t.ptys {
@@ -209,15 +215,17 @@ pub fn build(path: &Path) -> AppResult<Report> {
                 s.health_final = h;
                 s.fd_peak = s.fd_peak.max(t.fds);
                 s.orphaned_peak = s.orphaned_peak.max(t.orphaned_ptys);
-                if let Some(c) = rec.commands.as_ref().and_then(|c| c.as_u64()) {
+                if let Some(c) = rec.commands {
                     s.commands = c;
                 }
                 s.est_seconds_to_exhaustion = rec.est_seconds_to_exhaustion;
                 s.lost_events = rec.lost_events.unwrap_or(s.lost_events);
                 s.drift = rec.drift.unwrap_or(s.drift);
-                if t.pty_masters >= s.pty_peak {
+                // The processes are parsed only at a new PTY peak (or to name a first holder).
+                if t.pty_masters > s.pty_peak || (s.top_holder.is_none() && t.pty_masters == s.pty_peak) {
                     s.pty_peak = t.pty_masters;
-                    if let Some(top) = rec.processes.as_ref().and_then(|ps| ps.iter().max_by_key(|p| (p.pty_masters, p.fds))) {
+                    let procs: Option<Vec<Proc>> = rec.processes.and_then(|raw| serde_json::from_str(raw.get()).ok());
+                    if let Some(top) = procs.as_ref().and_then(|ps| ps.iter().max_by_key(|p| (p.pty_masters, p.fds))) {
                         s.top_holder = Some(Culprit {
                             pid: top.pid,
                             comm: top.comm.clone(),
@@ -227,11 +235,11 @@ pub fn build(path: &Path) -> AppResult<Report> {
                         });
                     }
                 }
-                s.push_point(Point { ts: rec.ts, health: h, fds: t.fds, ptys: t.pty_masters });
+                s.push_point(&rec.ts, h, t.fds, t.pty_masters);
             }
-            "alert" => s.alerts.push((rec.ts, rec.health.unwrap_or(0.0), rec.reasons.unwrap_or_default())),
+            "alert" => s.alerts.push((rec.ts.to_string(), rec.health.unwrap_or(0.0), rec.reasons.unwrap_or_default())),
             "decision" => s.decisions.push((
-                rec.ts,
+                rec.ts.to_string(),
                 rec.action.unwrap_or_default(),
                 rec.health.unwrap_or(0.0),
                 rec.reasons.unwrap_or_default(),

@@ -102,7 +102,9 @@ fn forced_ring_buffer_overflow_is_counted_and_repaired() {
     let out = run_traced(
         &jsonl,
         &["--interval", "100ms", "--ring-buffer-size", "4096"],
-        &[WORKLOAD, "opens", "3000", "5", &hold.to_string(), gt.to_str().unwrap()],
+        // The burst starts after 600 ms, once the first scans have seeded the process: its
+        // repair is then drift, not seeding.
+        &[WORKLOAD, "opens", "3000", "5", &hold.to_string(), gt.to_str().unwrap(), "600"],
     );
     assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);

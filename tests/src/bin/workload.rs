@@ -1,7 +1,7 @@
 //! Real workloads for the privileged end-to-end tests, each reporting its own ground truth.
 //!
-//! - `opens N M HOLD_MS GT_DIR`: opens `/dev/null` N times and `/dev/ptmx` M times, writes its
-//!   ground truth, holds everything for HOLD_MS, exits.
+//! - `opens N M HOLD_MS GT_DIR [DELAY_MS]`: after DELAY_MS, opens `/dev/null` N times and
+//!   `/dev/ptmx` M times, writes its ground truth, holds everything for HOLD_MS, exits.
 //! - `random SEED STEPS HOLD_MS GT_DIR [DEPTH]`: a seeded random walk over every fd path pty-trace
 //!   follows (open/openat2/creat, close/close_range, dup family, fcntl, pipes, sockets, anonymous
 //!   inodes, PTY masters/slaves/TIOCGPTPEER, FIOCLEX), with fork, CLONE_FILES-free exec of
@@ -51,6 +51,10 @@ fn opens(args: &[String]) {
     let n: usize = args[0].parse().unwrap();
     let m: usize = args[1].parse().unwrap();
     let hold: u64 = args[2].parse().unwrap();
+    // Optional pause before opening, so a tracer has seeded this process first.
+    if let Some(ms) = args.get(4).and_then(|d| d.parse::<u64>().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     let mut keep = Vec::new();
     for _ in 0..n {
         keep.push(open("/dev/null", libc::O_RDONLY));
