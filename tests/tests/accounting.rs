@@ -248,14 +248,15 @@ fn reparented_descendants_stay_in_their_session() {
     }
     let dir = scratch("reparent");
     let jsonl = dir.join("out.jsonl");
-    // The subshell forks `sleep 3` into the background and exits at once: the sleep is
-    // reparented to init (or a subreaper) but still belongs to the session.
-    let out = run_traced(&jsonl, &["--interval", "100ms"], &["/bin/sh", "-c", "(sleep 3 &); sleep 0.6"]);
+    // The subshell forks `sleep 30` into the background and exits at once: the sleep is
+    // reparented to init (or a subreaper) but still belongs to the session. (30 s: pty-trace's
+    // own exit, detaching its probes, can take seconds on a loaded machine; killed below.)
+    let out = run_traced(&jsonl, &["--interval", "100ms"], &["/bin/sh", "-c", "(sleep 30 </dev/null >/dev/null 2>&1 &); sleep 0.6"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);
     let snaps = of_type(&recs, "snapshot");
     let reparented = snaps.iter().rev().find_map(|s| {
-        s["processes"].as_array().unwrap().iter().find(|p| p["comm"] == "sleep" && p["command"][1] == "3").cloned()
+        s["processes"].as_array().unwrap().iter().find(|p| p["comm"] == "sleep" && p["command"][1] == "30").cloned()
     });
     let row = reparented.expect("the background sleep is in the session's snapshots");
     let pid = row["pid"].as_u64().unwrap() as u32;
