@@ -165,32 +165,119 @@ impl SessionReport {
     }
 }
 
-/// Reads `path` and builds the report.
+/// What one byte range of the file contributes; ranges are merged in file order.
+#[derive(Default)]
+struct Partial {
+    lines: u64,
+    valid_records: u64,
+    malformed_lines: u64,
+    /// Line numbers relative to the range's first line.
+    malformed_line_numbers: Vec<u64>,
+    sessions: BTreeMap<u32, SessionReport>,
+}
+
+/// Files smaller than this are read by one thread.
+const PARALLEL_MIN_BYTES: u64 = 8 << 20;
+
+/// Reads `path` and builds the report. Large files are split into one byte range per core
+/// (on line boundaries), each aggregated in bounded memory, then merged in order.
 pub fn build(path: &Path) -> AppResult<Report> {
-    let f = File::open(path).map_err(|e| AppError::BadInput(format!("cannot open {}: {e}", path.display())))?;
+    let len = std::fs::metadata(path)
+        .map_err(|e| AppError::BadInput(format!("cannot open {}: {e}", path.display())))?
+        .len();
+    let threads = if len < PARALLEL_MIN_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8) as u64
+    };
+    build_with(path, len, threads)
+}
+
+fn build_with(path: &Path, len: u64, threads: u64) -> AppResult<Report> {
+    let bounds: Vec<(u64, u64)> = (0..threads).map(|i| (len * i / threads, len * (i + 1) / threads)).collect();
+    let partials: Vec<AppResult<Partial>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds.iter().map(|&(a, b)| scope.spawn(move || scan_range(path, a, b))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(AppError::BadInput("report worker failed".into()))))
+            .collect()
+    });
     let mut r = Report { file: path.display().to_string(), ..Report::default() };
     let mut sessions: BTreeMap<u32, SessionReport> = BTreeMap::new();
+    for p in partials {
+        let p = p?;
+        for n in p.malformed_line_numbers {
+            if r.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
+                r.malformed_line_numbers.push(r.lines + n);
+            }
+        }
+        r.lines += p.lines;
+        r.valid_records += p.valid_records;
+        r.malformed_lines += p.malformed_lines;
+        for (sid, later) in p.sessions {
+            let merged = match sessions.remove(&sid) {
+                Some(earlier) => merge(earlier, later),
+                None => later,
+            };
+            sessions.insert(sid, merged);
+        }
+    }
+    if r.valid_records == 0 {
+        return Err(AppError::BadInput(format!(
+            "{}: no valid pty-trace record in {} line(s)",
+            path.display(),
+            r.lines
+        )));
+    }
+    for mut s in sessions.into_values() {
+        if s.verdict.is_empty() {
+            s.verdict = if s.orphaned_peak > 0 || !s.decisions.is_empty() { "LEAK DETECTED" } else { "HEALTHY" }.into();
+        }
+        s.recommendations = recommend(&s);
+        r.sessions.push(s);
+    }
+    r.verdict = if r.sessions.iter().any(|s| s.verdict == "LEAK DETECTED") { "LEAK DETECTED" } else { "HEALTHY" }.into();
+    Ok(r)
+}
+
+/// Aggregates the lines whose first byte lies in `[start, end)`.
+fn scan_range(path: &Path, start: u64, end: u64) -> AppResult<Partial> {
+    use std::io::{Seek, SeekFrom};
+    let io_err = |e: std::io::Error| AppError::BadInput(format!("reading {}: {e}", path.display()));
+    let mut f = File::open(path).map_err(|e| AppError::BadInput(format!("cannot open {}: {e}", path.display())))?;
+    if start > 0 {
+        f.seek(SeekFrom::Start(start - 1)).map_err(io_err)?;
+    }
     let mut reader = BufReader::with_capacity(1 << 20, f);
-    let mut buf = String::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_line(&mut buf)
-            .map_err(|e| AppError::BadInput(format!("reading {} at line {}: {e}", path.display(), r.lines + 1)))?;
+    let mut pos = start;
+    if start > 0 {
+        // Skip the rest of the line that began before this range (the previous range owns it).
+        let mut skipped = Vec::new();
+        pos = start - 1 + reader.read_until(b'\n', &mut skipped).map_err(io_err)? as u64;
+    }
+    let mut r = Partial::default();
+    let sessions = &mut r.sessions;
+    let mut raw = Vec::new();
+    while pos < end {
+        raw.clear();
+        let n = reader.read_until(b'\n', &mut raw).map_err(io_err)?;
         if n == 0 {
             break;
         }
+        pos += n as u64;
         r.lines += 1;
-        let line = buf.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let Ok(rec) = serde_json::from_str::<Line>(line) else {
-            r.malformed_lines += 1;
-            if r.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
-                r.malformed_line_numbers.push(r.lines);
+        // A line that is not UTF-8 or not a record is malformed: counted, listed, skipped.
+        let parsed = std::str::from_utf8(&raw).ok().map(str::trim).filter(|l| !l.is_empty()).map(serde_json::from_str::<Line>);
+        let rec = match parsed {
+            None if raw.iter().all(u8::is_ascii_whitespace) => continue,
+            Some(Ok(rec)) => rec,
+            _ => {
+                r.malformed_lines += 1;
+                if r.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
+                    r.malformed_line_numbers.push(r.lines);
+                }
+                continue;
             }
-            continue;
         };
         r.valid_records += 1;
         let Some(sid) = rec.session else { continue };
@@ -257,22 +344,46 @@ pub fn build(path: &Path) -> AppResult<Report> {
             _ => {}
         }
     }
-    if r.valid_records == 0 {
-        return Err(AppError::BadInput(format!(
-            "{}: no valid pty-trace record in {} line(s)",
-            path.display(),
-            r.lines
-        )));
-    }
-    for mut s in sessions.into_values() {
-        if s.verdict.is_empty() {
-            s.verdict = if s.orphaned_peak > 0 || !s.decisions.is_empty() { "LEAK DETECTED" } else { "HEALTHY" }.into();
-        }
-        s.recommendations = recommend(&s);
-        r.sessions.push(s);
-    }
-    r.verdict = if r.sessions.iter().any(|s| s.verdict == "LEAK DETECTED") { "LEAK DETECTED" } else { "HEALTHY" }.into();
     Ok(r)
+}
+
+/// Joins the aggregates of two consecutive ranges of one session.
+fn merge(mut a: SessionReport, b: SessionReport) -> SessionReport {
+    if b.snapshots > 0 {
+        a.health_final = b.health_final;
+        a.commands = b.commands;
+        a.est_seconds_to_exhaustion = b.est_seconds_to_exhaustion;
+    }
+    if !b.last_ts.is_empty() {
+        a.last_ts = b.last_ts;
+    }
+    a.health_min = a.health_min.min(b.health_min);
+    a.fd_peak = a.fd_peak.max(b.fd_peak);
+    a.orphaned_peak = a.orphaned_peak.max(b.orphaned_peak);
+    if b.pty_peak > a.pty_peak || (a.top_holder.is_none() && b.top_holder.is_some()) {
+        a.pty_peak = a.pty_peak.max(b.pty_peak);
+        a.top_holder = b.top_holder;
+    }
+    a.snapshots += b.snapshots;
+    a.timeline.extend(b.timeline);
+    while a.timeline.len() >= TIMELINE_POINTS {
+        let mut i = 0;
+        a.timeline.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
+    a.alerts.extend(b.alerts);
+    a.decisions.extend(b.decisions);
+    if !b.verdict.is_empty() {
+        a.verdict = b.verdict;
+        a.leaked_at_end = b.leaked_at_end;
+        a.descendants_left_running = b.descendants_left_running;
+        a.summary_metrics = b.summary_metrics;
+    }
+    a.lost_events = a.lost_events.max(b.lost_events);
+    a.drift = a.drift.max(b.drift);
+    a
 }
 
 fn recommend(s: &SessionReport) -> Vec<String> {
@@ -382,6 +493,41 @@ mod tests {
         let s = &r.sessions[0];
         assert_eq!(s.top_holder.as_ref().unwrap().comm, "agent");
         assert!(s.recommendations.iter().any(|x| x.contains("close the master when the child is reaped")));
+    }
+
+    #[test]
+    fn split_ranges_give_the_same_report_as_one_pass() {
+        let good = |i: u64, ptys: u64| {
+            format!("{{\"type\":\"snapshot\",\"ts\":\"t{i}\",\"session\":{},\"health\":{},\"commands\":{i},\"totals\":{{\"fds\":{},\"pty_masters\":{ptys},\"ptys\":{ptys},\"orphaned_ptys\":{}}},\"processes\":[{{\"pid\":{},\"comm\":\"a\",\"pty_masters\":{ptys},\"fds\":3}}]}}\n", 1 + i % 2, 100 - (i % 50), i % 97, ptys / 2, 100 + ptys)
+        };
+        let mut text = String::new();
+        for i in 0..3000u64 {
+            text.push_str(&good(i, (i * 7) % 40));
+            if i % 401 == 0 {
+                text.push_str("{broken line\n");
+            }
+            if i == 1500 {
+                text.push_str("{\"type\":\"alert\",\"ts\":\"ta\",\"session\":1,\"health\":60,\"reasons\":[\"x\"]}\n");
+            }
+        }
+        let p = write("split", &text);
+        let len = std::fs::metadata(&p).unwrap().len();
+        let one = build_with(&p, len, 1).unwrap();
+        for threads in [2, 3, 7] {
+            let many = build_with(&p, len, threads).unwrap();
+            assert_eq!((many.lines, many.valid_records, many.malformed_lines), (one.lines, one.valid_records, one.malformed_lines));
+            assert_eq!(many.malformed_line_numbers, one.malformed_line_numbers, "{threads} threads");
+            assert_eq!(many.sessions.len(), one.sessions.len());
+            for (a, b) in one.sessions.iter().zip(&many.sessions) {
+                assert_eq!((a.snapshots, a.pty_peak, a.fd_peak, a.orphaned_peak, a.commands), (b.snapshots, b.pty_peak, b.fd_peak, b.orphaned_peak, b.commands));
+                assert_eq!((a.health_min, a.health_final, &a.first_ts, &a.last_ts), (b.health_min, b.health_final, &b.first_ts, &b.last_ts));
+                assert_eq!(a.top_holder.as_ref().map(|c| c.pid), b.top_holder.as_ref().map(|c| c.pid));
+                assert_eq!(a.alerts.len(), b.alerts.len());
+                assert!(b.timeline.len() < TIMELINE_POINTS);
+            }
+        }
+        assert_eq!(one.malformed_lines, 8);
+        assert_eq!(one.malformed_line_numbers[0], 2);
     }
 
     #[test]
