@@ -26,7 +26,7 @@ use crate::{
     bpf::{Probes, Tracked},
     error::{AppError, AppResult, exit_code},
     jsonl::{JsonlWriter, rfc3339_ms},
-    model::{Model, event::decode},
+    model::{Model, event::decode, pty::orphaned_indexes},
     procfs_scan::{self, monotonic_ns},
     records::{self, AlertRec, DecisionRec, DescendantRec, HookRec, Metrics, SnapshotRec, SummaryRec},
     score::{Crossing, Sample, Scorer, Thresholds},
@@ -151,17 +151,14 @@ impl Tracer {
     pub fn start(target: &Target, opts: Options, out: JsonlWriter) -> AppResult<Tracer> {
         let t0 = Instant::now();
         // Bad input is reported before anything is loaded: it needs no privileges to check.
-        match target {
-            Target::Attach(pids) => {
-                for &pid in pids {
-                    procfs_scan::validate_target(pid)?;
-                }
-            }
+        let roots = match target {
+            Target::Attach(pids) => pids.iter().map(|&pid| procfs_scan::validate_target(pid)).collect::<AppResult<Vec<_>>>()?,
             Target::Run(argv) => {
                 let program = argv.first().ok_or_else(|| AppError::BadInput("run: no command given".into()))?;
                 resolve_program(program)?;
+                Vec::new()
             }
-        }
+        };
         let mut probes = Probes::load(opts.ring_bytes)?;
         let clock = Clock::now();
         let tracked = probes.tracked.clone();
@@ -188,7 +185,7 @@ impl Tracer {
         let watched = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) };
         tr.ring = Some(watched.context("watching the ring buffer")?);
         match target {
-            Target::Attach(pids) => tr.attach(pids)?,
+            Target::Attach(_) => tr.attach(&roots)?,
             Target::Run(argv) => tr.run_child(argv)?,
         }
         let sessions: Vec<u32> = tr.books.keys().copied().collect();
@@ -226,12 +223,9 @@ impl Tracer {
         );
     }
 
-    fn attach(&mut self, pids: &[i32]) -> AppResult<()> {
-        let mut infos = Vec::new();
-        for &pid in pids {
-            infos.push(procfs_scan::validate_target(pid)?);
-        }
-        for info in &infos {
+    /// Registers validated session roots and their live descendants.
+    fn attach(&mut self, infos: &[procfs_scan::ProcInfo]) -> AppResult<()> {
+        for info in infos {
             if self.books.contains_key(&info.pid) {
                 continue;
             }
@@ -264,9 +258,9 @@ impl Tracer {
         Ok(())
     }
 
+    /// Starts the command `start` has already resolved.
     fn run_child(&mut self, argv: &[String]) -> AppResult<()> {
         let program = argv.first().ok_or_else(|| AppError::BadInput("run: no command given".into()))?;
-        resolve_program(program)?;
         let mut cmd = Command::new(program);
         cmd.args(&argv[1..]);
         if self.opts.tui {
@@ -386,20 +380,15 @@ impl Tracer {
         let now = monotonic_ns();
         let ts = self.clock.ts(now);
         let (pty_nr, pty_max) = procfs_scan::pty_usage();
-        let traced: BTreeSet<u32> = self.model.procs.keys().copied().collect();
-        let roots: Vec<u32> = self.books.keys().copied().collect();
+        let roots: Vec<u32> = self.books.iter().filter(|(_, b)| !b.summarized).map(|(r, _)| *r).collect();
+        let outside = self.slaves_held_outside(&roots);
         let mut states = Vec::new();
         for root in roots {
-            if self.books[&root].summarized {
-                continue;
-            }
-            let masters = self.model.master_indexes(root);
-            let outside = procfs_scan::outside_slave_holders(&masters, &traced);
             let ptys = self.model.pty_registry(root, &outside);
             let (rows, mut totals) = records::session_counts(&self.model, root, now);
             totals.orphaned_ptys = ptys.iter().filter(|p| p.orphaned).count();
             totals.ptys = records::distinct_ptys(&ptys);
-            let orphaned_now: BTreeSet<u32> = ptys.iter().filter(|p| p.orphaned).filter_map(|p| p.index).collect();
+            let orphaned_now = orphaned_indexes(&ptys);
             let persistent_orphans = match self.books.get_mut(&root) {
                 Some(b) => {
                     let n = orphaned_now.intersection(&b.orphaned_before).count() as u64;
@@ -503,11 +492,9 @@ impl Tracer {
         let now = monotonic_ns();
         let ts = self.clock.ts(now);
         let mut out = Vec::new();
-        let roots: Vec<u32> = self.books.keys().copied().collect();
+        let roots: Vec<u32> = self.books.iter().filter(|(_, b)| !b.summarized).map(|(r, _)| *r).collect();
+        let outside = self.slaves_held_outside(&roots);
         for root in roots {
-            if self.books[&root].summarized {
-                continue;
-            }
             let Some(s) = self.model.sessions.get(&root) else { continue };
             let ended = s.ended_ns.unwrap_or(now);
             // A root that ended only because we stopped it (run/demo) keeps our reason.
@@ -525,15 +512,7 @@ impl Tracer {
                     command: p.command.and_then(|c| self.model.command(c)).map(|c| c.argv.clone()),
                 })
                 .collect();
-            let traced: BTreeSet<u32> = self.model.procs.keys().copied().collect();
-            let outside = procfs_scan::outside_slave_holders(&self.model.master_indexes(root), &traced);
-            let orphaned: BTreeSet<u32> = self
-                .model
-                .pty_registry(root, &outside)
-                .iter()
-                .filter(|p| p.orphaned)
-                .filter_map(|p| p.index)
-                .collect();
+            let orphaned = orphaned_indexes(&self.model.pty_registry(root, &outside));
             let leaked = records::leaked_at_end(&self.model, root, now, &orphaned);
             let exit_status = if Some(root) == self.child_pid() { self.exit_status } else { None };
             let book = self.books.get_mut(&root).expect("book per session");
@@ -580,6 +559,14 @@ impl Tracer {
         }
         self.out.flush()?;
         Ok(out)
+    }
+
+    /// PTY indexes, among the masters the given sessions hold, whose slave some untraced process
+    /// holds: one /proc scan for all sessions.
+    fn slaves_held_outside(&self, roots: &[u32]) -> BTreeSet<u32> {
+        let traced: BTreeSet<u32> = self.model.procs.keys().copied().collect();
+        let masters: BTreeSet<u32> = roots.iter().flat_map(|r| self.model.master_indexes(*r)).collect();
+        procfs_scan::outside_slave_holders(&masters, &traced)
     }
 
     fn child_pid(&self) -> Option<u32> {
@@ -661,7 +648,7 @@ impl Tracer {
                     }
                 }
             }
-            if let Some(st) = self.exit_status
+            if self.exit_status.is_some()
                 && let Some(pid) = self.child_pid()
                 && self.model.sessions.get(&pid).is_some_and(|s| s.ended_ns.is_none())
             {
@@ -670,7 +657,6 @@ impl Tracer {
                 if let Some(s) = self.model.sessions.get_mut(&pid)
                     && s.ended_ns.is_none()
                 {
-                    let _ = st;
                     self.model.process_vanished(pid, monotonic_ns());
                 }
             }

@@ -512,13 +512,7 @@ fn records_from_the_library_validate() {
 
     let now = sim.ts;
     let session = sim.m.sessions[&ROOT].clone();
-    let orphaned: std::collections::BTreeSet<u32> = sim
-        .m
-        .pty_registry(ROOT, &Default::default())
-        .iter()
-        .filter(|p| p.orphaned)
-        .filter_map(|p| p.index)
-        .collect();
+    let orphaned = pty_trace::model::pty::orphaned_indexes(&sim.m.pty_registry(ROOT, &Default::default()));
     let leaked = records::leaked_at_end(&sim.m, ROOT, now, &orphaned);
     assert!(
         leaked

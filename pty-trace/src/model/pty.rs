@@ -93,6 +93,11 @@ impl Model {
     }
 }
 
+/// Indexes of the orphaned PTYs in a registry.
+pub fn orphaned_indexes(ptys: &[PtyPair]) -> BTreeSet<u32> {
+    ptys.iter().filter(|p| p.orphaned).filter_map(|p| p.index).collect()
+}
+
 fn entry(map: &mut BTreeMap<Option<u32>, PtyPair>, index: Option<u32>) -> &mut PtyPair {
     map.entry(index).or_insert_with(|| PtyPair {
         index,
