@@ -73,18 +73,6 @@ impl SyscallKind {
         matches!(self, Self::Clone | Self::Clone3 | Self::Fork | Self::Vfork)
     }
 
-    /// Reported when the syscall is entered, with no exit program (saves a program run and
-    /// three map operations per call). None today: reporting `close` at entry looked exact
-    /// (close releases the fd whatever it returns) but under load the randomized end-to-end
-    /// test lost an fd in about 1 run of 13 (0 in 25 with exit reporting); until that ordering
-    /// hole is understood, correctness wins over ~5% on a close-heavy loop.
-    pub const fn reported_at_entry(self) -> bool {
-        match self {
-            Self::Close => false,
-            _ => false,
-        }
-    }
-
     pub const fn is_exec(self) -> bool {
         matches!(self, Self::Execve | Self::Execveat)
     }

@@ -5,7 +5,6 @@
 //! `LOST` counters. Failures become one-line [`AppError`]s naming the fix.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -253,12 +252,7 @@ impl Probes {
         attach(&mut ebpf, PROG_FORK, &[("sched", "sched_process_fork".into())])?;
         attach(&mut ebpf, PROG_EXEC, &[("sched", "sched_process_exec".into())])?;
         attach(&mut ebpf, PROG_EXIT, &[("sched", "sched_process_exit".into())])?;
-        let by_name = followed_by_name();
-        let exits: Vec<_> = followed
-            .iter()
-            .filter(|n| !by_name[*n].reported_at_entry())
-            .map(|n| ("syscalls", format!("sys_exit_{n}")))
-            .collect();
+        let exits: Vec<_> = followed.iter().map(|n| ("syscalls", format!("sys_exit_{n}"))).collect();
         let enters: Vec<_> = followed.iter().map(|n| ("syscalls", format!("sys_enter_{n}"))).collect();
         // Exits before enters, so that no entry is stashed without its exit being attached.
         attach(&mut ebpf, PROG_SYS_EXIT, &exits)?;
@@ -322,11 +316,6 @@ pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
 /// Names of the followed syscalls, for `doctor`.
 pub fn followed_syscall_names() -> Vec<&'static str> {
     followed_syscalls().into_iter().map(|(n, _, _)| n).collect()
-}
-
-/// The followed syscall kinds by name (for docs and tests).
-pub fn followed_by_name() -> BTreeMap<&'static str, SyscallKind> {
-    followed_syscalls().into_iter().map(|(n, _, k)| (n, k)).collect()
 }
 
 #[cfg(test)]
