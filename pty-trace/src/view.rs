@@ -55,7 +55,7 @@ use ratatui::{
 };
 
 use crate::{
-    model::{Model, PtyRole},
+    model::Model,
     records::{self, SnapshotRec},
 };
 
@@ -207,10 +207,6 @@ impl ViewState {
                             .collect()
                     })
                     .unwrap_or_default();
-                let ptys_here = model
-                    .table_of(pid)
-                    .map(|t| t.fds.values().filter(|e| e.kind.pty_role() == PtyRole::Master).count())
-                    .unwrap_or(0);
                 v.procs.push(ProcView {
                     pid,
                     session: s.session,
@@ -222,7 +218,7 @@ impl ViewState {
                     slaves: p.pty_slaves,
                     orphaned,
                     age_s: p.age_s,
-                    leak_score: 3.0 * orphaned as f64 + ptys_here.saturating_sub(PTYS_PER_PROCESS) as f64,
+                    leak_score: 3.0 * orphaned as f64 + p.pty_masters.saturating_sub(PTYS_PER_PROCESS) as f64,
                     fd_list,
                 });
                 for c in children.get(&pid).into_iter().flatten().rev() {

@@ -74,6 +74,13 @@ pub fn of_type<'a>(recs: &'a [Value], t: &str) -> Vec<&'a Value> {
     recs.iter().filter(|r| r["type"] == t).collect()
 }
 
+/// The run's one `summary` record (a complete recording has exactly one per session).
+pub fn summary(recs: &[Value]) -> &Value {
+    let s = of_type(recs, "summary");
+    assert_eq!(s.len(), 1, "exactly one summary record");
+    s[0]
+}
+
 /// Runs `pty-trace run --no-tui --jsonl FILE <extra> -- <cmd>` to completion.
 pub fn run_traced(jsonl: &Path, extra: &[&str], cmd: &[&str]) -> Output {
     let mut c = Command::new(pty_trace_bin());

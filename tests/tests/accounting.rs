@@ -15,12 +15,6 @@ use serde_json::Value;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_workload");
 
-fn summary(recs: &[Value]) -> &Value {
-    let s = of_type(recs, "summary");
-    assert_eq!(s.len(), 1, "exactly one summary record");
-    s[0]
-}
-
 /// Asserts that every snapshot taken inside each process's quiescent window matches the
 /// ground truth it wrote, and that there was at least one such snapshot.
 fn check_quiescent(recs: &[Value], gt_dir: &Path, hold_ms: u64, interval_ms: u64) -> usize {

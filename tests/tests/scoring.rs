@@ -45,12 +45,6 @@ fn agent_run(name: &str, mode: &str, extra: &[&str]) -> (std::process::Output, V
     (out, recs, jsonl)
 }
 
-fn summary(recs: &[Value]) -> Value {
-    let s = of_type(recs, "summary");
-    assert_eq!(s.len(), 1, "one summary");
-    s[0].clone()
-}
-
 #[test]
 fn leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command() {
     if !bpf_available() {

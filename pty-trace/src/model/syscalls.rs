@@ -58,7 +58,7 @@ fn install(m: &mut Model, h: &Header, fd: i32, mut e: FdEntry) {
     e.opener_pid = h.tgid;
     e.command = m.procs.get(&h.tgid).and_then(|p| p.command);
     let Some(t) = m.table_mut(h.tgid) else { return };
-    let Some(old) = t.install_replacing(fd, e, h.ts_ns) else { return };
+    let Some(old) = t.install(fd, e, h.ts_ns) else { return };
     // An fd a /proc scan found, which started before this event was stamped, may be this very
     // fd seen early: replacing it is no evidence of a missed close.
     if old.from_proc && old.opened_ns <= h.ts_ns {

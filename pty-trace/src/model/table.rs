@@ -34,15 +34,8 @@ impl FdTable {
         }
     }
 
-    /// Installs `entry` at `fd`. Returns true when an fd the model believed open was there
-    /// already (a close the model missed).
-    pub fn install(&mut self, fd: i32, entry: FdEntry, ts: u64) -> bool {
-        self.touched.insert(fd, ts);
-        self.fds.insert(fd, entry).is_some()
-    }
-
     /// Installs `entry` at `fd`, returning the entry it replaced (a close the model missed).
-    pub fn install_replacing(&mut self, fd: i32, entry: FdEntry, ts: u64) -> Option<FdEntry> {
+    pub fn install(&mut self, fd: i32, entry: FdEntry, ts: u64) -> Option<FdEntry> {
         self.touched.insert(fd, ts);
         self.fds.insert(fd, entry)
     }
@@ -133,8 +126,8 @@ mod tests {
     #[test]
     fn install_over_open_fd_reports_missed_close() {
         let mut t = FdTable::default();
-        assert!(!t.install(3, e(FdKind::Pipe, false), 1));
-        assert!(t.install(3, e(FdKind::File, false), 2));
+        assert!(t.install(3, e(FdKind::Pipe, false), 1).is_none());
+        assert!(t.install(3, e(FdKind::File, false), 2).is_some());
         assert_eq!(t.fds[&3].kind, FdKind::File);
         t.prune_touched(3);
         assert!(t.touched.is_empty());
