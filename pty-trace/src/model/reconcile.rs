@@ -104,6 +104,23 @@ impl Model {
         let mut index_only = 0u64;
         for fd in numbers {
             if t.touched.get(&fd).is_some_and(|&ts| ts >= t0) {
+                // Events since the scan only changed attributes of an fd the model does not
+                // know yet: the scan still proves the fd exists; the events say the rest.
+                if seeding
+                    && !t.fds.contains_key(&fd)
+                    && let (Some(a), Some(o)) = (t.amends.get(&fd).copied(), obs.fds.get(&fd))
+                {
+                    let mut e = entry_from_proc(o, obs.scan_start_ns, pid, command);
+                    if let Some(c) = a.cloexec {
+                        e.cloexec = c;
+                    }
+                    if let Some(i) = a.pty_index {
+                        e.kind = FdKind::PtyMaster;
+                        e.pty_index = Some(i);
+                    }
+                    t.fds.insert(fd, e);
+                    out.added.push(fd);
+                }
                 out.skipped += 1;
                 continue;
             }
@@ -150,14 +167,7 @@ impl Model {
                     }
                 }
                 (None, Some(o)) => {
-                    let (kind, index) = classify_link_target(&o.target, o.tty_index);
-                    let mut e = FdEntry::new(kind, o.target.clone(), o.cloexec.unwrap_or(false));
-                    e.pty_index = index;
-                    e.opened_ns = obs.scan_start_ns;
-                    e.opener_pid = pid;
-                    e.command = command;
-                    e.from_proc = true;
-                    t.fds.insert(fd, e);
+                    t.fds.insert(fd, entry_from_proc(o, obs.scan_start_ns, pid, command));
                     out.added.push(fd);
                 }
                 (Some(_), None) => {
@@ -172,6 +182,8 @@ impl Model {
         let keep_from = t.suspects.values().copied().min().unwrap_or(t0).min(t0);
         t.prune_touched(keep_from);
         if seeding {
+            // Seeded: from now on every change comes from events.
+            t.amends.clear();
             if let Some(p) = self.procs.get_mut(&obs.pid) {
                 p.seeded = true;
                 p.seeded_at = t0;
@@ -265,4 +277,16 @@ fn differs(model: Option<&FdEntry>, seen: Option<&ObservedFd>) -> bool {
         (None, None) => false,
         _ => true,
     }
+}
+
+/// A model entry for an fd only /proc has shown.
+fn entry_from_proc(o: &ObservedFd, scan_start_ns: u64, pid: u32, command: Option<usize>) -> FdEntry {
+    let (kind, index) = classify_link_target(&o.target, o.tty_index);
+    let mut e = FdEntry::new(kind, o.target.clone(), o.cloexec.unwrap_or(false));
+    e.pty_index = index;
+    e.opened_ns = scan_start_ns;
+    e.opener_pid = pid;
+    e.command = command;
+    e.from_proc = true;
+    e
 }

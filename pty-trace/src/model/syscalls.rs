@@ -236,11 +236,7 @@ fn apply_ioctl(m: &mut Model, h: &Header, ret: i64, a: &[u64; 6], aux: [i32; 2])
         // path the classifier could not recognise.
         if let Some(t) = m.table_mut(h.tgid) {
             // Recorded even when the fd is not known yet: an older scan must not seed it.
-            t.touched.insert(fd, h.ts_ns);
-            if let Some(e) = t.fds.get_mut(&fd) {
-                e.kind = FdKind::PtyMaster;
-                e.pty_index = Some(aux[0] as u32);
-            }
+            t.set_pty_master(fd, aux[0] as u32, h.ts_ns);
         }
     } else if request == TIOCGPTPEER && ret >= 0 {
         let index = m.table_of(h.tgid).and_then(|t| t.fds.get(&fd)).and_then(|e| e.pty_index);

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::fd::{FdEntry, PtyRole};
+use super::fd::{FdEntry, FdKind, PtyRole};
 
 #[derive(Clone, Debug, Default)]
 pub struct FdTable {
@@ -20,6 +20,17 @@ pub struct FdTable {
     pub(crate) bulk_touched: u64,
     /// fd -> start of the scan that first saw it differ from /proc (awaiting confirmation).
     pub(crate) suspects: HashMap<i32, u64>,
+    /// Attribute changes (close-on-exec, PTY index) that events made to fds the model does not
+    /// know yet (the process is not seeded): the scan that seeds such an fd may be older than
+    /// the change, so the seed takes the fd from /proc and these attributes from the events.
+    pub(crate) amends: HashMap<i32, Amend>,
+}
+
+/// See [`FdTable::amends`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Amend {
+    pub cloexec: Option<bool>,
+    pub pty_index: Option<u32>,
 }
 
 impl FdTable {
@@ -31,17 +42,20 @@ impl FdTable {
             touched: self.touched.clone(),
             bulk_touched: self.bulk_touched,
             suspects: HashMap::new(),
+            amends: self.amends.clone(),
         }
     }
 
     /// Installs `entry` at `fd`, returning the entry it replaced (a close the model missed).
     pub fn install(&mut self, fd: i32, entry: FdEntry, ts: u64) -> Option<FdEntry> {
         self.touched.insert(fd, ts);
+        self.amends.remove(&fd);
         self.fds.insert(fd, entry)
     }
 
     pub fn remove(&mut self, fd: i32, ts: u64) -> Option<FdEntry> {
         self.touched.insert(fd, ts);
+        self.amends.remove(&fd);
         self.fds.remove(&fd)
     }
 
@@ -49,8 +63,21 @@ impl FdTable {
     /// yet (not seeded): a scan older than this change must not seed its old flag.
     pub fn set_cloexec(&mut self, fd: i32, on: bool, ts: u64) {
         self.touched.insert(fd, ts);
-        if let Some(e) = self.fds.get_mut(&fd) {
-            e.cloexec = on;
+        match self.fds.get_mut(&fd) {
+            Some(e) => e.cloexec = on,
+            None => self.amends.entry(fd).or_default().cloexec = Some(on),
+        }
+    }
+
+    /// The fd answered TIOCGPTN: a PTY master with this index.
+    pub fn set_pty_master(&mut self, fd: i32, index: u32, ts: u64) {
+        self.touched.insert(fd, ts);
+        match self.fds.get_mut(&fd) {
+            Some(e) => {
+                e.kind = FdKind::PtyMaster;
+                e.pty_index = Some(index);
+            }
+            None => self.amends.entry(fd).or_default().pty_index = Some(index),
         }
     }
 
@@ -93,7 +120,6 @@ impl FdTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fd::FdKind;
 
     fn e(kind: FdKind, cloexec: bool) -> FdEntry {
         FdEntry::new(kind, "x", cloexec)

@@ -1336,3 +1336,133 @@ fn reconcile_keeps_a_directory_under_dev_usable_as_a_dirfd() {
     assert_eq!(t.e(ROOT, 5).kind, FdKind::CharDevice);
     assert_eq!(t.m.stats.drift, 0);
 }
+
+/// Found by the randomized end-to-end test: an unseeded process changes the close-on-exec flag
+/// of an fd it inherited, and that event reaches the model after the scan that will seed the
+/// process started but before the seed is applied. The fd was skipped by the seed (an event
+/// touched it after the scan) and never installed by the event (the model did not know it):
+/// lost, and a child forked afterwards inherited the hole.
+#[test]
+fn attribute_change_on_an_unseeded_fd_during_the_seed_scan_keeps_the_fd() {
+    let mut m = Model::new();
+    m.add_session(SID, 1);
+    m.add_process(ROOT, 1, SID, "workload", 1);
+    m.take_needs_reconcile();
+    let h = |ts_ns| Header {
+        tgid: ROOT,
+        tid: ROOT,
+        session: SID,
+        ts_ns,
+    };
+    let sys = |kind, ret, a: [u64; 6], aux| Event::Syscall {
+        h: h(0),
+        kind,
+        ret,
+        args: a,
+        aux,
+        user_flags: 0,
+    };
+    // Scan starts at 100 and sees 0, 10 (a /dev/null fd without close-on-exec) and 11 (a PTY
+    // master whose index /proc could not give). Before the seed is applied, events stamped
+    // after the scan start set close-on-exec on 10 and ask 11 for its index.
+    let mut setfd = sys(K::Fcntl, 0, [10, F_SETFD, FD_CLOEXEC, 0, 0, 0], [-1, -1]);
+    if let Event::Syscall { h, .. } = &mut setfd {
+        h.ts_ns = 150;
+    }
+    m.apply(&setfd);
+    let mut ptn = sys(K::Ioctl, 0, [11, TIOCGPTN, 0, 0, 0, 0], [7, -1]);
+    if let Event::Syscall { h, .. } = &mut ptn {
+        h.ts_ns = 160;
+    }
+    m.apply(&ptn);
+    let mut o = obs(
+        ROOT,
+        100,
+        &[
+            (0, "/dev/null", None),
+            (10, "/dev/null", None),
+            (11, "/dev/ptmx", None),
+        ],
+    );
+    o.fds.get_mut(&10).unwrap().cloexec = Some(false);
+    let out = m.reconcile(&o);
+    assert!(out.seeding);
+    let t = m.table_of(ROOT).unwrap();
+    assert_eq!(t.fds.keys().copied().collect::<Vec<_>>(), vec![0, 10, 11]);
+    assert!(
+        t.fds[&10].cloexec,
+        "the event's flag wins over the older scan's"
+    );
+    assert_eq!(
+        (t.fds[&11].kind, t.fds[&11].pty_index),
+        (FdKind::PtyMaster, Some(7))
+    );
+    // A later scan agrees with the model: nothing to correct.
+    let mut o = obs(
+        ROOT,
+        300,
+        &[
+            (0, "/dev/null", None),
+            (10, "/dev/null", None),
+            (11, "/dev/ptmx", Some(7)),
+        ],
+    );
+    o.fds.get_mut(&10).unwrap().cloexec = Some(true);
+    for _ in 0..2 {
+        m.reconcile(&o);
+    }
+    assert_eq!(m.stats.drift, 0);
+    // And a fork copies the whole table.
+    m.apply(&Event::Fork {
+        h: h(400),
+        child: 101,
+        clone_flags: Some(SIGCHLD),
+    });
+    assert_eq!(
+        m.table_of(101)
+            .unwrap()
+            .fds
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![0, 10, 11]
+    );
+}
+
+/// The amendment only applies to an fd the scan saw: an attribute change to an fd that is not
+/// there (it was closed and the close is still on its way) installs nothing.
+#[test]
+fn attribute_change_on_an_fd_the_seed_scan_did_not_see_installs_nothing() {
+    let mut m = Model::new();
+    m.add_session(SID, 1);
+    m.add_process(ROOT, 1, SID, "workload", 1);
+    m.take_needs_reconcile();
+    m.apply(&Event::Syscall {
+        h: Header {
+            tgid: ROOT,
+            tid: ROOT,
+            session: SID,
+            ts_ns: 150,
+        },
+        kind: K::Fcntl,
+        ret: 0,
+        args: [12, F_SETFD, FD_CLOEXEC, 0, 0, 0],
+        aux: [-1, -1],
+        user_flags: 0,
+    });
+    let out = m.reconcile(&obs(ROOT, 100, &[(0, "/dev/null", None)]));
+    assert!(out.seeding);
+    assert_eq!(
+        m.table_of(ROOT)
+            .unwrap()
+            .fds
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![0]
+    );
+    assert!(
+        m.table_of(ROOT).unwrap().amends.is_empty(),
+        "amendments end with the seed"
+    );
+}
