@@ -32,11 +32,11 @@ pub const MAP_LOST: &str = "LOST";
 pub const MAP_OFFSETS: &str = "OFFSETS";
 
 /// Program names.
-pub const PROG_SYS_ENTER: &str = "pty_sys_enter";
 pub const PROG_SYS_EXIT: &str = "pty_sys_exit";
 pub const PROG_FORK: &str = "pty_sched_fork";
 pub const PROG_EXEC: &str = "pty_sched_exec";
 pub const PROG_EXIT: &str = "pty_sched_exit";
+pub const PROG_DOCTOR_FENTRY: &str = "pty_doctor_fentry";
 
 /// Size of the `SYSCALL_KINDS` array (covers every syscall number on x86_64 and arm64).
 pub const MAX_SYSCALL_NR: u32 = 1024;

@@ -1,16 +1,19 @@
 //! pty-trace's kernel side.
 //!
-//! Five programs, all filtered first by the `TRACKED` map of thread-group ids so that nothing
+//! Four programs, all filtered first by the `TRACKED` map of thread-group ids so that nothing
 //! outside a traced session costs more than one hash lookup:
-//! - `pty_sys_enter` / `pty_sys_exit`: attached to `syscalls:sys_enter_*` / `sys_exit_*` of every
-//!   followed syscall. Entry stashes the arguments per thread; exit emits what happened. The
-//!   kernel's per-syscall bitmap means other syscalls never reach these programs.
+//! - `pty_sys_exit`: a raw tracepoint on `sys_exit`. It reads the syscall number and arguments
+//!   from the saved user registers and reports every followed syscall that changed an fd table.
 //! - `pty_sched_fork`: adds a new child process to `TRACKED` *before it first runs* (the
 //!   tracepoint fires before `wake_up_new_task`), so no descendant runs untraced.
-//! - `pty_sched_exec`, `pty_sched_exit`: exec and process death.
+//! - `pty_sched_exec` (with the new image's argv), `pty_sched_exit`: exec and process death.
 //!
 //! Nothing here interprets fd semantics; userspace does (pure, tested code). Every failed ring
 //! buffer reservation is counted in the per-CPU `LOST` map: loss is never silent.
+//!
+//! Why not BTF trampolines (fentry/fexit), which would spare other processes the syscall slow
+//! path: on kernels that refuse tracing programs (the machines this was built on answer
+//! BPF_PROG_LOAD of any BPF_PROG_TYPE_TRACING with EPERM), they are not there to be used.
 #![no_std]
 #![no_main]
 
@@ -18,12 +21,12 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
-        bpf_probe_read_user, generated,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, generated,
     },
-    macros::{map, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    macros::{fentry, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::{FEntryContext, RawTracePointContext, TracePointContext},
 };
 use pty_trace_common::{
     ARG_CAPACITY, ARGV_CAPACITY, ARGV_MAX_ARGS, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM,
@@ -52,39 +55,75 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static OFFSETS: Array<TracepointOffsets> = Array::with_max_entries(1, 0);
 
-/// Arguments of a syscall in flight, by pid_tgid. LRU so that entries orphaned by a thread that
-/// never returns (exec from a non-leader thread, a kill) cannot fill it.
-#[map]
-static PENDING: LruHashMap<u64, Pending> = LruHashMap::with_max_entries(16384, 0);
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Pending {
-    kind: u32,
+/// What userspace needs to know of a finished syscall: its arguments plus the flags that clone3
+/// and openat2 keep in user memory.
+struct Finished {
     session: u32,
     args: [u64; 6],
-    /// `clone3`'s `clone_args.flags` or `openat2`'s `open_how.flags`, read at entry.
+    /// `clone3`'s `clone_args.flags` or `openat2`'s `open_how.flags`.
     user_flags: u64,
-    /// `clone3`'s `clone_args.pidfd` pointer, read at entry.
+    /// `clone3`'s `clone_args.pidfd` pointer.
     user_ptr: u64,
 }
 
-/// Reads a field of a syscall tracepoint record with a direct context load (allowed for
-/// tracepoint programs at constant, aligned offsets past the common header), cheaper than a
-/// helper call. Only for fields every followed syscall's record has (`__syscall_nr`, `ret`):
-/// the kernel refuses to attach a program whose highest direct load lies past a tracepoint's
-/// record, and `fork` or `inotify_init` have no arguments at all.
-#[inline(always)]
-fn ctx_field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    // SAFETY: `offset` is a constant inside the syscall tracepoint record layout.
-    unsafe { core::ptr::read(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
-}
-
-const SYS_ENTER_ARGS: usize = 16;
-const SYS_NR: usize = 8;
-const SYS_EXIT_RET: usize = 16;
 /// `-EBADF`: a close that failed with it changed nothing.
 const EBADF: i64 = 9;
+
+/// x86_64 `struct pt_regs` (the user registers saved at syscall entry, a fixed layout): the
+/// byte offset of a window that holds every register the programs read, and where each sits
+/// in it, in u64 slots. Userspace refuses to run on other architectures.
+const REGS_WINDOW: u64 = 56;
+const R10: usize = 0;
+const R9: usize = 1;
+const R8: usize = 2;
+const DX: usize = 5;
+const SI: usize = 6;
+const DI: usize = 7;
+const ORIG_AX: usize = 8;
+const CS: usize = 10;
+const SP: usize = 12;
+const REGS_SLOTS: usize = 13;
+/// `__USER_CS`: a 64-bit task. 32-bit (compat) tasks use another syscall table; they are
+/// skipped and left to /proc reconciliation.
+const USER_CS: u64 = 0x33;
+
+/// The saved user registers at `regs`, in one helper call.
+#[inline(always)]
+fn read_regs(regs: u64) -> Option<[u64; REGS_SLOTS]> {
+    // SAFETY: fault-tolerant kernel read.
+    unsafe { bpf_probe_read_kernel((regs + REGS_WINDOW) as *const [u64; REGS_SLOTS]).ok() }
+}
+
+/// The current task's saved user registers (inside a syscall: its number and arguments).
+#[inline(always)]
+fn current_regs() -> Option<[u64; REGS_SLOTS]> {
+    // SAFETY: helpers without memory arguments; the task pointer comes from the kernel.
+    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) };
+    if regs == 0 {
+        None
+    } else {
+        read_regs(regs as u64)
+    }
+}
+
+#[inline(always)]
+fn syscall_args(w: &[u64; REGS_SLOTS]) -> [u64; 6] {
+    [w[DI], w[SI], w[DX], w[R10], w[R8], w[R9]]
+}
+
+/// The followed syscall the registers are in, if any.
+#[inline(always)]
+fn syscall_kind(w: &[u64; REGS_SLOTS]) -> Option<SyscallKind> {
+    if w[CS] != USER_CS {
+        return None;
+    }
+    // orig_ax is -1 outside a syscall (and has a high bit set for x32): out of the array.
+    let nr = w[ORIG_AX];
+    if nr >= MAX_SYSCALL_NR as u64 {
+        return None;
+    }
+    SyscallKind::from_u32(*SYSCALL_KINDS.get(nr as u32)?)
+}
 
 #[inline(always)]
 fn tracked(tgid: u32) -> Option<u32> {
@@ -123,47 +162,7 @@ fn header(event_type: EventType, pid_tgid: u64, session: u32) -> EventHeader {
     }
 }
 
-#[tracepoint]
-pub fn pty_sys_enter(ctx: TracePointContext) -> u32 {
-    let _ = try_sys_enter(&ctx);
-    0
-}
-
-fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i32> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(session) = tracked((pid_tgid >> 32) as u32) else {
-        return Ok(());
-    };
-    let nr: i32 = ctx_field(ctx, SYS_NR);
-    let code = *SYSCALL_KINDS.get(nr as u32).ok_or(0)?;
-    let kind = SyscallKind::from_u32(code).ok_or(0)?;
-    // Every followed syscall, `close` included, is reported at exit. Reporting `close` at entry
-    // (it releases the fd whatever it returns) saves a program run and three map operations,
-    // ~20% on a close-heavy loop, but under load the randomized end-to-end test then lost an
-    // fd in about 1 run of 13 (0 in 25 reporting at exit); not done until that is understood.
-    let mut p = Pending { kind: code, session, args: [0; 6], user_flags: 0, user_ptr: 0 };
-    // One helper call for all six arguments. Reads past a short syscall's last argument land
-    // in the per-CPU trace buffer and are never interpreted by userspace.
-    // SAFETY: fault-tolerant kernel read.
-    p.args = unsafe { ctx.read_at::<[u64; 6]>(SYS_ENTER_ARGS).unwrap_or([0; 6]) };
-    match kind {
-        // SAFETY: user pointers are read with the fault-tolerant helper.
-        SyscallKind::Clone3 => unsafe {
-            p.user_flags = bpf_probe_read_user(p.args[0] as *const u64).unwrap_or(0);
-            p.user_ptr = bpf_probe_read_user((p.args[0] + 8) as *const u64).unwrap_or(0);
-        },
-        SyscallKind::OpenAt2 => unsafe {
-            p.user_flags = bpf_probe_read_user(p.args[2] as *const u64).unwrap_or(0);
-        },
-        SyscallKind::Execve => emit_argv(pid_tgid, session, p.args[1]),
-        SyscallKind::Execveat => emit_argv(pid_tgid, session, p.args[2]),
-        _ => {}
-    }
-    PENDING.insert(&pid_tgid, &p, 0)?;
-    Ok(())
-}
-
-/// argv is only readable before the exec replaces the address space, so it is sent at entry.
+/// Sends the argv array at user address `argv` (NULL-terminated).
 #[inline(always)]
 fn emit_argv(pid_tgid: u64, session: u32, argv: u64) {
     let Some(mut entry) = EVENTS.reserve::<ExecArgvEvent>(0) else {
@@ -212,35 +211,61 @@ fn emit_argv(pid_tgid: u64, session: u32, argv: u64) {
     entry.submit(wakeup_flag());
 }
 
-#[tracepoint]
-pub fn pty_sys_exit(ctx: TracePointContext) -> u32 {
+/// On `raw_syscalls:sys_exit` as a raw tracepoint: one program for every syscall, which reads
+/// the number and the arguments from the saved user registers (`ret` is in `ax`; the argument
+/// registers are unchanged at exit). Compared with a `sys_enter_X`/`sys_exit_X` pair per
+/// followed syscall it builds no perf record, stashes nothing between entry and exit and needs
+/// no entry program; in exchange every syscall of every task runs it up to the `TRACKED`
+/// lookup. (`cargo xtask bench` measures both costs.)
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn pty_sys_exit(ctx: RawTracePointContext) -> i32 {
     let _ = try_sys_exit(&ctx);
     0
 }
 
-fn try_sys_exit(ctx: &TracePointContext) -> Result<(), i32> {
+fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Only syscalls that entered while tracked have a pending entry.
-    // SAFETY: copied out before the entry is removed.
-    let p = unsafe { *PENDING.get(&pid_tgid).ok_or(0)? };
-    let _ = PENDING.remove(&pid_tgid);
-    let kind = SyscallKind::from_u32(p.kind).ok_or(0)?;
-    let ret: i64 = ctx_field(ctx, SYS_EXIT_RET);
+    let session = tracked((pid_tgid >> 32) as u32)?;
+    let ret: i64 = ctx.arg(1);
+    let w = read_regs(ctx.arg(0))?;
+    let kind = syscall_kind(&w)?;
     // Failures change no fd table, except close (the fd is gone even on EINTR/EIO) and exec
-    // (userspace drops the argv it holds for that thread).
+    // (userspace drops the argv it holds for that thread). A clone returning 0 is the child's
+    // side of it.
     if ret < 0 && !(kind == SyscallKind::Close && ret != -EBADF) && !kind.is_exec() {
-        return Ok(());
+        return None;
+    }
+    if ret == 0 && kind.is_clone() {
+        return None;
+    }
+    let args = syscall_args(&w);
+    let mut f = Finished {
+        session,
+        args,
+        user_flags: 0,
+        user_ptr: 0,
+    };
+    // SAFETY: user pointers are read with the fault-tolerant helper.
+    match kind {
+        SyscallKind::Clone3 => unsafe {
+            f.user_flags = bpf_probe_read_user(args[0] as *const u64).unwrap_or(0);
+            f.user_ptr = bpf_probe_read_user((args[0] + 8) as *const u64).unwrap_or(0);
+        },
+        SyscallKind::OpenAt2 => unsafe {
+            f.user_flags = bpf_probe_read_user(args[2] as *const u64).unwrap_or(0);
+        },
+        _ => {}
     }
     if kind.is_path_open() {
-        emit_open(pid_tgid, kind, &p, ret);
+        emit_open(pid_tgid, kind, &f, ret);
     } else {
-        emit_syscall(pid_tgid, kind, &p, ret);
+        emit_syscall(pid_tgid, kind, &f, ret);
     }
-    Ok(())
+    Some(())
 }
 
 #[inline(always)]
-fn emit_open(pid_tgid: u64, kind: SyscallKind, p: &Pending, ret: i64) {
+fn emit_open(pid_tgid: u64, kind: SyscallKind, p: &Finished, ret: i64) {
     let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
         count_lost();
         return;
@@ -271,7 +296,7 @@ fn emit_open(pid_tgid: u64, kind: SyscallKind, p: &Pending, ret: i64) {
 }
 
 #[inline(always)]
-fn emit_syscall(pid_tgid: u64, kind: SyscallKind, p: &Pending, ret: i64) {
+fn emit_syscall(pid_tgid: u64, kind: SyscallKind, p: &Finished, ret: i64) {
     let mut aux = [-1i32; 2];
     // SAFETY: user pointers are read with the fault-tolerant helper.
     unsafe {
@@ -318,15 +343,23 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
     let off = offsets().ok_or(0)?;
     // SAFETY: offset read from this kernel's tracefs format file.
     let child: i32 = unsafe { ctx.read_at(off.fork_child_pid as usize)? };
-    // The tracepoint runs inside the parent's clone syscall: its stashed arguments say whether
-    // the child is a thread and whether it shares the fd table.
-    // SAFETY: copied out immediately.
-    let pending = unsafe { PENDING.get(&pid_tgid).copied() };
-    let (flags, known) = match pending.and_then(|p| SyscallKind::from_u32(p.kind).map(|k| (k, p))) {
-        Some((SyscallKind::Clone, p)) => (p.args[0], 1),
-        Some((SyscallKind::Clone3, p)) => (p.user_flags, 1),
-        Some((SyscallKind::Fork, _)) => (0, 1),
-        Some((SyscallKind::Vfork, _)) => (CLONE_VM | CLONE_VFORK, 1),
+    // The tracepoint runs inside the parent's clone syscall: its arguments, in the parent's
+    // saved user registers, say whether the child is a thread and whether it shares the fd
+    // table. (A task created by the kernel on a process's behalf, an io_uring worker, comes
+    // from another syscall: flags unknown.)
+    let regs = current_regs();
+    let kind = regs.as_ref().and_then(syscall_kind);
+    let (flags, known) = match (kind, regs) {
+        (Some(SyscallKind::Clone), Some(w)) => (w[DI], 1),
+        // SAFETY: fault-tolerant user read of `clone_args.flags`.
+        (Some(SyscallKind::Clone3), Some(w)) => {
+            match unsafe { bpf_probe_read_user(w[DI] as *const u64) } {
+                Ok(f) => (f, 1),
+                Err(_) => (0, 0),
+            }
+        }
+        (Some(SyscallKind::Fork), _) => (0, 1),
+        (Some(SyscallKind::Vfork), _) => (CLONE_VM | CLONE_VFORK, 1),
         _ => (0, 0),
     };
     if flags & CLONE_THREAD == 0 {
@@ -360,6 +393,11 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
     // SAFETY: offsets read from this kernel's tracefs format file.
     let loc: u32 = unsafe { ctx.read_at(off.exec_filename_loc as usize)? };
     let old_tid: i32 = unsafe { ctx.read_at(off.exec_old_pid as usize)? };
+    // The new image is in place and its stack pointer points at argc, then the argv array:
+    // argv as the program (and `ps`) sees it, read before anything can change it.
+    if let Some(w) = current_regs() {
+        emit_argv(pid_tgid, session, w[SP] + 8);
+    }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_lost();
         return Ok(());
@@ -390,7 +428,6 @@ fn try_sched_exit(ctx: &TracePointContext) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    let _ = PENDING.remove(&pid_tgid);
     let session = tracked(tgid).ok_or(0)?;
     let off = offsets().ok_or(0)?;
     let group_dead = if off.exit_group_dead == u32::MAX {
@@ -411,9 +448,18 @@ fn try_sched_exit(ctx: &TracePointContext) -> Result<(), i32> {
         count_lost();
         return Ok(());
     };
-    entry.write(ExitEvent { header: header(EventType::Exit, pid_tgid, session) });
+    entry.write(ExitEvent {
+        header: header(EventType::Exit, pid_tgid, session),
+    });
     entry.submit(wakeup_flag());
     Ok(())
+}
+
+/// Not used for tracing: `pty-trace doctor` loads it to find out whether this kernel allows
+/// BTF trampolines (the fast path of the fast-path row).
+#[fentry]
+pub fn pty_doctor_fentry(_ctx: FEntryContext) -> u32 {
+    0
 }
 
 #[cfg(not(test))]

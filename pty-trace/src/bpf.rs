@@ -14,26 +14,33 @@ use anyhow::{Context, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{TracePoint, trace_point::TracePointLinkId},
+    programs::{
+        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLink, trace_point::TracePointLink,
+    },
 };
 use pty_trace_common::{
-    MAP_EVENTS, MAP_LOST, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_EXEC, PROG_EXIT,
-    PROG_FORK, PROG_SYS_ENTER, PROG_SYS_EXIT, SyscallKind, TracepointOffsets,
+    MAP_EVENTS, MAP_LOST, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_DOCTOR_FENTRY,
+    PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SYS_EXIT, SyscallKind, TracepointOffsets,
 };
 
 use crate::error::{AppError, AppResult};
 
 /// The compiled eBPF object (built by build.rs from `pty-trace-ebpf`).
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pty-trace-ebpf.o"));
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pty-trace-ebpf.o"));
 
-/// Every followed syscall: tracepoint name, this architecture's number, and its kind.
+/// Every followed syscall: name, this architecture's number, and its kind.
 pub fn followed_syscalls() -> Vec<(&'static str, i64, SyscallKind)> {
     use SyscallKind as K;
     #[allow(unused_mut)]
     let mut v: Vec<(&'static str, i64, SyscallKind)> = vec![
         ("openat", libc::SYS_openat, K::OpenAt),
         ("openat2", libc::SYS_openat2, K::OpenAt2),
-        ("open_by_handle_at", libc::SYS_open_by_handle_at, K::OpenByHandleAt),
+        (
+            "open_by_handle_at",
+            libc::SYS_open_by_handle_at,
+            K::OpenByHandleAt,
+        ),
         ("close", libc::SYS_close, K::Close),
         ("close_range", libc::SYS_close_range, K::CloseRange),
         ("dup", libc::SYS_dup, K::Dup),
@@ -54,7 +61,11 @@ pub fn followed_syscalls() -> Vec<(&'static str, i64, SyscallKind)> {
         ("pidfd_getfd", libc::SYS_pidfd_getfd, K::PidfdGetfd),
         ("inotify_init1", libc::SYS_inotify_init1, K::InotifyInit1),
         ("fanotify_init", libc::SYS_fanotify_init, K::FanotifyInit),
-        ("perf_event_open", libc::SYS_perf_event_open, K::PerfEventOpen),
+        (
+            "perf_event_open",
+            libc::SYS_perf_event_open,
+            K::PerfEventOpen,
+        ),
         ("userfaultfd", libc::SYS_userfaultfd, K::Userfaultfd),
         ("io_uring_setup", libc::SYS_io_uring_setup, K::IoUringSetup),
         ("open_tree", libc::SYS_open_tree, K::OpenTree),
@@ -97,12 +108,22 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
         if name != field {
             return None;
         }
-        rest.trim().strip_prefix("offset:")?.split(';').next()?.trim().parse().ok()
+        rest.trim()
+            .strip_prefix("offset:")?
+            .split(';')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
     })
 }
 
 fn read_format(tracefs: &Path, category: &str, name: &str) -> AppResult<String> {
-    let p = tracefs.join("events").join(category).join(name).join("format");
+    let p = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
     std::fs::read_to_string(&p).map_err(|e| match e.kind() {
         // tracefs is mode 0700: an unprivileged user cannot even read the formats.
         std::io::ErrorKind::PermissionDenied => AppError::NoPermission(format!(
@@ -122,8 +143,9 @@ pub fn tracepoint_offsets(tracefs: &Path) -> AppResult<TracepointOffsets> {
     let exec = read_format(tracefs, "sched", "sched_process_exec")?;
     let exit = read_format(tracefs, "sched", "sched_process_exit")?;
     let need = |fmt: &str, tp: &str, f: &str| {
-        field_offset(fmt, f)
-            .ok_or_else(|| AppError::NoTracefs(format!("tracepoint {tp} has no field {f} on this kernel")))
+        field_offset(fmt, f).ok_or_else(|| {
+            AppError::NoTracefs(format!("tracepoint {tp} has no field {f} on this kernel"))
+        })
     };
     Ok(TracepointOffsets {
         fork_child_pid: need(&fork, "sched_process_fork", "child_pid")?,
@@ -139,19 +161,37 @@ pub fn tracepoint_offsets(tracefs: &Path) -> AppResult<TracepointOffsets> {
 
 /// The loaded and attached programs with the maps userspace uses.
 pub struct Probes {
-    /// Every attachment, for `detach`.
-    links: Vec<(&'static str, TracePointLinkId)>,
+    /// Every attachment, owned: dropping one detaches it.
+    links: Vec<Link>,
     /// Kept alive: dropping it detaches everything.
     _ebpf: Ebpf,
     pub tracked: Tracked,
     /// Taken by the tracer, which watches it with an `AsyncFd`.
     pub events: Option<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
-    /// Syscalls whose tracepoints this kernel lacks (not followed; reconciliation covers them).
+    /// Followed syscalls this kernel does not have.
     pub missing_syscalls: Vec<&'static str>,
     pub attached_tracepoints: usize,
     pub tracefs: PathBuf,
     pub load_time: Duration,
+}
+
+/// An attachment; dropping it detaches.
+#[allow(dead_code)] // held only to be dropped
+enum Link {
+    Tp(TracePointLink),
+    Raw(RawTracePointLink),
+}
+
+/// A program of the object, as its type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> AppResult<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
+    Ok(p.try_into().map_err(|e| anyhow!("{name}: {e}"))?)
 }
 
 /// Shared handle on the `TRACKED` map (the `run` handshake registers the child from a thread).
@@ -160,8 +200,12 @@ pub struct Tracked(Arc<Mutex<BpfHashMap<MapData, u32, u32>>>);
 
 impl Tracked {
     pub fn insert(&self, tgid: u32, session: u32) -> anyhow::Result<()> {
-        let mut m = self.0.lock().map_err(|_| anyhow!("TRACKED map lock poisoned"))?;
-        m.insert(tgid, session, 0).with_context(|| format!("adding pid {tgid} to the TRACKED map"))
+        let mut m = self
+            .0
+            .lock()
+            .map_err(|_| anyhow!("TRACKED map lock poisoned"))?;
+        m.insert(tgid, session, 0)
+            .with_context(|| format!("adding pid {tgid} to the TRACKED map"))
     }
 
     pub fn remove(&self, tgid: u32) {
@@ -171,14 +215,20 @@ impl Tracked {
     }
 
     pub fn contains(&self, tgid: u32) -> bool {
-        self.0.lock().map(|m| m.get(&tgid, 0).is_ok()).unwrap_or(false)
+        self.0
+            .lock()
+            .map(|m| m.get(&tgid, 0).is_ok())
+            .unwrap_or(false)
     }
 }
 
 fn permission_error(what: &str, e: impl std::fmt::Display) -> AppError {
     let msg = e.to_string();
     let lower = msg.to_lowercase();
-    if lower.contains("operation not permitted") || lower.contains("permission denied") || lower.contains("eperm") {
+    if lower.contains("operation not permitted")
+        || lower.contains("permission denied")
+        || lower.contains("eperm")
+    {
         AppError::NoPermission(format!(
             "not allowed to {what} ({msg}): run as root (sudo) or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE"
         ))
@@ -195,11 +245,20 @@ impl Probes {
     /// Loads the object with an `EVENTS` ring buffer of `ring_bytes` and attaches everything.
     pub fn load(ring_bytes: u32) -> AppResult<Probes> {
         let start = Instant::now();
+        if !cfg!(target_arch = "x86_64") {
+            return Err(AppError::Other(anyhow!(
+                "tracing is x86_64 only for now (the kernel side reads x86_64 syscall registers); this is {}",
+                std::env::consts::ARCH
+            )));
+        }
         let tracefs = crate::doctor::find_tracefs().map_err(AppError::NoTracefs)?;
         let offsets = tracepoint_offsets(&tracefs)?;
         // RLIMIT_MEMLOCK cannot be raised without CAP_SYS_RESOURCE and is not needed on kernels
         // with memcg accounting (5.11+): try, and ignore a refusal.
-        let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let rlim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         // SAFETY: plain syscall with a valid pointer.
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 
@@ -209,93 +268,103 @@ impl Probes {
             .map_err(|e| permission_error("load the eBPF programs", format!("{e:#}")))?;
 
         let mut kinds: Array<&mut MapData, u32> = Array::try_from(
-            ebpf.map_mut(MAP_SYSCALL_KINDS).ok_or_else(|| anyhow!("map {MAP_SYSCALL_KINDS} missing"))?,
+            ebpf.map_mut(MAP_SYSCALL_KINDS)
+                .ok_or_else(|| anyhow!("map {MAP_SYSCALL_KINDS} missing"))?,
         )
         .map_err(|e| anyhow!("{e}"))?;
         let mut missing = Vec::new();
-        let mut followed = Vec::new();
         for (name, nr, kind) in followed_syscalls() {
-            let dir = tracefs.join("events/syscalls");
-            if !dir.join(format!("sys_enter_{name}")).exists() || !dir.join(format!("sys_exit_{name}")).exists() {
+            // Every syscall the kernel has comes with tracepoint metadata (not enabled here).
+            if !tracefs
+                .join(format!("events/syscalls/sys_exit_{name}"))
+                .exists()
+            {
                 missing.push(name);
                 continue;
             }
-            kinds.set(nr as u32, kind as u32, 0).map_err(|e| anyhow!("filling {MAP_SYSCALL_KINDS}: {e}"))?;
-            followed.push(name);
+            kinds
+                .set(nr as u32, kind as u32, 0)
+                .map_err(|e| anyhow!("filling {MAP_SYSCALL_KINDS}: {e}"))?;
         }
         let mut offs: Array<&mut MapData, TracepointOffsets> = Array::try_from(
-            ebpf.map_mut(MAP_OFFSETS).ok_or_else(|| anyhow!("map {MAP_OFFSETS} missing"))?,
+            ebpf.map_mut(MAP_OFFSETS)
+                .ok_or_else(|| anyhow!("map {MAP_OFFSETS} missing"))?,
         )
         .map_err(|e| anyhow!("{e}"))?;
-        let offsets = TracepointOffsets { wakeup_bytes: wakeup_bytes(ring_bytes), ..offsets };
-        offs.set(0, offsets, 0).map_err(|e| anyhow!("filling {MAP_OFFSETS}: {e}"))?;
-
-        let mut attached = 0;
-        let mut links: Vec<(&'static str, TracePointLinkId)> = Vec::new();
-        let mut attach = |ebpf: &mut Ebpf, prog: &'static str, points: &[(&str, String)]| -> AppResult<()> {
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .ok_or_else(|| anyhow!("program {prog} missing from the object"))?
-                .try_into()
-                .map_err(|e| anyhow!("{prog}: {e}"))?;
-            p.load().map_err(|e| permission_error(&format!("load program {prog}"), format!("{e:#}")))?;
-            for (cat, name) in points {
-                let id = p
-                    .attach(cat, name)
-                    .map_err(|e| permission_error(&format!("attach {prog} to {cat}:{name}"), format!("{e:#}")))?;
-                links.push((prog, id));
-                attached += 1;
-            }
-            Ok(())
+        let offsets = TracepointOffsets {
+            wakeup_bytes: wakeup_bytes(ring_bytes),
+            ..offsets
         };
-        // The scheduler hooks go first: once a process is tracked, its children must be.
-        attach(&mut ebpf, PROG_FORK, &[("sched", "sched_process_fork".into())])?;
-        attach(&mut ebpf, PROG_EXEC, &[("sched", "sched_process_exec".into())])?;
-        attach(&mut ebpf, PROG_EXIT, &[("sched", "sched_process_exit".into())])?;
-        let exits: Vec<_> = followed.iter().map(|n| ("syscalls", format!("sys_exit_{n}"))).collect();
-        let enters: Vec<_> = followed.iter().map(|n| ("syscalls", format!("sys_enter_{n}"))).collect();
-        // Exits before enters, so that no entry is stashed without its exit being attached.
-        attach(&mut ebpf, PROG_SYS_EXIT, &exits)?;
-        attach(&mut ebpf, PROG_SYS_ENTER, &enters)?;
+        offs.set(0, offsets, 0)
+            .map_err(|e| anyhow!("filling {MAP_OFFSETS}: {e}"))?;
 
-        let tracked: BpfHashMap<MapData, u32, u32> =
-            BpfHashMap::try_from(ebpf.take_map(MAP_TRACKED).ok_or_else(|| anyhow!("map {MAP_TRACKED} missing"))?)
-                .map_err(|e| anyhow!("{e}"))?;
-        let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?)
-            .map_err(|e| anyhow!("{e}"))?;
-        let lost = PerCpuArray::try_from(ebpf.take_map(MAP_LOST).ok_or_else(|| anyhow!("map {MAP_LOST} missing"))?)
-            .map_err(|e| anyhow!("{e}"))?;
+        let mut links = Vec::new();
+        // The scheduler hooks go first: once a process is tracked, its children must be.
+        for (prog, name) in [
+            (PROG_FORK, "sched_process_fork"),
+            (PROG_EXEC, "sched_process_exec"),
+            (PROG_EXIT, "sched_process_exit"),
+        ] {
+            let p: &mut TracePoint = program(&mut ebpf, prog)?;
+            p.load()
+                .map_err(|e| permission_error(&format!("load program {prog}"), format!("{e:#}")))?;
+            let id = p.attach("sched", name).map_err(|e| {
+                permission_error(&format!("attach {prog} to sched:{name}"), format!("{e:#}"))
+            })?;
+            links.push(Link::Tp(
+                p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?,
+            ));
+        }
+        let p: &mut RawTracePoint = program(&mut ebpf, PROG_SYS_EXIT)?;
+        p.load().map_err(|e| {
+            permission_error(&format!("load program {PROG_SYS_EXIT}"), format!("{e:#}"))
+        })?;
+        let id = p.attach("sys_exit").map_err(|e| {
+            permission_error(
+                &format!("attach {PROG_SYS_EXIT} to raw tracepoint sys_exit"),
+                format!("{e:#}"),
+            )
+        })?;
+        links.push(Link::Raw(
+            p.take_link(id)
+                .map_err(|e| anyhow!("{PROG_SYS_EXIT}: {e}"))?,
+        ));
+
+        let tracked: BpfHashMap<MapData, u32, u32> = BpfHashMap::try_from(
+            ebpf.take_map(MAP_TRACKED)
+                .ok_or_else(|| anyhow!("map {MAP_TRACKED} missing"))?,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let events = RingBuf::try_from(
+            ebpf.take_map(MAP_EVENTS)
+                .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let lost = PerCpuArray::try_from(
+            ebpf.take_map(MAP_LOST)
+                .ok_or_else(|| anyhow!("map {MAP_LOST} missing"))?,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
         Ok(Probes {
-            links,
             _ebpf: ebpf,
             tracked: Tracked(Arc::new(Mutex::new(tracked))),
             events: Some(events),
             lost,
             missing_syscalls: missing,
-            attached_tracepoints: attached,
+            attached_tracepoints: links.len(),
             tracefs,
             load_time: start.elapsed(),
+            links,
         })
     }
 
-    /// Detaches everything, in parallel. Each tracepoint detach waits for an RCU grace period
-    /// (50-150 ms here), so dropping ~100 attachments one by one kept pty-trace alive for five
-    /// seconds after its summary; from many threads the waits overlap.
+    /// Detaches everything, in parallel: each detach waits for an RCU grace period (50-150 ms
+    /// here), and from separate threads the waits overlap.
     pub fn detach(mut self) {
-        let mut owned = Vec::with_capacity(self.links.len());
-        for (prog, id) in std::mem::take(&mut self.links) {
-            let Some(p) = self._ebpf.program_mut(prog) else { continue };
-            let Ok(tp): Result<&mut TracePoint, _> = p.try_into() else { continue };
-            if let Ok(link) = tp.take_link(id) {
-                owned.push(link);
-            }
-        }
-        let per_thread = owned.len().div_ceil(32).max(1);
-        let mut threads = Vec::new();
-        while !owned.is_empty() {
-            let chunk: Vec<_> = owned.drain(..per_thread.min(owned.len())).collect();
-            threads.push(std::thread::spawn(move || drop(chunk)));
-        }
+        let threads: Vec<_> = std::mem::take(&mut self.links)
+            .into_iter()
+            .map(|l| std::thread::spawn(move || drop(l)))
+            .collect();
         for t in threads {
             let _ = t.join();
         }
@@ -305,6 +374,26 @@ impl Probes {
     pub fn lost_events(&self) -> u64 {
         self.lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
     }
+}
+
+/// Whether the kernel lets us load a BTF trampoline (an fentry program on `vfs_read`): the
+/// kernel's error when it does not.
+pub fn trampolines_allowed() -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(MAP_EVENTS, 64 * 1024)
+        .load(EBPF_OBJECT)
+        .map_err(|e| format!("{e:#}"))?;
+    let p: &mut aya::programs::FEntry =
+        program(&mut ebpf, PROG_DOCTOR_FENTRY).map_err(|e| e.to_string())?;
+    p.load("vfs_read", &btf).map_err(|e| {
+        // aya appends an empty verifier log; the kernel's answer is the useful part.
+        let msg = format!("{e:#}");
+        msg.split(". Verifier output")
+            .next()
+            .unwrap_or(&msg)
+            .to_string()
+    })
 }
 
 /// Waiting bytes that make the kernel wake the reader: an eighth of the buffer, so a burst
@@ -342,7 +431,10 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all.len(), "duplicate syscall name");
         for (name, nr, _) in &all {
-            assert!(*nr >= 0 && (*nr as u32) < pty_trace_common::MAX_SYSCALL_NR, "{name} nr {nr}");
+            assert!(
+                *nr >= 0 && (*nr as u32) < pty_trace_common::MAX_SYSCALL_NR,
+                "{name} nr {nr}"
+            );
         }
         // The required minimum of the foundation issue.
         for n in ["openat", "close", "ioctl"] {

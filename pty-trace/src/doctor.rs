@@ -5,8 +5,9 @@
 //! is `required` and not ok: tracing cannot work until it is fixed. A WARN is a check that is not
 //! required: tracing works, but something is degraded or close to a limit.
 //!
-//! The module is self-contained (std + libc only) so that it can still run, and explain the
-//! problem, on a machine where loading the real BPF object would fail.
+//! The basic checks use std + libc only, so that they still run, and explain the problem, on a
+//! machine where loading the real BPF object fails; the `probes` row then loads and attaches
+//! the tracer's real programs, and `fast-path` says whether BTF trampolines would be allowed.
 //! [`find_tracefs`] is shared with the tracer, which calls it before loading BPF.
 
 use std::ffi::CString;
@@ -90,6 +91,8 @@ pub fn run_checks(fix: bool) -> DoctorReport {
         check_tracefs(fix),
         check_bpf_load(),
         check_tracepoints(),
+        check_probes(),
+        check_fast_path(),
         check_pty(),
         check_nofile(),
         check_unprivileged_bpf(),
@@ -119,24 +122,20 @@ const TRACEFS_UNDER_DEBUGFS: &str = "/sys/kernel/debug/tracing";
 const TRACEFS_FIX: &str =
     "sudo pty-trace doctor --fix  (or: sudo mount -t tracefs nodev /sys/kernel/tracing)";
 
-/// The ring buffer map (BPF_MAP_TYPE_RINGBUF) arrived in 5.8.
-const MIN_KERNEL: (u32, u32) = (5, 8);
+/// The ring buffer map (BPF_MAP_TYPE_RINGBUF) arrived in 5.8, `bpf_task_pt_regs` (the fork and
+/// exec programs read the syscall registers with it) in 5.15.
+const MIN_KERNEL: (u32, u32) = (5, 15);
 
 /// Tracepoints the tracer cannot work without, as (group, event) under `<tracefs>/events`.
 const REQUIRED_TRACEPOINTS: &[(&str, &str)] = &[
-    ("syscalls", "sys_enter_openat"),
-    ("syscalls", "sys_exit_openat"),
-    ("syscalls", "sys_enter_close"),
-    ("syscalls", "sys_exit_close"),
-    ("syscalls", "sys_enter_ioctl"),
-    ("syscalls", "sys_exit_ioctl"),
+    ("raw_syscalls", "sys_exit"),
     ("sched", "sched_process_fork"),
     ("sched", "sched_process_exec"),
     ("sched", "sched_process_exit"),
 ];
 
-/// Syscalls the tracer follows (each needs sys_enter_X and sys_exit_X); the rest are repaired
-/// by /proc reconciliation only.
+/// Syscalls the tracer follows (the kernel has those with `syscalls/sys_exit_X` metadata); the
+/// rest are repaired by /proc reconciliation only.
 fn followed_syscall_names() -> Vec<&'static str> {
     crate::bpf::followed_syscall_names()
 }
@@ -165,7 +164,7 @@ fn check_kernel() -> Check {
             ok: true,
             required: true,
             detail: format!(
-                "{release} (>= {}.{} needed for the BPF ring buffer)",
+                "{release} (>= {}.{} needed for the BPF ring buffer and bpf_task_pt_regs)",
                 MIN_KERNEL.0, MIN_KERNEL.1
             ),
             fix: None,
@@ -175,7 +174,7 @@ fn check_kernel() -> Check {
             ok: false,
             required: true,
             detail: format!(
-                "{release} is too old (>= {}.{} needed for the BPF ring buffer)",
+                "{release} is too old (>= {}.{} needed for the BPF ring buffer and bpf_task_pt_regs)",
                 MIN_KERNEL.0, MIN_KERNEL.1
             ),
             fix: Some(format!(
@@ -242,14 +241,14 @@ fn check_btf() -> Check {
     Check {
         name: "btf",
         ok,
-        // Only a future fentry fast path needs BTF; the tracepoint programs do not.
-        required: false,
+        // bpf_get_current_task_btf (fork and exec programs) needs the kernel's BTF.
+        required: true,
         detail: if ok {
-            format!("{path} present (for the future fentry fast path)")
+            format!("{path} present")
         } else {
-            format!("{path} missing; tracepoints still work, without the fentry fast path")
+            format!("{path} missing: the fork and exec programs need kernel BTF")
         },
-        fix: Some("optional: use a kernel built with CONFIG_DEBUG_INFO_BTF=y".to_string()),
+        fix: Some("use a kernel built with CONFIG_DEBUG_INFO_BTF=y".to_string()),
     }
 }
 
@@ -622,19 +621,9 @@ fn tracepoints_under(base: &Path) -> Check {
     let followed = followed_syscall_names();
     let traceable = followed
         .iter()
-        .filter(|s| {
-            ["sys_enter_", "sys_exit_"].iter().all(|pre| {
-                matches!(
-                    tracepoint_presence(base, "syscalls", &format!("{pre}{s}")),
-                    Presence::Present
-                )
-            })
-        })
+        .filter(|s| matches!(tracepoint_presence(base, "syscalls", &format!("sys_exit_{s}")), Presence::Present))
         .count();
-    let coverage = format!(
-        "followed syscalls with enter+exit tracepoints: {traceable}/{}",
-        followed.len()
-    );
+    let coverage = format!("followed syscalls this kernel has: {traceable}/{}", followed.len());
     if missing.is_empty() {
         Check {
             name: "tracepoints",
@@ -657,6 +646,57 @@ fn tracepoints_under(base: &Path) -> Check {
                     .to_string(),
             ),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5b. the real programs, and the fast path the kernel may refuse
+
+fn check_probes() -> Check {
+    // The smallest ring buffer: this only proves that everything loads and attaches.
+    match crate::bpf::Probes::load(64 * 1024) {
+        Ok(p) => {
+            let detail = format!(
+                "pty-trace's programs load and attach ({} attachments: raw tracepoint sys_exit + 3 sched tracepoints) in {:.0} ms",
+                p.attached_tracepoints,
+                p.load_time.as_secs_f64() * 1e3
+            );
+            p.detach();
+            Check { name: "probes", ok: true, required: true, detail, fix: None }
+        }
+        Err(e) => Check {
+            name: "probes",
+            ok: false,
+            required: true,
+            detail: one_line(&e.to_string()),
+            fix: Some("see the rows above; run as root".to_string()),
+        },
+    }
+}
+
+fn check_fast_path() -> Check {
+    match crate::bpf::trampolines_allowed() {
+        Ok(()) => Check {
+            name: "fast-path",
+            ok: true,
+            required: false,
+            detail: "BTF trampolines (fentry/fexit) allowed; pty-trace does not use them yet: \
+                     while tracing, every syscall on the machine takes the syscall slow path"
+                .to_string(),
+            fix: None,
+        },
+        Err(e) => Check {
+            name: "fast-path",
+            ok: false,
+            required: false,
+            detail: format!(
+                "BTF trampolines (fentry/fexit) refused ({}): syscalls are followed with the sys_exit \
+                 tracepoint, so while tracing every syscall on the machine takes the syscall slow path \
+                 (docs/BENCHMARKS.md measures the cost)",
+                one_line(&e)
+            ),
+            fix: Some("none needed; a kernel that allows BPF_PROG_TYPE_TRACING would make it possible".to_string()),
+        },
     }
 }
 
@@ -881,11 +921,11 @@ tracefs
     }
 
     #[test]
-    fn kernel_threshold_is_5_8() {
-        assert!(kernel_supported((5, 8)));
-        assert!(kernel_supported((5, 10)));
+    fn kernel_threshold_is_5_15() {
+        assert!(kernel_supported((5, 15)));
         assert!(kernel_supported((6, 0)));
-        assert!(!kernel_supported((5, 7)));
+        assert!(!kernel_supported((5, 14)));
+        assert!(!kernel_supported((5, 8)));
         assert!(!kernel_supported((4, 19)));
     }
 
@@ -1013,29 +1053,28 @@ pty                       WARN    4000/4096 in use
         let base =
             std::env::temp_dir().join(format!("pty-trace-doctor-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
-        // Everything except sys_exit_ioctl.
+        // Everything except the raw sys_exit tracepoint, and two followed syscalls.
         for &(group, event) in REQUIRED_TRACEPOINTS {
-            if event != "sys_exit_ioctl" {
+            if event != "sys_exit" {
                 fs::create_dir_all(base.join("events").join(group).join(event)).unwrap();
             }
+        }
+        for s in ["sys_exit_openat", "sys_exit_close", "sys_enter_ioctl"] {
+            fs::create_dir_all(base.join("events/syscalls").join(s)).unwrap();
         }
         let c = tracepoints_under(&base);
         assert!(!c.ok);
         assert!(c.required);
-        assert!(
-            c.detail.starts_with("missing: syscalls/sys_exit_ioctl;"),
-            "{}",
-            c.detail
-        );
+        assert!(c.detail.starts_with("missing: raw_syscalls/sys_exit;"), "{}", c.detail);
         let n = followed_syscall_names().len();
-        // Only openat and close of the followed set have both tracepoints in the fake tree.
+        // Only openat and close of the followed set have sys_exit metadata in the fake tree.
         assert!(c.detail.contains(&format!("2/{n}")), "{}", c.detail);
 
-        fs::create_dir_all(base.join("events/syscalls/sys_exit_ioctl")).unwrap();
+        fs::create_dir_all(base.join("events/raw_syscalls/sys_exit")).unwrap();
         let c = tracepoints_under(&base);
         assert!(c.ok, "{}", c.detail);
-        assert!(c.detail.contains("all 9 required present"), "{}", c.detail);
-        assert!(c.detail.contains(&format!("3/{n}")), "{}", c.detail);
+        assert!(c.detail.contains("all 4 required present"), "{}", c.detail);
+        assert!(c.detail.contains(&format!("2/{n}")), "{}", c.detail);
         let _ = fs::remove_dir_all(&base);
     }
 
@@ -1051,7 +1090,7 @@ pty                       WARN    4000/4096 in use
                 .find(|c| c.name == name)
                 .unwrap_or_else(|| panic!("no {name} check"))
         };
-        assert_eq!(report.checks.len(), 8);
+        assert_eq!(report.checks.len(), 10);
 
         let kernel = get("kernel");
         assert!(kernel.ok, "{}", kernel.detail);
@@ -1061,6 +1100,13 @@ pty                       WARN    4000/4096 in use
         if unsafe { libc::geteuid() } == 0 {
             let bpf = get("bpf-load");
             assert!(bpf.ok, "BPF load failed as root: {}", bpf.detail);
+            let probes = get("probes");
+            assert!(probes.ok, "the real programs failed to load as root: {}", probes.detail);
+            assert!(probes.detail.contains("4 attachments"), "{}", probes.detail);
+            // Informational either way; it must name the answer.
+            let fast = get("fast-path");
+            assert!(!fast.required);
+            assert!(fast.detail.contains("BTF trampolines"), "{}", fast.detail);
         } else {
             eprintln!("not root: skipping the bpf-load assertion");
         }

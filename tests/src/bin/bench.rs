@@ -1567,7 +1567,7 @@ fn render(ctx: &Ctx, samples: &[Sample], ex: &Extra, date: &str, version: &str, 
         let _ = writeln!(d, "\n{}", ex.attach_note);
     }
     let tps = traces.first().map(|t| t.attached_tracepoints).unwrap_or(0);
-    let _ = writeln!(d, "\npty-trace attaches {tps} tracepoints; the exit time is dominated by detaching them one by one.");
+    let _ = writeln!(d, "\npty-trace attaches {tps} tracepoints (raw `sys_exit` and three scheduler tracepoints), detached in parallel at exit.");
 
     let _ = writeln!(d, "\n## Cost outside the session (e)\n");
     let _ = writeln!(
