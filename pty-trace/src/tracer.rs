@@ -327,9 +327,13 @@ impl Tracer {
         std::thread::sleep(Duration::from_millis(2));
         self.drain();
         let debug_drift = std::env::var_os("PTY_TRACE_DEBUG_DRIFT").is_some();
+        let mut unseeded = Vec::new();
         for o in &observed {
             let before = if debug_drift { self.model.table_of(o.pid).cloned() } else { None };
             let r = self.model.reconcile(o);
+            if r.skipped_process && self.model.procs.get(&o.pid).is_some_and(|p| !p.seeded) {
+                unseeded.push(o.pid);
+            }
             if debug_drift && r.seeding {
                 eprintln!("pty-trace: seeded pid {} at {} with fds {:?}", o.pid, o.scan_start_ns, o.fds.keys().collect::<Vec<_>>());
             }
@@ -338,6 +342,17 @@ impl Tracer {
                     let model = before.as_ref().and_then(|t| t.fds.get(fd).cloned());
                     eprintln!("pty-trace: drift pid {} fd {fd}: model {:?} /proc {:?}", o.pid, model, o.fds.get(fd));
                 }
+            }
+        }
+        // A seed put off because an exec or close_range overlapped the scan would leave the
+        // process reported from events alone (a partial table) until the next interval: scan
+        // it once more now; the change that overlapped is over.
+        if !unseeded.is_empty() {
+            let again: Vec<_> = unseeded.iter().filter_map(|&pid| procfs_scan::observe(pid)).collect();
+            std::thread::sleep(Duration::from_millis(2));
+            self.drain();
+            for o in &again {
+                self.model.reconcile(o);
             }
         }
         for pid in gone {
