@@ -206,9 +206,24 @@ fn tmux_server_with_several_windows_matches_proc() {
     }
     let sock = format!("pty-trace-e2e-{}", std::process::id());
     let tmux = |args: &[&str]| Command::new("tmux").arg("-L").arg(&sock).args(args).output().expect("tmux installed (cargo xtask setup)");
-    assert!(tmux(&["new-session", "-d", "-s", "t", "sleep 30"]).status.success());
+    // Setting up tmux is not what is tested. `-t t` alone was read as a window target and
+    // failed now and then with "create window failed: index 0 in use"; `t:` names the session
+    // (next free index). Each step still gets a few tries, with tmux's error if all fail.
+    let step = |args: &[&str]| {
+        let mut last = None;
+        for _ in 0..5 {
+            let out = tmux(args);
+            if out.status.success() {
+                return;
+            }
+            last = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("tmux {args:?} failed: {}", last.unwrap_or_default());
+    };
+    step(&["new-session", "-d", "-s", "t", "sleep 30"]);
     for _ in 0..3 {
-        assert!(tmux(&["new-window", "-t", "t", "sleep 30"]).status.success());
+        step(&["new-window", "-t", "t:", "sleep 30"]);
     }
     let out = tmux(&["display-message", "-p", "#{pid}"]);
     let server: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
