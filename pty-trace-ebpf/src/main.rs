@@ -111,19 +111,21 @@ fn syscall_args(w: &[u64; REGS_SLOTS]) -> [u64; 6] {
     [w[DI], w[SI], w[DX], w[R10], w[R8], w[R9]]
 }
 
-/// The followed syscall the registers are in, if any.
+/// The followed syscall with number `nr` (`orig_ax`) made by a task with code segment `cs`.
 #[inline(always)]
-fn syscall_kind(w: &[u64; REGS_SLOTS]) -> Option<SyscallKind> {
-    if w[CS] != USER_CS {
+fn syscall_kind(nr: u64, cs: u64) -> Option<SyscallKind> {
+    if cs != USER_CS {
         return None;
     }
     // orig_ax is -1 outside a syscall (and has a high bit set for x32): out of the array.
-    let nr = w[ORIG_AX];
     if nr >= MAX_SYSCALL_NR as u64 {
         return None;
     }
     SyscallKind::from_u32(*SYSCALL_KINDS.get(nr as u32)?)
 }
+
+/// Offset of `orig_ax` in `struct pt_regs`; `ip` and `cs` follow it.
+const ORIG_AX_OFFSET: u64 = 120;
 
 #[inline(always)]
 fn tracked(tgid: u32) -> Option<u32> {
@@ -215,8 +217,8 @@ fn emit_argv(pid_tgid: u64, session: u32, argv: u64) {
 /// the number and the arguments from the saved user registers (`ret` is in `ax`; the argument
 /// registers are unchanged at exit). Compared with a `sys_enter_X`/`sys_exit_X` pair per
 /// followed syscall it builds no perf record, stashes nothing between entry and exit and needs
-/// no entry program; in exchange every syscall of every task runs it up to the `TRACKED`
-/// lookup. (`cargo xtask bench` measures both costs.)
+/// no entry program; in exchange every syscall of every task runs it up to a 24-byte read of
+/// the syscall number and one array lookup. (`cargo xtask bench` measures both costs.)
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn pty_sys_exit(ctx: RawTracePointContext) -> i32 {
     let _ = try_sys_exit(&ctx);
@@ -224,11 +226,16 @@ pub fn pty_sys_exit(ctx: RawTracePointContext) -> i32 {
 }
 
 fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
+    let regs: u64 = ctx.arg(0);
+    // Cheapest test first: most syscalls on the machine (read, write, futex, ...) are not
+    // followed, and they are done after one 24-byte read and one array lookup, before the
+    // `TRACKED` hash lookup.
+    // SAFETY: fault-tolerant kernel read of orig_ax, ip, cs.
+    let nr_ip_cs: [u64; 3] = unsafe { bpf_probe_read_kernel((regs + ORIG_AX_OFFSET) as *const [u64; 3]).ok()? };
+    let kind = syscall_kind(nr_ip_cs[0], nr_ip_cs[2])?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32)?;
     let ret: i64 = ctx.arg(1);
-    let w = read_regs(ctx.arg(0))?;
-    let kind = syscall_kind(&w)?;
     // Failures change no fd table, except close (the fd is gone even on EINTR/EIO) and exec
     // (userspace drops the argv it holds for that thread). A clone returning 0 is the child's
     // side of it.
@@ -238,7 +245,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     if ret == 0 && kind.is_clone() {
         return None;
     }
-    let args = syscall_args(&w);
+    let args = syscall_args(&read_regs(regs)?);
     let mut f = Finished {
         session,
         args,
@@ -348,7 +355,7 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
     // table. (A task created by the kernel on a process's behalf, an io_uring worker, comes
     // from another syscall: flags unknown.)
     let regs = current_regs();
-    let kind = regs.as_ref().and_then(syscall_kind);
+    let kind = regs.as_ref().and_then(|w| syscall_kind(w[ORIG_AX], w[CS]));
     let (flags, known) = match (kind, regs) {
         (Some(SyscallKind::Clone), Some(w)) => (w[DI], 1),
         // SAFETY: fault-tolerant user read of `clone_args.flags`.
