@@ -125,7 +125,7 @@ fn syscall_kind(nr: u64, cs: u64) -> Option<SyscallKind> {
 }
 
 /// Offset of `orig_ax` in `struct pt_regs`; `ip` and `cs` follow it.
-const ORIG_AX_OFFSET: u64 = 120;
+const ORIG_AX_OFFSET: u64 = REGS_WINDOW + ORIG_AX as u64 * 8;
 
 #[inline(always)]
 fn tracked(tgid: u32) -> Option<u32> {
