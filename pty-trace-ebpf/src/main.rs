@@ -236,10 +236,10 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32)?;
     let ret: i64 = ctx.arg(1);
-    // Failures change no fd table, except close (the fd is gone even on EINTR/EIO) and exec
-    // (userspace drops the argv it holds for that thread). A clone returning 0 is the child's
-    // side of it.
-    if ret < 0 && !(kind == SyscallKind::Close && ret != -EBADF) && !kind.is_exec() {
+    // Failures change no fd table, except close (the fd is gone even on EINTR/EIO). A clone
+    // returning 0 is the child's side of it. Exec is reported by `sched_process_exec` (with its
+    // argv) and only when it succeeded: its syscall exit says nothing more.
+    if kind.is_exec() || (ret < 0 && !(kind == SyscallKind::Close && ret != -EBADF)) {
         return None;
     }
     if ret == 0 && kind.is_clone() {
