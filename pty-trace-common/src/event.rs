@@ -66,12 +66,12 @@ pub struct SyscallEvent {
     pub _pad: u32,
     /// The syscall's return value (negative errno on failure).
     pub ret: i64,
-    /// Raw arguments as captured at entry.
+    /// Raw arguments, read from the saved user registers at syscall exit.
     pub args: [u64; 6],
     /// Values read from user memory at exit: the two fds of `pipe`/`pipe2`/`socketpair`,
     /// the PTY index written by `ioctl(TIOCGPTN)`, the pidfd written by `clone(CLONE_PIDFD)`.
     pub aux: [i32; 2],
-    /// Flags read from user memory at entry (`clone3`'s `clone_args.flags`, `openat2`'s
+    /// Flags read from user memory at exit (`clone3`'s `clone_args.flags`, `openat2`'s
     /// `open_how.flags`).
     pub user_flags: u64,
 }
@@ -116,7 +116,8 @@ pub struct ExecEvent {
     pub filename: [u8; PATH_CAPACITY],
 }
 
-/// argv captured at entry of `execve`/`execveat`, before the exec can succeed or fail.
+/// argv of a successful exec, read from the new image's stack by `sched_process_exec` just
+/// before its `ExecEvent`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecArgvEvent {

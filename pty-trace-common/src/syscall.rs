@@ -41,7 +41,7 @@ syscall_kinds! {
     Ioctl = 70,
     // Process creation and fd-table sharing.
     Clone = 80, Clone3 = 81, Fork = 82, Vfork = 83, Unshare = 84,
-    // Exec (argv is captured at entry).
+    // Exec (reported by `sched_process_exec`, with argv; its syscall exit is not reported).
     Execve = 90, Execveat = 91,
 }
 
@@ -68,7 +68,8 @@ impl SyscallKind {
         }
     }
 
-    /// Creates a process or thread: entry arguments are kept until `sched_process_fork`.
+    /// Creates a process or thread: `sched_process_fork` reads its flags from the parent's
+    /// registers.
     pub const fn is_clone(self) -> bool {
         matches!(self, Self::Clone | Self::Clone3 | Self::Fork | Self::Vfork)
     }

@@ -137,7 +137,7 @@ pub struct Model {
     pub tables: HashMap<TableId, FdTable>,
     next_table: TableId,
     pub commands: Vec<Command>,
-    /// argv captured at execve entry, by thread id, until the exec completes or fails.
+    /// argv that arrived ahead of its exec, by thread id, until the exec completes or fails.
     pending_argv: HashMap<u32, (Vec<String>, bool, u64)>,
     pub ended: Vec<EndedProcess>,
     pub stats: Stats,
