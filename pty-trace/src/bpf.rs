@@ -274,11 +274,7 @@ impl Probes {
         .map_err(|e| anyhow!("{e}"))?;
         let mut missing = Vec::new();
         for (name, nr, kind) in followed_syscalls() {
-            // Every syscall the kernel has comes with tracepoint metadata (not enabled here).
-            if !tracefs
-                .join(format!("events/syscalls/sys_exit_{name}"))
-                .exists()
-            {
+            if !kernel_has_syscall(&tracefs, name) {
                 missing.push(name);
                 continue;
             }
@@ -400,6 +396,12 @@ pub fn trampolines_allowed() -> Result<(), String> {
 /// is drained long before it fills, while a steady trickle is picked up by the drain timer.
 pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
     (ring_bytes / 8).max(4096)
+}
+
+/// Whether this kernel has the syscall `name`: every syscall it has comes with tracepoint
+/// metadata in tracefs (only looked at, never enabled).
+pub fn kernel_has_syscall(tracefs: &Path, name: &str) -> bool {
+    tracefs.join("events/syscalls").join(format!("sys_exit_{name}")).is_dir()
 }
 
 /// Names of the followed syscalls, for `doctor`.

@@ -621,7 +621,7 @@ fn tracepoints_under(base: &Path) -> Check {
     let followed = followed_syscall_names();
     let traceable = followed
         .iter()
-        .filter(|s| matches!(tracepoint_presence(base, "syscalls", &format!("sys_exit_{s}")), Presence::Present))
+        .filter(|s| crate::bpf::kernel_has_syscall(base, s))
         .count();
     let coverage = format!("followed syscalls this kernel has: {traceable}/{}", followed.len());
     if missing.is_empty() {
