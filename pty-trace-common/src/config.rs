@@ -8,9 +8,7 @@
 pub struct TracepointOffsets {
     pub fork_child_pid: u32,
     pub exec_filename_loc: u32,
-    pub exec_pid: u32,
     pub exec_old_pid: u32,
-    pub exit_pid: u32,
     /// `u32::MAX` when the kernel's `sched_process_exit` has no `group_dead` field; the
     /// programs then treat the exit of the thread-group leader as the process's exit.
     pub exit_group_dead: u32,
@@ -28,7 +26,7 @@ unsafe impl aya::Pod for TracepointOffsets {}
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_TRACKED: &str = "TRACKED";
 pub const MAP_SYSCALL_KINDS: &str = "SYSCALL_KINDS";
-pub const MAP_LOST: &str = "LOST";
+pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_OFFSETS: &str = "OFFSETS";
 
 /// Program names.
@@ -44,3 +42,17 @@ pub const MAX_SYSCALL_NR: u32 = 1024;
 pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
 /// Most processes tracked at once.
 pub const MAX_TRACKED: u32 = 65536;
+
+/// Slots of the per-CPU `COUNTERS` map: what the kernel side could not do. Userspace sums
+/// each slot over the CPUs and reports it (snapshot, summary, live view): loss is never silent.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// A ring buffer reservation failed (the buffer was full): the event is lost.
+    LostEvents = 0,
+    /// A new child could not be added to `TRACKED` (the map was full): it runs untraced.
+    UntrackedChildren = 1,
+}
+
+/// Number of `COUNTERS` slots.
+pub const COUNTER_SLOTS: u32 = 2;

@@ -41,8 +41,8 @@ syscall_kinds! {
     Ioctl = 70,
     // Process creation and fd-table sharing.
     Clone = 80, Clone3 = 81, Fork = 82, Vfork = 83, Unshare = 84,
-    // Exec (reported by `sched_process_exec`, with argv; its syscall exit is not reported).
-    Execve = 90, Execveat = 91,
+    // Exec is not a followed syscall: `sched_process_exec` reports the exec that succeeded,
+    // with its argv, and a failed one changes no fd table.
 }
 
 impl SyscallKind {
@@ -74,9 +74,6 @@ impl SyscallKind {
         matches!(self, Self::Clone | Self::Clone3 | Self::Fork | Self::Vfork)
     }
 
-    pub const fn is_exec(self) -> bool {
-        matches!(self, Self::Execve | Self::Execveat)
-    }
 }
 
 /// `ioctl` request that returns a PTY master's index (`ptsname` uses it).

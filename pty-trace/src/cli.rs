@@ -4,6 +4,11 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::{
+    core::score::Thresholds,
+    error::{AppError, AppResult},
+};
+
 const EXAMPLES: &str = "\
 Examples:
   sudo pty-trace attach 4242                      watch a running agent and all its children
@@ -139,6 +144,40 @@ pub struct TraceArgs {
     /// Exit with code 10 after the first rotate decision (run: the command is stopped).
     #[arg(long)]
     pub exit_on_rotate: bool,
+}
+
+impl TraceArgs {
+    /// The scoring thresholds: defaults, then `--config FILE`, then the threshold flags;
+    /// checked for consistency.
+    pub fn thresholds(&self) -> AppResult<Thresholds> {
+        let a = self;
+    let mut th = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| AppError::BadInput(format!("cannot read config {}: {e}", p.display())))?;
+            toml::from_str(&text).map_err(|e| {
+                AppError::BadInput(format!("config {}: {}", p.display(), e.message()))
+            })?
+        }
+        None => Thresholds::default(),
+    };
+    if let Some(v) = a.alert_health {
+        th.alert_health = v;
+    }
+    if let Some(v) = a.rotate_health {
+        th.rotate_health = v;
+    }
+    if let Some(v) = a.max_ptys {
+        th.max_ptys = v;
+    }
+    if th.rotate_health > th.alert_health {
+        return Err(AppError::BadInput(format!(
+            "rotate health ({}) must not be above alert health ({})",
+            th.rotate_health, th.alert_health
+        )));
+    }
+    Ok(th)
+}
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

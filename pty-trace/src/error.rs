@@ -72,3 +72,13 @@ impl AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// "Operation not permitted" rather than std's "Operation not permitted (os error 1)": the
+/// number means nothing to the reader of a one-line detail.
+pub fn os_error_text(err: &std::io::Error) -> String {
+    let s = err.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}

@@ -1,23 +1,33 @@
 //! pty-trace: find the process that leaks PTYs and file descriptors in a long-lived terminal
 //! session, live, with eBPF.
 //!
-//! Layout: `model` is the pure core (process tree, fd tables, PTY registry, reconciliation) and
-//! `score` the pure scorer; `records` shapes their state into JSONL bodies. The edges around
-//! them: `bpf` (loading, attaching, the ring buffer), `procfs_scan` (ground truth from /proc),
-//! `jsonl` (the writer), `view` (the live terminal view), `tracer` (the loop that ties them),
-//! and the subcommands `doctor`, `report` and `demo`, parsed by `cli`.
+//! The crate is a pure core surrounded by edges that each have one job:
+//!
+//! | room | what lives there | I/O |
+//! |---|---|---|
+//! | [`core`] | the model (process tree, fd tables, PTYs, reconciliation), the scorer, redaction, the JSONL record types, snapshot assembly, report aggregation | none, and no clock reads |
+//! | [`kernel`] | loading and attaching the eBPF programs, the ring buffer, the TRACKED map, tracefs | BPF, tracefs |
+//! | [`procfs`] | ground truth from /proc: seeding, reconciliation scans, slave holders | /proc |
+//! | [`session`] | the tracing runtime: spawn, the event loop, the rotate hook | processes, signals |
+//! | [`output`] | the JSONL writer | files, stdout |
+//! | [`tui`] | the live view: state, update, view, input, terminal | the terminal |
+//! | [`doctor`] | `pty-trace doctor`: checks and their table | the machine |
+//! | [`cli`] | clap types and the validated configuration they turn into | config file |
+//!
+//! An event's path: decoded in `core::model::event`, applied in `core::model`, scored in
+//! `core::score`, shaped into records in `core::snapshot`, written by `output::jsonl`, drawn
+//! by `tui`, all driven by `session`.
 
-pub mod bpf;
 pub mod cli;
+pub mod clock;
+pub mod core;
 pub mod demo;
 pub mod doctor;
 pub mod error;
-pub mod jsonl;
-pub mod model;
-pub mod procfs_scan;
-pub mod records;
-pub mod redact;
-pub mod report;
-pub mod score;
-pub mod tracer;
-pub mod view;
+pub mod kernel;
+pub mod output;
+pub mod procfs;
+pub mod recording;
+pub mod session;
+pub mod sudo;
+pub mod tui;

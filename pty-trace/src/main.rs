@@ -1,18 +1,18 @@
-//! `pty-trace` entry point: parse, dispatch, map errors to one line and an exit code.
+//! `pty-trace` entry point: parse, dispatch to a subcommand, map errors to one line and an
+//! exit code.
 
 use std::io::IsTerminal;
 
 use clap::Parser;
 use pty_trace::{
     cli::{Cli, Cmd, TraceArgs},
+    core::{records::EndReason, report::render_text},
     demo, doctor,
     error::{AppError, AppResult, exit_code},
-    jsonl::JsonlWriter,
-    records::SummaryRec,
-    report,
-    score::Thresholds,
-    tracer::{Options, Target, Tracer},
-    view::LiveView,
+    output::{jsonl::JsonlWriter, summary::render_summaries},
+    recording,
+    session::{Options, Target, Tracer},
+    tui::LiveView,
 };
 
 fn main() {
@@ -45,11 +45,14 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
             }
         }
         Cmd::Report { file, json } => {
-            let r = report::build(&file)?;
+            let r = recording::report(&file)?;
+            if let Some(w) = r.newer_schema_warning() {
+                eprintln!("pty-trace: {w}");
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?);
             } else {
-                print!("{}", report::render_text(&r));
+                print!("{}", render_text(&r));
             }
             Ok(exit_code::OK)
         }
@@ -72,37 +75,8 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
     }
 }
 
-fn thresholds(a: &TraceArgs) -> AppResult<Thresholds> {
-    let mut th = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| AppError::BadInput(format!("cannot read config {}: {e}", p.display())))?;
-            toml::from_str(&text).map_err(|e| {
-                AppError::BadInput(format!("config {}: {}", p.display(), e.message()))
-            })?
-        }
-        None => Thresholds::default(),
-    };
-    if let Some(v) = a.alert_health {
-        th.alert_health = v;
-    }
-    if let Some(v) = a.rotate_health {
-        th.rotate_health = v;
-    }
-    if let Some(v) = a.max_ptys {
-        th.max_ptys = v;
-    }
-    if th.rotate_health > th.alert_health {
-        return Err(AppError::BadInput(format!(
-            "rotate health ({}) must not be above alert health ({})",
-            th.rotate_health, th.alert_health
-        )));
-    }
-    Ok(th)
-}
-
 fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>, is_demo: bool) -> AppResult<i32> {
-    let thresholds = thresholds(a)?;
+    let thresholds = a.thresholds()?;
     let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     let tui = tty && !a.no_tui && a.jsonl.as_deref() != Some("-");
     let out = match a.jsonl.as_deref() {
@@ -145,37 +119,8 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
     let _ = std::io::Write::flush(&mut std::io::stdout());
     outcome.probes.detach();
     // `demo` stopped by the user is a normal end, not the agent's SIGTERM status.
-    if is_demo && outcome.summaries.iter().all(|s| s.end_reason == "interrupted") {
+    if is_demo && outcome.summaries.iter().all(|s| s.end_reason == EndReason::Interrupted) {
         return Ok(exit_code::OK);
     }
     Ok(outcome.exit_code)
-}
-
-fn render_summaries(sums: &[SummaryRec]) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    for s in sums {
-        let _ = writeln!(
-            o,
-            "pty-trace: session {} {} after {:.1}s ({}): {} commands, PTY peak {}, fd peak {}, health min {:.0} final {:.0}, lost events {}, drift {}",
-            s.session,
-            s.verdict,
-            s.duration_s,
-            s.end_reason,
-            s.metrics.total_commands,
-            s.metrics.pty_peak,
-            s.metrics.fd_peak,
-            s.metrics.health_score_min,
-            s.metrics.health_score_final,
-            s.lost_events,
-            s.drift
-        );
-        for a in &s.actions {
-            let _ = writeln!(o, "  decision: {} at {} (health {:.0}): {}", a.action, a.ts, a.health, a.reasons.join("; "));
-        }
-        if !s.leaked_at_end.is_empty() {
-            let _ = writeln!(o, "  still open at the end: {}", s.leaked_at_end.len());
-        }
-    }
-    o
 }

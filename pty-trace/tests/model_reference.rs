@@ -1,4 +1,4 @@
-//! `pty_trace::model::Model` against a deliberately simple reference of Linux fd semantics.
+//! `pty_trace::core::model::Model` against a deliberately simple reference of Linux fd semantics.
 //!
 //! Random operations (opens, closes, the dup family, pipes, sockets, PTY ioctls, close_range,
 //! fork with and without CLONE_FILES, threads, exec, exit, unshare) are decided against the
@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use proptest::prelude::*;
-use pty_trace::model::reconcile::{ObservedFd, ObservedProcess};
-use pty_trace::model::{Event, Header, Model, PtyRole};
+use pty_trace::core::model::reconcile::{ObservedFd, ObservedProcess};
+use pty_trace::core::model::{Event, Header, Model, PtyRole};
 use pty_trace_common::{
     CLONE_FILES, CLONE_PIDFD, CLONE_THREAD, CLONE_VFORK, CLONE_VM, FIOCLEX, FIONCLEX,
     SyscallKind as K, TIOCGPTN, TIOCGPTPEER,
@@ -877,23 +877,6 @@ impl Ref {
             OpKind::Exec => {
                 let filename = format!("/usr/bin/prog{serial}");
                 let argv = vec![format!("prog{serial}"), format!("--n={serial}")];
-                if z % 5 == 0 {
-                    let h = self.hdr(pid, tid);
-                    out.push(Event::ExecArgv {
-                        h,
-                        argv,
-                        truncated: false,
-                    });
-                    self.syscall(
-                        out,
-                        who,
-                        K::Execve,
-                        -ENOENT,
-                        &[0x7ffd_0000, 0x7ffe_0000],
-                        [-1, -1],
-                    );
-                    return;
-                }
                 let argv = if z % 7 != 0 {
                     let h = self.hdr(pid, tid);
                     out.push(Event::ExecArgv {
@@ -1184,7 +1167,7 @@ fn droppable(ev: &Event) -> bool {
     match ev {
         Event::Open { .. } => true,
         Event::Syscall { kind, args, .. } => match kind {
-            K::Unshare | K::Execve | K::Execveat => false,
+            K::Unshare => false,
             K::CloseRange => args[2] & CLOSE_RANGE_UNSHARE == 0,
             _ => true,
         },
@@ -1316,7 +1299,6 @@ fn generator_covers_all_operations() {
         "Fork",
         "Exec",
         "ExecArgv",
-        "Execve err",
         "Exit",
         "Unshare",
         "Open",

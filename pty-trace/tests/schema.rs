@@ -1,9 +1,9 @@
 //! The JSONL records against `schema/pty-trace.schema.json`.
 //!
 //! (a) every line of `docs/examples/*.jsonl` validates; (b) hand-made invalid records are
-//! rejected; (c) records built by the library's own code paths (a `Model` fed with events, the
-//! scorer, `records::*`, `JsonlWriter`) validate, without root; (d) the real binary's output
-//! validates. (d) needs BPF: when `pty-trace doctor` says tracing cannot work, it fails with the
+//! rejected; (c) records built by the tracer's own assembly (a `Model` fed with events,
+//! `SessionBook`, `JsonlWriter`) validate and read back as the same record types, without
+//! root; (d) the real binary's output validates and reads back the same. (d) needs BPF: when `pty-trace doctor` says tracing cannot work, it fails with the
 //! reason, unless `PTY_TRACE_SKIP_BPF_TESTS=1`, in which case it prints `SKIPPED: ...`.
 
 use std::{
@@ -14,13 +14,19 @@ use std::{
 
 use jsonschema::Validator;
 use pty_trace::{
-    jsonl::{JsonlWriter, SCHEMA_VERSION, rfc3339_ms},
-    model::{
-        Event, Header, Model,
-        reconcile::{ObservedFd, ObservedProcess},
+    core::{
+        model::{
+            Event, FdKind, Header, Model,
+            reconcile::{ObservedFd, ObservedProcess},
+        },
+        records::{
+            AlertRec, DecisionRec, EndReason, Head, HookRec, RecordKind, SCHEMA_VERSION, SnapshotRec, StartRec,
+            SummaryRec, TracerCost, rfc3339_ms,
+        },
+        score::{Crossing, Thresholds},
+        snapshot::{Facts, SessionBook, SummaryContext},
     },
-    records::{self, AlertRec, DecisionRec, DescendantRec, Metrics, SnapshotRec, SummaryRec},
-    score::{Crossing, Sample, Scorer, Thresholds},
+    output::jsonl::JsonlWriter,
 };
 use pty_trace_common::{SyscallKind as K, TIOCGPTN};
 use serde_json::{Value, json};
@@ -404,24 +410,11 @@ fn simulated_session() -> Sim {
     s
 }
 
-fn sample(m: &Model, totals: &records::Totals, orphaned: usize, ts_ns: u64) -> Sample {
-    Sample {
-        ts_ns,
-        commands: m.sessions[&ROOT].commands.len() as u64,
-        fds: totals.fds as u64,
-        ptys: totals.pty_masters as u64,
-        orphaned_ptys: orphaned as u64,
-        lingering: 0,
-        nofile_headroom: Some(1024 - totals.fds as u64),
-        pty_headroom: Some(4096 - totals.pty_masters as u64),
-    }
-}
-
 #[test]
 fn records_from_the_library_validate() {
     let val = validator();
     let mut sim = simulated_session();
-    let mut scorer = Scorer::new(Thresholds::default());
+    let mut book = SessionBook::new(ROOT, Thresholds::default());
     let wall0: u64 = 1_763_726_400_000_000_000;
     let dir = std::env::temp_dir().join(format!("pty-trace-schema-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -429,146 +422,72 @@ fn records_from_the_library_validate() {
     let mut w = JsonlWriter::create(&path).unwrap();
     let ts = |mono: u64| rfc3339_ms(wall0 + mono);
 
-    let start = json!({
-        "version": env!("CARGO_PKG_VERSION"), "sessions": [ROOT], "command": null,
-        "ring_buffer_bytes": pty_trace_common::DEFAULT_RING_BYTES, "attached_tracepoints": 0,
-        "syscalls_not_followed": [], "tracefs": "/sys/kernel/tracing", "load_ms": 1.0, "ready_ms": 2.0, "interval_ms": 1000
-    });
-    w.write("start", &ts(0), &start).unwrap();
+    let start = StartRec {
+        version: env!("CARGO_PKG_VERSION").into(),
+        sessions: vec![ROOT],
+        command: None,
+        ring_buffer_bytes: pty_trace_common::DEFAULT_RING_BYTES,
+        attached_tracepoints: 4,
+        syscalls_not_followed: vec![],
+        tracefs: "/sys/kernel/tracing".into(),
+        load_ms: 1.0,
+        ready_ms: 2.0,
+        interval_ms: 1000,
+    };
+    w.write(RecordKind::Start, &ts(0), &start).unwrap();
 
-    let (mut alerts, mut actions, mut fd_peak, mut pty_peak) = (Vec::new(), Vec::new(), 0, 0);
+    // The same assembly the tracer uses (`SessionBook`), with the /proc facts made up.
     let mut next_fd = 4;
     for i in 0..12u32 {
         sim.leaky_command(SHELL + i, next_fd, i as i32 + 1);
         next_fd += 1;
         // A minute of wall time per command, so rates and the estimate are non-trivial.
         sim.ts += 60_000_000_000;
-        let now = sim.ts;
-        let ptys = sim.m.pty_registry(ROOT, &BTreeSet::new());
-        let (rows, mut totals) = records::session_counts(&sim.m, ROOT, now);
-        totals.orphaned_ptys = ptys.iter().filter(|p| p.orphaned).count();
-        let (scores, crossings) =
-            scorer.observe(&sample(&sim.m, &totals, totals.orphaned_ptys, now));
-        fd_peak = totals.fds.max(fd_peak);
-        pty_peak = totals.pty_masters.max(pty_peak);
+        let facts = Facts {
+            now_ns: sim.ts,
+            pty_nr: 12,
+            pty_max: 4096,
+            nofile_limits: sim.m.procs.keys().map(|&p| (p, 1024)).collect(),
+            ..Facts::default()
+        };
+        let (snap, crossings) = book.snapshot(&sim.m, &facts);
+        let t = ts(sim.ts);
         for c in crossings {
             match c {
                 Crossing::Alert { health, reasons } => {
-                    let mut a = AlertRec {
-                        session: ROOT,
-                        ts: String::new(),
-                        health,
-                        reasons,
-                    };
-                    w.write("alert", &ts(now), &a).unwrap();
-                    a.ts = ts(now);
-                    alerts.push(a);
+                    let a = book.record_alert(&t, health, reasons);
+                    w.write(RecordKind::Alert, &t, &a).unwrap();
                 }
                 Crossing::Rotate { health, reasons } => {
-                    let mut d = DecisionRec {
-                        action: "rotate",
-                        session: ROOT,
-                        ts: String::new(),
-                        health,
-                        reasons,
-                        hook: Some(records::HookRec {
-                            argv: vec!["rotate-me".into()],
-                            pid: None,
-                            error: Some("not found".into()),
-                        }),
-                    };
-                    w.write("decision", &ts(now), &d).unwrap();
-                    d.ts = ts(now);
-                    actions.push(d);
+                    let hook = HookRec { argv: vec!["rotate-me".into()], pid: None, error: Some("not found".into()) };
+                    let d = book.record_decision(&t, health, reasons, Some(hook));
+                    w.write(RecordKind::Decision, &t, &d).unwrap();
                 }
             }
         }
-        let session = &sim.m.sessions[&ROOT];
-        let snap = SnapshotRec {
-            session: ROOT,
-            processes: rows,
-            totals,
-            ptys,
-            commands: session.commands.len(),
-            execs: session.execs.len(),
-            health: scores.health,
-            leak_score: scores.leak_score,
-            pty_per_command: scores.pty_per_command,
-            fd_per_command: scores.fd_per_command,
-            est_seconds_to_exhaustion: scores.est_seconds_to_exhaustion,
-            reasons: scores.reasons.clone(),
-            pty_nr: 12,
-            pty_max: 4096,
-            lost_events: 0,
-            drift: sim.m.stats.drift,
-            drift_by_cause: sim.m.stats.drift_by_cause.clone(),
-        };
-        w.write("snapshot", &ts(now), &snap).unwrap();
+        w.write(RecordKind::Snapshot, &t, &snap).unwrap();
     }
     assert!(
-        !alerts.is_empty() && !actions.is_empty(),
+        !book.alerts.is_empty() && !book.actions.is_empty(),
         "the simulated leak should alert and rotate"
     );
-
-    let now = sim.ts;
-    let session = sim.m.sessions[&ROOT].clone();
-    let orphaned = pty_trace::model::pty::orphaned_indexes(&sim.m.pty_registry(ROOT, &Default::default()));
-    let leaked = records::leaked_at_end(&sim.m, ROOT, now, &orphaned);
-    assert!(
-        leaked
-            .iter()
-            .any(|l| l.kind == "pty_master" && l.opener_pid == AGENT),
-        "{leaked:?}"
-    );
-    let descendants: Vec<DescendantRec> = sim
-        .m
-        .processes_in(ROOT)
-        .filter(|p| p.pid != ROOT)
-        .map(|p| DescendantRec {
-            pid: p.pid,
-            comm: p.comm.clone(),
-            command: p
-                .command
-                .and_then(|c| sim.m.command(c))
-                .map(|c| c.argv.clone()),
-        })
-        .collect();
-    let (cpu_s, max_rss_kib) = records::own_usage();
-    let sum = SummaryRec {
-        session: ROOT,
-        start: ts(session.started_ns),
-        end: ts(now),
-        duration_s: (now - session.started_ns) as f64 / 1e9,
-        verdict: records::verdict(scorer.leak_seen),
-        end_reason: "interrupted",
-        metrics: Metrics {
-            total_commands: session.commands.len(),
-            total_execs: session.execs.len(),
-            fd_peak,
-            pty_peak,
-            health_score_min: scorer.health_min,
-            health_score_final: scorer.last.health,
-        },
-        alerts,
-        actions,
-        leaked_at_end: leaked,
-        descendants_left_running: descendants,
-        processes_seen: session.processes_seen,
-        lost_events: 0,
-        drift: sim.m.stats.drift,
-        drift_by_cause: sim.m.stats.drift_by_cause.clone(),
-        drift_examples: sim.m.stats.drift_examples.clone(),
+    let facts = Facts { now_ns: sim.ts, pty_max: 4096, ..Facts::default() };
+    let ts_of = |mono: u64| ts(mono);
+    let end = SummaryContext {
+        reason: EndReason::Interrupted,
+        stopped_at_ns: Some(sim.ts),
+        child: None,
         exit_status: None,
-        final_scores: scorer.last.clone(),
-        tracer: records::TracerCost {
-            events: sim.m.stats.events,
-            decode_errors: 0,
-            cpu_s,
-            max_rss_kib,
-            ring_buffer_bytes: pty_trace_common::DEFAULT_RING_BYTES,
-        },
+        cost: TracerCost { events: sim.m.stats.events, ..TracerCost::default() },
+        ts_of: &ts_of,
     };
-    w.write("summary", &ts(now), &sum).unwrap();
+    let sum = book.summary(&sim.m, &facts, &end).expect("a summary for the session");
+    assert!(
+        sum.leaked_at_end.iter().any(|l| l.kind == FdKind::PtyMaster && l.opener_pid == AGENT),
+        "{:?}",
+        sum.leaked_at_end
+    );
+    w.write(RecordKind::Summary, &ts(sim.ts), &sum).unwrap();
     w.flush().unwrap();
     drop(w);
 
@@ -580,6 +499,7 @@ fn records_from_the_library_validate() {
             "no {t} record written: {types:?}"
         );
     }
+    round_trips(&text, &path.display().to_string());
     // The pieces the test is about really are in there.
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["verdict"], "LEAK DETECTED");
@@ -596,6 +516,37 @@ fn records_from_the_library_validate() {
         "{last}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every line reads back as its kind's record type and writes out as the same JSON: the
+/// writer, `report` and the tests share one definition of every record.
+fn round_trips(text: &str, what: &str) {
+    fn again<T: serde::de::DeserializeOwned + serde::Serialize>(line: &str) -> Result<Value, String> {
+        let rec: T = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        serde_json::to_value(&rec).map_err(|e| e.to_string())
+    }
+    for (i, line) in text.lines().enumerate() {
+        let head: Head = serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}:{}: no envelope: {e}", i + 1));
+        let kind = head.kind.unwrap_or_else(|| panic!("{what}:{}: unknown type", i + 1));
+        let mut back = match kind {
+            RecordKind::Start => again::<StartRec>(line),
+            RecordKind::Snapshot => again::<SnapshotRec>(line),
+            RecordKind::Alert => again::<AlertRec>(line),
+            RecordKind::Decision => again::<DecisionRec>(line),
+            RecordKind::Summary => again::<SummaryRec>(line),
+        }
+        .unwrap_or_else(|e| panic!("{what}:{}: does not read as its record type: {e}\n    {line}", i + 1));
+        let mut orig: Value = serde_json::from_str(line).unwrap();
+        for k in ["type", "schema", "ts"] {
+            orig.as_object_mut().unwrap().remove(k);
+        }
+        if matches!(kind, RecordKind::Alert | RecordKind::Decision) {
+            // Their own `ts` (filled in the summary's copies) reads the envelope's.
+            let ts = back.as_object_mut().unwrap().remove("ts");
+            assert_eq!(ts.as_ref().and_then(Value::as_str), Some(head.ts.as_ref()), "{what}:{}", i + 1);
+        }
+        assert_eq!(back, orig, "{what}:{}: reads back differently", i + 1);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -682,6 +633,7 @@ fn real_demo_output_validates() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let types = validate_jsonl(&val, &text, &path.display().to_string());
+        round_trips(&text, &path.display().to_string());
         assert_eq!(types.first().map(String::as_str), Some("start"), "{text}");
         assert_eq!(types.last().map(String::as_str), Some("summary"), "{text}");
         assert!(types.iter().any(|t| t == "snapshot"), "{text}");

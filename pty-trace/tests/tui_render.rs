@@ -4,8 +4,15 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use pty_trace::view::{
-    Action, FdView, ProcView, SessionView, SortKey, UiState, ViewState, on_key, render, selected_proc, visible_procs,
+use pty_trace::{
+    core::{
+        records::{FdKind, FdRec, Holder, ProcessRec, PtyPair, SnapshotRec, Totals, Verdict},
+        score::Thresholds,
+    },
+    tui::{
+        FdView, FeedItem, FeedKind, ProcView, SessionView, SortKey, UiState, UserAction, ViewInput, ViewState, on_key,
+        render, selected_proc, visible_procs,
+    },
 };
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
 
@@ -57,6 +64,7 @@ fn agent(masters: usize, orphaned: usize) -> ProcView {
         orphaned,
         age_s: 301.0,
         leak_score: 3.0 * orphaned as f64 + masters.saturating_sub(6) as f64,
+        leaking: orphaned > 0 || 3.0 * orphaned as f64 + masters.saturating_sub(6) as f64 >= 10.0,
         fd_list,
     }
 }
@@ -77,6 +85,7 @@ fn child(pid: u32, depth: usize, comm: &str, command: &str, tty: &str, fds: usiz
         orphaned: 0,
         age_s: 0.4,
         leak_score: 0.0,
+        leaking: false,
         fd_list,
     }
 }
@@ -86,7 +95,7 @@ fn session(health: f64, leak_seen: bool, ptys: usize, orphaned: usize, fds: usiz
         root: ROOT,
         health,
         leak_score: 3.0 * orphaned as f64,
-        leak_seen,
+        verdict: Verdict::from_leak_seen(leak_seen),
         commands,
         ptys,
         orphaned,
@@ -99,6 +108,10 @@ fn session(health: f64, leak_seen: bool, ptys: usize, orphaned: usize, fds: usiz
     }
 }
 
+fn feed(kind: FeedKind, ts: &str, health: f64, reason: &str) -> FeedItem {
+    FeedItem::new(kind, ts, ROOT, health, &[reason.to_string()])
+}
+
 fn healthy() -> ViewState {
     ViewState {
         sessions: vec![session(100.0, false, 1, 0, 13, 12)],
@@ -109,10 +122,12 @@ fn healthy() -> ViewState {
         ],
         feed: vec![],
         lost_events: 0,
+        untracked_children: 0,
         drift: 0,
         pty_nr: 3,
         pty_max: 4096,
         thresholds: TH,
+        leak_threshold: 10.0,
     }
 }
 
@@ -120,15 +135,14 @@ fn leaking() -> ViewState {
     ViewState {
         sessions: vec![session(62.0, true, 9, 8, 19, 9)],
         procs: vec![agent(9, 8), child(4260, 1, "sh", "sh -c cat /proc/loadavg", "/dev/pts/13", 3)],
-        feed: vec![(
-            "2026-11-21T12:00:03.250Z".into(),
-            "ALERT s4242 health 62: 8 orphaned PTY(s): master held, no process holds the slave".into(),
-        )],
+        feed: vec![feed(FeedKind::Alert, "2026-11-21T12:00:03.250Z", 62.0, "8 orphaned PTY(s): master held, no process holds the slave")],
         lost_events: 0,
+        untracked_children: 0,
         drift: 0,
         pty_nr: 11,
         pty_max: 4096,
         thresholds: TH,
+        leak_threshold: 10.0,
     }
 }
 
@@ -137,14 +151,16 @@ fn must_rotate() -> ViewState {
         sessions: vec![session(31.0, true, 40, 40, 46, 40)],
         procs: vec![agent(40, 40)],
         feed: vec![
-            ("2026-11-21T12:00:03.250Z".into(), "ALERT s4242 health 62: 8 orphaned PTY(s)".into()),
-            ("2026-11-21T12:00:05.500Z".into(), "ROTATE s4242 health 44: 14 orphaned PTY(s); PTYs grow 1.00 per command".into()),
+            feed(FeedKind::Alert, "2026-11-21T12:00:03.250Z", 62.0, "8 orphaned PTY(s)"),
+            feed(FeedKind::Rotate, "2026-11-21T12:00:05.500Z", 44.0, "14 orphaned PTY(s); PTYs grow 1.00 per command"),
         ],
         lost_events: 3,
+        untracked_children: 0,
         drift: 2,
         pty_nr: 43,
         pty_max: 4096,
         thresholds: TH,
+        leak_threshold: 10.0,
     }
 }
 
@@ -415,7 +431,7 @@ fn details_pane_scrolls() {
     assert!(text(&b).contains(" of 46 "), "{}", text(&b));
     assert_has(&b, &["fds 1-"]);
     for _ in 0..20 {
-        assert_eq!(on_key(&mut u, ch('j'), &state), Action::None);
+        assert_eq!(on_key(&mut u, ch('j'), &state), UserAction::None);
     }
     assert!(u.details, "j scrolls, it does not close");
     let b = draw(&state, &u, 80, 24);
@@ -632,18 +648,18 @@ fn redraws_after_resize() {
 fn quit_keys() {
     let s = healthy();
     for k in [ch('q'), key(KeyCode::Esc), KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)] {
-        assert_eq!(on_key(&mut ui(), k, &s), Action::Quit, "{k:?}");
+        assert_eq!(on_key(&mut ui(), k, &s), UserAction::Quit, "{k:?}");
     }
     // Ctrl-C quits from anywhere, even while typing a filter or reading the help.
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-    assert_eq!(on_key(&mut UiState { editing_filter: true, ..ui() }, ctrl_c, &s), Action::Quit);
-    assert_eq!(on_key(&mut UiState { help: true, ..ui() }, ctrl_c, &s), Action::Quit);
-    assert_eq!(on_key(&mut UiState { details: true, ..ui() }, ctrl_c, &s), Action::Quit);
+    assert_eq!(on_key(&mut UiState { editing_filter: true, ..ui() }, ctrl_c, &s), UserAction::Quit);
+    assert_eq!(on_key(&mut UiState { help: true, ..ui() }, ctrl_c, &s), UserAction::Quit);
+    assert_eq!(on_key(&mut UiState { details: true, ..ui() }, ctrl_c, &s), UserAction::Quit);
     // q while typing a filter is a letter.
     let mut u = UiState { editing_filter: true, ..ui() };
-    assert_eq!(on_key(&mut u, ch('q'), &s), Action::None);
+    assert_eq!(on_key(&mut u, ch('q'), &s), UserAction::None);
     assert_eq!(u.filter, "q");
-    assert_eq!(on_key(&mut ui(), ch('e'), &s), Action::Export);
+    assert_eq!(on_key(&mut ui(), ch('e'), &s), UserAction::Export);
 }
 
 #[test]
@@ -677,14 +693,14 @@ fn selection_moves_and_clamps() {
 fn enter_opens_details_and_esc_closes_them() {
     let s = leaking();
     let mut u = ui();
-    assert_eq!(on_key(&mut u, key(KeyCode::Enter), &s), Action::None);
+    assert_eq!(on_key(&mut u, key(KeyCode::Enter), &s), UserAction::None);
     assert!(u.details);
-    assert_eq!(on_key(&mut u, key(KeyCode::Esc), &s), Action::None, "Esc closes the details, it does not quit");
+    assert_eq!(on_key(&mut u, key(KeyCode::Esc), &s), UserAction::None, "Esc closes the details, it does not quit");
     assert!(!u.details);
     on_key(&mut u, key(KeyCode::Enter), &s);
     on_key(&mut u, key(KeyCode::Enter), &s);
     assert!(!u.details, "Enter toggles");
-    assert_eq!(on_key(&mut u, key(KeyCode::Esc), &s), Action::Quit);
+    assert_eq!(on_key(&mut u, key(KeyCode::Esc), &s), UserAction::Quit);
     // Nothing to show: Enter does nothing (so Esc still quits).
     let empty = ViewState::default();
     let mut u = ui();
@@ -721,7 +737,7 @@ fn pause_sort_help_keys() {
 
     on_key(&mut u, ch('?'), &s);
     assert!(u.help);
-    assert_eq!(on_key(&mut u, ch('q'), &s), Action::None, "any key closes the help first");
+    assert_eq!(on_key(&mut u, ch('q'), &s), UserAction::None, "any key closes the help first");
     assert!(!u.help);
     on_key(&mut u, ch('?'), &s);
     on_key(&mut u, key(KeyCode::Esc), &s);
@@ -740,7 +756,7 @@ fn filter_editing() {
     on_key(&mut u, key(KeyCode::Backspace), &s);
     assert_eq!(u.filter, "mak");
     assert_eq!(visible_procs(&s, &u).len(), 2);
-    assert_eq!(on_key(&mut u, key(KeyCode::Enter), &s), Action::None);
+    assert_eq!(on_key(&mut u, key(KeyCode::Enter), &s), UserAction::None);
     assert!(!u.editing_filter);
     assert_eq!(u.filter, "mak", "Enter keeps the filter");
     // j/k select within the filtered rows.
@@ -750,7 +766,7 @@ fn filter_editing() {
     // Esc while typing clears the filter (and does not quit).
     on_key(&mut u, ch('/'), &s);
     on_key(&mut u, ch('4'), &s);
-    assert_eq!(on_key(&mut u, key(KeyCode::Esc), &s), Action::None);
+    assert_eq!(on_key(&mut u, key(KeyCode::Esc), &s), UserAction::None);
     assert!(!u.editing_filter && u.filter.is_empty());
     assert_eq!(visible_procs(&s, &u).len(), 3);
     // Filtering by pid.
@@ -774,11 +790,11 @@ fn health_and_pty_numbers_are_parseable() {
     assert!(t.contains("PTYs 40 held"));
 }
 
-/// `cargo test -p pty-trace --test tui_render -- --ignored --nocapture show_screens` prints
-/// the screens, to look at the layout.
+/// Every screen the view can show draws its frame at every size without losing the parts
+/// that say what is wrong. `PTY_TRACE_SHOW_SCREENS=1` also prints them, to look at the layout
+/// (`cargo test -p pty-trace --test tui_render -- --nocapture every_screen`).
 #[test]
-#[ignore]
-fn show_screens() {
+fn every_screen_keeps_its_verdict_and_keys() {
     let mut many = must_rotate();
     let mut other = session(100.0, false, 0, 0, 5, 2);
     other.root = 5000;
@@ -796,8 +812,20 @@ fn show_screens() {
         ("compact 30x8", must_rotate(), ui(), 30, 8),
         ("50x12", leaking(), ui(), 50, 12),
     ];
+    let show = std::env::var_os("PTY_TRACE_SHOW_SCREENS").is_some();
     for (name, s, u, w, h) in cases {
-        println!("== {name}\n{}\n", text(&draw(&s, &u, w, h)));
+        let t = text(&draw(&s, &u, w, h));
+        if show {
+            println!("== {name}\n{t}\n");
+        }
+        assert!(t.contains("pty-trace"), "{name}: no title\n{t}");
+        let worst = s.sessions.iter().map(|x| x.verdict).max_by_key(|v| *v == Verdict::LeakDetected).unwrap();
+        if !u.help && !u.details {
+            assert!(t.contains(worst.as_str()), "{name}: the verdict {worst} is not shown\n{t}");
+        }
+        if w >= 40 && h >= 10 && !u.help && !u.details {
+            assert!(t.contains("q quit") || t.contains("q quit"), "{name}: no key help in the footer\n{t}");
+        }
     }
 }
 
@@ -805,7 +833,7 @@ fn show_screens() {
 
 #[test]
 fn parses_terminal_input_into_keys() {
-    use pty_trace::view::parse_keys;
+    use pty_trace::tui::parse_keys;
     let codes = |b: &[u8]| parse_keys(b).into_iter().map(|k| (k.code, k.modifiers)).collect::<Vec<_>>();
     let n = KeyModifiers::NONE;
     assert_eq!(codes(b"jk?q/"), [(ch('j').code, n), (ch('k').code, n), (ch('?').code, n), (ch('q').code, n), (ch('/').code, n)]);
@@ -841,8 +869,113 @@ fn parses_terminal_input_into_keys() {
     // What the view gets from tmux send-keys for the e2e test's keys does what it should.
     let s = leaking();
     let mut u = ui();
-    let actions: Vec<Action> = parse_keys(b"j\rk\x1b").into_iter().map(|k| on_key(&mut u, k, &s)).collect();
-    assert_eq!(actions, [Action::None; 4]);
+    let actions: Vec<UserAction> = parse_keys(b"j\rk\x1b").into_iter().map(|k| on_key(&mut u, k, &s)).collect();
+    assert_eq!(actions, [UserAction::None; 4]);
     assert!(!u.details);
-    assert_eq!(parse_keys(b"\x03").into_iter().map(|k| on_key(&mut u, k, &s)).collect::<Vec<_>>(), [Action::Quit]);
+    assert_eq!(parse_keys(b"\x03").into_iter().map(|k| on_key(&mut u, k, &s)).collect::<Vec<_>>(), [UserAction::Quit]);
+}
+
+// ---------------------------------------------------------------- the view state from records
+
+/// A snapshot as the tracer writes it: the agent (root) holds `masters` PTY masters, the
+/// first `orphaned` of them orphaned; a shell under it, and a process whose parent is gone.
+fn snapshot(masters: usize, orphaned: usize) -> SnapshotRec {
+    let proc_ = |pid: u32, ppid: u32, comm: &str, fds: usize, m: usize| ProcessRec {
+        pid,
+        ppid,
+        comm: comm.into(),
+        fds,
+        pty_masters: m,
+        pty_slaves: 0,
+        command: Some(vec![comm.into()]),
+        age_s: 2.0,
+    };
+    let ptys = (0..masters)
+        .map(|i| PtyPair {
+            index: Some(i as u32),
+            masters: vec![Holder { pid: ROOT, fd: 10 + i as i32 }],
+            slaves: vec![],
+            slave_held_outside: false,
+            orphaned: i < orphaned,
+        })
+        .collect();
+    SnapshotRec {
+        session: ROOT,
+        // Out of tree order on purpose: the view puts them in order.
+        processes: vec![proc_(4300, 4299, "lost", 1, 0), proc_(4251, 4250, "make", 4, 0), proc_(4250, ROOT, "sh", 3, 0), proc_(ROOT, 1, "node", 3 + masters, masters)],
+        totals: Totals { processes: 4, fds: 11 + masters, pty_masters: masters, pty_slaves: 0, ptys: masters, orphaned_ptys: orphaned },
+        ptys,
+        commands: 3,
+        execs: 4,
+        health: 80.0,
+        leak_score: 0.0,
+        pty_per_command: 0.0,
+        fd_per_command: 0.0,
+        est_seconds_to_exhaustion: None,
+        reasons: vec![],
+        pty_nr: 7,
+        pty_max: 4096,
+        lost_events: 1,
+        untracked_children: 2,
+        drift: 0,
+        drift_by_cause: BTreeMap::new(),
+    }
+}
+
+fn build(snap: &SnapshotRec, th: &Thresholds) -> ViewState {
+    let fds = BTreeMap::from([(
+        ROOT,
+        vec![
+            FdRec { fd: 0, kind: FdKind::PtySlave, target: "/dev/pts/0".into(), age_s: 9.0, command: None, from_proc: true, pty_index: Some(0), orphaned: false },
+            FdRec { fd: 10, kind: FdKind::PtyMaster, target: "/dev/ptmx".into(), age_s: 1.0, command: Some(vec!["node".into(), "a.js".into()]), from_proc: false, pty_index: Some(0), orphaned: true },
+        ],
+    )]);
+    let verdicts = BTreeMap::from([(ROOT, Verdict::LeakDetected)]);
+    ViewState::build(&ViewInput {
+        snapshots: std::slice::from_ref(snap),
+        fd_details: &fds,
+        feed: vec![
+            FeedItem::new(FeedKind::Rotate, "2026-11-21T12:00:05.000Z", ROOT, 40.0, &["r".into()]),
+            FeedItem::new(FeedKind::Alert, "2026-11-21T12:00:01.000Z", ROOT, 60.0, &["a".into()]),
+        ],
+        verdicts: &verdicts,
+        drift: 0,
+        lost_events: snap.lost_events,
+        untracked_children: snap.untracked_children,
+        thresholds: th,
+    })
+}
+
+#[test]
+fn the_view_state_is_built_from_snapshot_records() {
+    let v = build(&snapshot(2, 1), &Thresholds::default());
+    let order: Vec<(u32, usize)> = v.procs.iter().map(|p| (p.pid, p.depth)).collect();
+    assert_eq!(order, [(ROOT, 0), (4250, 1), (4251, 2), (4300, 1)], "tree order, the orphan under the root");
+    let root = &v.procs[0];
+    assert_eq!((root.masters, root.orphaned, root.leaking), (2, 1, true), "an orphaned PTY marks the row");
+    assert_eq!(root.fd_list.len(), 2);
+    assert_eq!(root.fd_list[0].command, "(before tracing)");
+    assert_eq!((root.fd_list[1].kind, root.fd_list[1].command.as_str(), root.fd_list[1].orphaned), ("pty_master", "node a.js", true));
+    assert!(v.procs[1].fd_list.is_empty(), "no details sent for it");
+    assert_eq!(v.sessions[0].verdict, Verdict::LeakDetected);
+    assert_eq!((v.pty_nr, v.lost_events, v.untracked_children), (7, 1, 2));
+    let kinds: Vec<FeedKind> = v.feed.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [FeedKind::Alert, FeedKind::Rotate], "oldest first");
+    assert_eq!(v.feed[1].text(), "ROTATE s4242 health 40: r");
+    // The untracked count is on screen.
+    assert!(text(&draw(&v, &ui(), 120, 30)).contains("untracked 2"));
+}
+
+#[test]
+fn the_leak_marker_follows_the_configured_thresholds() {
+    // 8 masters, none orphaned: 2 above the default max_ptys of 6, leak 2 < 10: not marked.
+    let snap = snapshot(8, 0);
+    let v = build(&snap, &Thresholds::default());
+    assert_eq!((v.procs[0].leak_score, v.procs[0].leaking), (2.0, false));
+    // With max_ptys 2 and leak_score 5 the same process is 6 above, and marked.
+    let th = Thresholds { max_ptys: 2, leak_score: 5.0, ..Thresholds::default() };
+    let v = build(&snap, &th);
+    assert_eq!((v.procs[0].leak_score, v.procs[0].leaking), (6.0, true));
+    assert_eq!(v.leak_threshold, 5.0);
+    assert!(text(&draw(&v, &UiState { help: true, ..ui() }, 100, 30)).contains("leak score >= 5"));
 }

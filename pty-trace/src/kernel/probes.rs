@@ -2,10 +2,10 @@
 //!
 //! Thin edge: it turns the embedded object into attached programs plus three handles — the
 //! `TRACKED` map (which processes the kernel reports on), the `EVENTS` ring buffer and the
-//! `LOST` counters. Failures become one-line [`AppError`]s naming the fix.
+//! `COUNTERS`. Failures become one-line [`AppError`]s naming the fix.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -19,145 +19,19 @@ use aya::{
     },
 };
 use pty_trace_common::{
-    MAP_EVENTS, MAP_LOST, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_DOCTOR_FENTRY,
-    PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SYS_EXIT, SyscallKind, TracepointOffsets,
+    COUNTER_SLOTS, Counter, MAP_COUNTERS, MAP_EVENTS, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_DOCTOR_FENTRY,
+    PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SYS_EXIT, TracepointOffsets,
 };
 
+use super::{
+    syscalls::followed_syscalls,
+    tracefs::{self, kernel_has_syscall, tracepoint_offsets},
+};
 use crate::error::{AppError, AppResult};
 
 /// The compiled eBPF object (built by build.rs from `pty-trace-ebpf`).
 static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pty-trace-ebpf.o"));
-
-/// Every followed syscall: name, this architecture's number, and its kind.
-pub fn followed_syscalls() -> Vec<(&'static str, i64, SyscallKind)> {
-    use SyscallKind as K;
-    #[allow(unused_mut)]
-    let mut v: Vec<(&'static str, i64, SyscallKind)> = vec![
-        ("openat", libc::SYS_openat, K::OpenAt),
-        ("openat2", libc::SYS_openat2, K::OpenAt2),
-        (
-            "open_by_handle_at",
-            libc::SYS_open_by_handle_at,
-            K::OpenByHandleAt,
-        ),
-        ("close", libc::SYS_close, K::Close),
-        ("close_range", libc::SYS_close_range, K::CloseRange),
-        ("dup", libc::SYS_dup, K::Dup),
-        ("dup3", libc::SYS_dup3, K::Dup3),
-        ("fcntl", libc::SYS_fcntl, K::Fcntl),
-        ("pipe2", libc::SYS_pipe2, K::Pipe2),
-        ("socket", libc::SYS_socket, K::Socket),
-        ("socketpair", libc::SYS_socketpair, K::SocketPair),
-        ("accept", libc::SYS_accept, K::Accept),
-        ("accept4", libc::SYS_accept4, K::Accept4),
-        ("eventfd2", libc::SYS_eventfd2, K::EventFd2),
-        ("epoll_create1", libc::SYS_epoll_create1, K::EpollCreate1),
-        ("timerfd_create", libc::SYS_timerfd_create, K::TimerfdCreate),
-        ("signalfd4", libc::SYS_signalfd4, K::Signalfd4),
-        ("memfd_create", libc::SYS_memfd_create, K::MemfdCreate),
-        ("memfd_secret", 447, K::MemfdSecret),
-        ("pidfd_open", libc::SYS_pidfd_open, K::PidfdOpen),
-        ("pidfd_getfd", libc::SYS_pidfd_getfd, K::PidfdGetfd),
-        ("inotify_init1", libc::SYS_inotify_init1, K::InotifyInit1),
-        ("fanotify_init", libc::SYS_fanotify_init, K::FanotifyInit),
-        (
-            "perf_event_open",
-            libc::SYS_perf_event_open,
-            K::PerfEventOpen,
-        ),
-        ("userfaultfd", libc::SYS_userfaultfd, K::Userfaultfd),
-        ("io_uring_setup", libc::SYS_io_uring_setup, K::IoUringSetup),
-        ("open_tree", libc::SYS_open_tree, K::OpenTree),
-        ("fsopen", libc::SYS_fsopen, K::Fsopen),
-        ("fsmount", libc::SYS_fsmount, K::Fsmount),
-        ("fspick", libc::SYS_fspick, K::Fspick),
-        ("landlock_create_ruleset", 444, K::LandlockCreateRuleset),
-        ("mq_open", libc::SYS_mq_open, K::MqOpen),
-        ("bpf", libc::SYS_bpf, K::Bpf),
-        ("ioctl", libc::SYS_ioctl, K::Ioctl),
-        ("clone", libc::SYS_clone, K::Clone),
-        ("clone3", libc::SYS_clone3, K::Clone3),
-        ("unshare", libc::SYS_unshare, K::Unshare),
-        ("execve", libc::SYS_execve, K::Execve),
-        ("execveat", libc::SYS_execveat, K::Execveat),
-    ];
-    // Legacy syscalls that only some architectures have.
-    #[cfg(target_arch = "x86_64")]
-    v.extend([
-        ("open", libc::SYS_open, K::Open),
-        ("creat", libc::SYS_creat, K::Creat),
-        ("dup2", libc::SYS_dup2, K::Dup2),
-        ("pipe", libc::SYS_pipe, K::Pipe),
-        ("eventfd", libc::SYS_eventfd, K::EventFd),
-        ("epoll_create", libc::SYS_epoll_create, K::EpollCreate),
-        ("signalfd", libc::SYS_signalfd, K::Signalfd),
-        ("inotify_init", libc::SYS_inotify_init, K::InotifyInit),
-        ("fork", libc::SYS_fork, K::Fork),
-        ("vfork", libc::SYS_vfork, K::Vfork),
-    ]);
-    v
-}
-
-/// Reads the byte offset of `field` from a tracefs `format` file's text.
-pub fn field_offset(format: &str, field: &str) -> Option<u32> {
-    format.lines().find_map(|line| {
-        let decl = line.trim().strip_prefix("field:")?;
-        let (decl, rest) = decl.split_once(';')?;
-        let name = decl.split_whitespace().last()?.split('[').next()?;
-        if name != field {
-            return None;
-        }
-        rest.trim()
-            .strip_prefix("offset:")?
-            .split(';')
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-fn read_format(tracefs: &Path, category: &str, name: &str) -> AppResult<String> {
-    let p = tracefs
-        .join("events")
-        .join(category)
-        .join(name)
-        .join("format");
-    std::fs::read_to_string(&p).map_err(|e| match e.kind() {
-        // tracefs is mode 0700: an unprivileged user cannot even read the formats.
-        std::io::ErrorKind::PermissionDenied => AppError::NoPermission(format!(
-            "not allowed to read {} (tracefs is root-only): run with sudo, or grant CAP_BPF, CAP_PERFMON and read access to tracefs",
-            p.display()
-        )),
-        _ => AppError::NoTracefs(format!(
-            "cannot read {}: {e}: tracepoint missing or tracefs not mounted; try `sudo pty-trace doctor --fix`",
-            p.display()
-        )),
-    })
-}
-
-/// Field offsets of the scheduler tracepoints on this kernel.
-pub fn tracepoint_offsets(tracefs: &Path) -> AppResult<TracepointOffsets> {
-    let fork = read_format(tracefs, "sched", "sched_process_fork")?;
-    let exec = read_format(tracefs, "sched", "sched_process_exec")?;
-    let exit = read_format(tracefs, "sched", "sched_process_exit")?;
-    let need = |fmt: &str, tp: &str, f: &str| {
-        field_offset(fmt, f).ok_or_else(|| {
-            AppError::NoTracefs(format!("tracepoint {tp} has no field {f} on this kernel"))
-        })
-    };
-    Ok(TracepointOffsets {
-        fork_child_pid: need(&fork, "sched_process_fork", "child_pid")?,
-        exec_filename_loc: need(&exec, "sched_process_exec", "filename")?,
-        exec_pid: need(&exec, "sched_process_exec", "pid")?,
-        exec_old_pid: need(&exec, "sched_process_exec", "old_pid")?,
-        exit_pid: need(&exit, "sched_process_exit", "pid")?,
-        exit_group_dead: field_offset(&exit, "group_dead").unwrap_or(u32::MAX),
-        wakeup_bytes: 0,
-        _pad: 0,
-    })
-}
 
 /// The loaded and attached programs with the maps userspace uses.
 pub struct Probes {
@@ -168,13 +42,24 @@ pub struct Probes {
     pub tracked: Tracked,
     /// Taken by the tracer, which watches it with an `AsyncFd`.
     pub events: Option<RingBuf<MapData>>,
-    lost: PerCpuArray<MapData, u64>,
+    counters: PerCpuArray<MapData, u64>,
     /// Followed syscalls this kernel does not have.
     pub missing_syscalls: Vec<&'static str>,
     pub attached_tracepoints: usize,
     pub tracefs: PathBuf,
     pub load_time: Duration,
 }
+
+/// The kernel side's `COUNTERS`, summed over CPUs (see [`Counter`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Ring buffer reservations that failed: events lost.
+    pub lost_events: u64,
+    /// Children TRACKED had no room for: they run untraced.
+    pub untracked_children: u64,
+}
+
+const _: () = assert!(COUNTER_SLOTS == 2, "KernelCounters reads every slot");
 
 /// An attachment; dropping it detaches.
 #[allow(dead_code)] // held only to be dropped
@@ -251,7 +136,7 @@ impl Probes {
                 std::env::consts::ARCH
             )));
         }
-        let tracefs = crate::doctor::find_tracefs().map_err(AppError::NoTracefs)?;
+        let tracefs = tracefs::find().map_err(AppError::NoTracefs)?;
         let offsets = tracepoint_offsets(&tracefs)?;
         // RLIMIT_MEMLOCK cannot be raised without CAP_SYS_RESOURCE and is not needed on kernels
         // with memcg accounting (5.11+): try, and ignore a refusal.
@@ -336,16 +221,16 @@ impl Probes {
                 .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
         )
         .map_err(|e| anyhow!("{e}"))?;
-        let lost = PerCpuArray::try_from(
-            ebpf.take_map(MAP_LOST)
-                .ok_or_else(|| anyhow!("map {MAP_LOST} missing"))?,
+        let counters = PerCpuArray::try_from(
+            ebpf.take_map(MAP_COUNTERS)
+                .ok_or_else(|| anyhow!("map {MAP_COUNTERS} missing"))?,
         )
         .map_err(|e| anyhow!("{e}"))?;
         Ok(Probes {
             _ebpf: ebpf,
             tracked: Tracked(Arc::new(Mutex::new(tracked))),
             events: Some(events),
-            lost,
+            counters,
             missing_syscalls: missing,
             attached_tracepoints: links.len(),
             tracefs,
@@ -366,9 +251,13 @@ impl Probes {
         }
     }
 
-    /// Total failed ring buffer reservations over all CPUs.
-    pub fn lost_events(&self) -> u64 {
-        self.lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    /// What the kernel side could not do so far, summed over all CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        let slot = |c: Counter| self.counters.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+        KernelCounters {
+            lost_events: slot(Counter::LostEvents),
+            untracked_children: slot(Counter::UntrackedChildren),
+        }
     }
 }
 
@@ -398,49 +287,5 @@ pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
     (ring_bytes / 8).max(4096)
 }
 
-/// Whether this kernel has the syscall `name`: every syscall it has comes with tracepoint
-/// metadata in tracefs (only looked at, never enabled).
-pub fn kernel_has_syscall(tracefs: &Path, name: &str) -> bool {
-    tracefs.join("events/syscalls").join(format!("sys_exit_{name}")).is_dir()
-}
 
-/// Names of the followed syscalls, for `doctor`.
-pub fn followed_syscall_names() -> Vec<&'static str> {
-    followed_syscalls().into_iter().map(|(n, _, _)| n).collect()
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FORK_6_18: &str = "name: sched_process_fork\nID: 366\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
-    const FORK_OLD: &str = "\tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:1;\n\tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:1;\n\tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
-
-    #[test]
-    fn reads_offsets_from_both_layouts() {
-        assert_eq!(field_offset(FORK_6_18, "child_pid"), Some(20));
-        assert_eq!(field_offset(FORK_6_18, "parent_comm"), Some(8));
-        assert_eq!(field_offset(FORK_OLD, "child_pid"), Some(44));
-        assert_eq!(field_offset(FORK_OLD, "child_comm"), Some(28));
-        assert_eq!(field_offset(FORK_OLD, "group_dead"), None);
-    }
-
-    #[test]
-    fn syscall_table_is_consistent() {
-        let all = followed_syscalls();
-        let mut names: Vec<_> = all.iter().map(|x| x.0).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), all.len(), "duplicate syscall name");
-        for (name, nr, _) in &all {
-            assert!(
-                *nr >= 0 && (*nr as u32) < pty_trace_common::MAX_SYSCALL_NR,
-                "{name} nr {nr}"
-            );
-        }
-        // The required minimum of the foundation issue.
-        for n in ["openat", "close", "ioctl"] {
-            assert!(names.contains(&n));
-        }
-    }
-}

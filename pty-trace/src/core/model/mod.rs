@@ -20,7 +20,7 @@ pub use event::{Event, Header};
 pub use fd::{CommandId, FdEntry, FdKind, PtyRole};
 pub use table::FdTable;
 
-use crate::redact::redact_argv;
+use crate::core::redact::redact_argv;
 
 pub type TableId = u64;
 
@@ -60,22 +60,8 @@ pub struct Process {
     /// before it are already part of that scan and are not applied again, even when they
     /// reach userspace late (a BPF program can be preempted between stamping and submitting).
     pub seeded_at: u64,
-    /// Threads created while traced (besides the main one).
-    pub threads_created: u64,
     /// It has exec'd since tracing began (a further exec is chained).
     pub execed: bool,
-}
-
-/// A process that has exited, kept for the session summary.
-#[derive(Clone, Debug)]
-pub struct EndedProcess {
-    pub pid: u32,
-    pub ppid: u32,
-    pub session: u32,
-    pub comm: String,
-    pub command: Option<CommandId>,
-    pub started_ns: u64,
-    pub ended_ns: u64,
 }
 
 /// One successful exec.
@@ -106,8 +92,6 @@ pub struct Stats {
     /// Drift by cause (`missing_fd`, `extra_fd`, `pty_role`, `pty_index`, `cloexec`,
     /// `missed_close`, `missing_process`, `vanished_process`, `unknown_process`).
     pub drift_by_cause: BTreeMap<&'static str, u64>,
-    /// Events about processes the model did not know (a lost fork).
-    pub unknown_process_events: u64,
     /// The first few corrections in words, for a bug report (bounded).
     pub drift_examples: Vec<String>,
 }
@@ -137,18 +121,16 @@ pub struct Model {
     pub tables: HashMap<TableId, FdTable>,
     next_table: TableId,
     pub commands: Vec<Command>,
-    /// argv that arrived ahead of its exec, by thread id, until the exec completes or fails.
-    pending_argv: HashMap<u32, (Vec<String>, bool, u64)>,
-    pub ended: Vec<EndedProcess>,
+    /// argv of an exec whose `Exec` event has not been applied yet, by pid. The kernel sends
+    /// `ExecArgv` just before `Exec` from the same hook, but another CPU's records can come
+    /// between them. An entry whose `Exec` was lost goes when its process does.
+    pending_argv: HashMap<u32, (Vec<String>, bool)>,
     pub stats: Stats,
     /// Processes to compare with /proc soon (after an exec, or when first seen).
     needs_reconcile: BTreeSet<u32>,
     /// pid -> start of the scan that first saw it missing from /proc (or from the model).
     pub(crate) proc_suspects: HashMap<u32, u64>,
 }
-
-/// Most pending argv records kept (threads that exec'd and died before exec completed).
-const MAX_PENDING_ARGV: usize = 4096;
 
 impl Model {
     pub fn new() -> Self {
@@ -188,7 +170,6 @@ impl Model {
                 started_ns: ts_ns,
                 seeded: false,
                 seeded_at: 0,
-                threads_created: 0,
                 execed: false,
             },
         );
@@ -242,16 +223,9 @@ impl Model {
                 }
             }
             Event::Fork { h, child, clone_flags } => self.on_fork(h, *child, *clone_flags),
-            Event::Exec { h, old_tid, filename } => self.on_exec(h, *old_tid, filename),
+            Event::Exec { h, filename, .. } => self.on_exec(h, filename),
             Event::ExecArgv { h, argv, truncated } => {
-                if self.pending_argv.len() >= MAX_PENDING_ARGV {
-                    // Keep the newest half: old entries belong to threads that died mid-exec.
-                    let mut ts: Vec<u64> = self.pending_argv.values().map(|v| v.2).collect();
-                    ts.sort_unstable();
-                    let cut = ts[ts.len() / 2];
-                    self.pending_argv.retain(|_, v| v.2 >= cut);
-                }
-                self.pending_argv.insert(h.tid, (argv.clone(), *truncated, h.ts_ns));
+                self.pending_argv.insert(h.tgid, (argv.clone(), *truncated));
             }
             Event::Exit { h } => self.on_exit(h),
         }
@@ -272,7 +246,6 @@ impl Model {
         if !self.sessions.contains_key(&h.session) {
             return false;
         }
-        self.stats.unknown_process_events += 1;
         self.stats.drift("unknown_process", 1);
         self.add_process(h.tgid, 0, h.session, "?", h.ts_ns);
         // It was created by a fork the model missed, not found at attach: what it holds is
@@ -289,9 +262,6 @@ impl Model {
             return;
         }
         if flags & CLONE_THREAD != 0 {
-            if let Some(p) = self.procs.get_mut(&h.tgid) {
-                p.threads_created += 1;
-            }
             return;
         }
         if self.procs.contains_key(&child) {
@@ -323,7 +293,6 @@ impl Model {
                 started_ns: h.ts_ns,
                 seeded: parent.seeded,
                 seeded_at: 0,
-                threads_created: 0,
                 execed: false,
             },
         );
@@ -332,16 +301,12 @@ impl Model {
         }
     }
 
-    fn on_exec(&mut self, h: &Header, old_tid: u32, filename: &str) {
+    fn on_exec(&mut self, h: &Header, filename: &str) {
         if !self.ensure_process(h) {
             return;
         }
-        let (argv, truncated) = match self
-            .pending_argv
-            .remove(&old_tid)
-            .or_else(|| self.pending_argv.remove(&h.tid))
-        {
-            Some((argv, truncated, _)) if !argv.is_empty() => (argv, truncated),
+        let (argv, truncated) = match self.pending_argv.remove(&h.tgid) {
+            Some((argv, truncated)) if !argv.is_empty() => (argv, truncated),
             _ => (vec![filename.to_string()], false),
         };
         let pid = h.tgid;
@@ -401,12 +366,12 @@ impl Model {
     }
 
     fn on_exit(&mut self, h: &Header) {
-        self.pending_argv.remove(&h.tid);
         self.remove_process(h.tgid, h.ts_ns);
     }
 
     /// The process is gone: its fds are released (unless another process shares the table).
     pub fn remove_process(&mut self, pid: u32, ts_ns: u64) {
+        self.pending_argv.remove(&pid);
         let Some(p) = self.procs.remove(&pid) else { return };
         if let Some(t) = self.tables.get_mut(&p.table) {
             t.refs = t.refs.saturating_sub(1);
@@ -420,15 +385,6 @@ impl Model {
         {
             s.ended_ns = Some(ts_ns);
         }
-        self.ended.push(EndedProcess {
-            pid,
-            ppid: p.ppid,
-            session: p.session,
-            comm: p.comm,
-            command: p.command,
-            started_ns: p.started_ns,
-            ended_ns: ts_ns,
-        });
     }
 
     /// Counts for one process: (fds, PTY masters, PTY slaves).

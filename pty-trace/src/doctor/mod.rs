@@ -8,13 +8,14 @@
 //! The basic checks use std + libc only, so that they still run, and explain the problem, on a
 //! machine where loading the real BPF object fails; the `probes` row then loads and attaches
 //! the tracer's real programs, and `fast-path` says whether BTF trampolines would be allowed.
-//! [`find_tracefs`] is shared with the tracer, which calls it before loading BPF.
+//! tracefs discovery and mounting live in `kernel::tracefs`, shared with the probe loader.
 
-use std::ffi::CString;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::{error::os_error_text, kernel::tracefs};
 
 /// One row of the doctor table.
 pub struct Check {
@@ -100,27 +101,8 @@ pub fn run_checks(fix: bool) -> DoctorReport {
     DoctorReport { checks }
 }
 
-/// Used by the tracer before loading BPF: returns Ok(path of tracefs) or Err(one-line message
-/// with the fix).
-pub fn find_tracefs() -> Result<PathBuf, String> {
-    match locate_tracefs() {
-        Ok(Some(path)) => Ok(path),
-        Ok(None) => Err(format!("tracefs is not mounted; fix: {TRACEFS_FIX}")),
-        Err(e) => Err(format!(
-            "cannot read {PROC_MOUNTS} to find tracefs: {e}; is /proc mounted?"
-        )),
-    }
-}
-
 const NAME_COL_MIN: usize = 25;
 const STATUS_COL: usize = 8;
-
-const PROC_MOUNTS: &str = "/proc/self/mounts";
-const TRACEFS_DEFAULT: &str = "/sys/kernel/tracing";
-/// Older distributions only have tracefs under debugfs (auto-mounted there since Linux 4.1).
-const TRACEFS_UNDER_DEBUGFS: &str = "/sys/kernel/debug/tracing";
-const TRACEFS_FIX: &str =
-    "sudo pty-trace doctor --fix  (or: sudo mount -t tracefs nodev /sys/kernel/tracing)";
 
 /// The ring buffer map (BPF_MAP_TYPE_RINGBUF) arrived in 5.8, `bpf_task_pt_regs` (the fork and
 /// exec programs read the syscall registers with it) in 5.15.
@@ -137,7 +119,7 @@ const REQUIRED_TRACEPOINTS: &[(&str, &str)] = &[
 /// Syscalls the tracer follows (the kernel has those with `syscalls/sys_exit_X` metadata); the
 /// rest are repaired by /proc reconciliation only.
 fn followed_syscall_names() -> Vec<&'static str> {
-    crate::bpf::followed_syscall_names()
+    crate::kernel::syscalls::followed_syscall_names()
 }
 
 fn status_of(c: &Check) -> &'static str {
@@ -261,9 +243,9 @@ fn check_tracefs(fix: bool) -> Check {
         ok: false,
         required: true,
         detail,
-        fix: Some(TRACEFS_FIX.to_string()),
+        fix: Some(tracefs::TRACEFS_FIX.to_string()),
     };
-    match locate_tracefs() {
+    match tracefs::locate() {
         Ok(Some(path)) => Check {
             name: "tracefs",
             ok: true,
@@ -271,12 +253,12 @@ fn check_tracefs(fix: bool) -> Check {
             detail: format!("mounted at {}", path.display()),
             fix: None,
         },
-        Err(e) => fail(format!("cannot read {PROC_MOUNTS}: {e}")),
+        Err(e) => fail(format!("cannot read {}: {e}", tracefs::PROC_MOUNTS)),
         Ok(None) if !fix => fail("not mounted".to_string()),
-        Ok(None) => match mount_tracefs() {
+        Ok(None) => match tracefs::mount() {
             Err(why) => fail(format!("not mounted; --fix could not mount it: {why}")),
             // Trust /proc/mounts rather than the mount(2) return value.
-            Ok(()) => match locate_tracefs() {
+            Ok(()) => match tracefs::locate() {
                 Ok(Some(path)) => Check {
                     name: "tracefs",
                     ok: true,
@@ -285,141 +267,12 @@ fn check_tracefs(fix: bool) -> Check {
                     fix: None,
                 },
                 Ok(None) => fail("mount reported success but tracefs is still not listed".into()),
-                Err(e) => fail(format!("cannot read {PROC_MOUNTS}: {e}")),
+                Err(e) => fail(format!("cannot read {}: {e}", tracefs::PROC_MOUNTS)),
             },
         },
     }
 }
 
-/// Where tracefs is mounted, if it is. Reading /proc/self/mounts (not probing paths) tells a
-/// mounted-but-empty directory apart from a real tracefs.
-fn locate_tracefs() -> io::Result<Option<PathBuf>> {
-    let mounts = fs::read_to_string(PROC_MOUNTS)?;
-    if let Some(p) = choose_tracefs(&parse_tracefs_mounts(&mounts)) {
-        return Ok(Some(p));
-    }
-    // With debugfs mounted, /sys/kernel/debug/tracing is an automount point: walking into it
-    // mounts tracefs. Touch it once (only when debugfs is mounted, so this never creates
-    // anything) and look again.
-    if parse_mounts_of_type(&mounts, "debugfs")
-        .iter()
-        .any(|p| p == Path::new("/sys/kernel/debug"))
-    {
-        let _ = fs::metadata(Path::new(TRACEFS_UNDER_DEBUGFS).join("events"));
-        let mounts = fs::read_to_string(PROC_MOUNTS)?;
-        return Ok(choose_tracefs(&parse_tracefs_mounts(&mounts)));
-    }
-    Ok(None)
-}
-
-/// Mount points of every tracefs in /proc/mounts content, in file order, without duplicates.
-fn parse_tracefs_mounts(mounts: &str) -> Vec<PathBuf> {
-    parse_mounts_of_type(mounts, "tracefs")
-}
-
-fn parse_mounts_of_type(mounts: &str, fstype: &str) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = Vec::new();
-    for line in mounts.lines() {
-        // "source mountpoint fstype options dump pass"; anything shorter is not a mount line.
-        let mut fields = line.split_whitespace();
-        let (Some(_src), Some(mnt), Some(ty)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if ty != fstype {
-            continue;
-        }
-        let path = PathBuf::from(unescape_mount_field(mnt));
-        if !found.contains(&path) {
-            found.push(path);
-        }
-    }
-    found
-}
-
-/// The kernel writes space, tab, newline and backslash in mount points as \040, \011, \012
-/// and \134. Anything that is not such an escape is kept as it is.
-fn unescape_mount_field(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            let oct = &bytes[i + 1..i + 4];
-            if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let v = u32::from(oct[0] - b'0') * 64
-                    + u32::from(oct[1] - b'0') * 8
-                    + u32::from(oct[2] - b'0');
-                if let Ok(b) = u8::try_from(v) {
-                    out.push(b);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The standard location first, then the debugfs one, then whatever else is mounted.
-fn choose_tracefs(mounts: &[PathBuf]) -> Option<PathBuf> {
-    [TRACEFS_DEFAULT, TRACEFS_UNDER_DEBUGFS]
-        .iter()
-        .map(Path::new)
-        .find(|want| mounts.iter().any(|m| m == want))
-        .map(Path::to_path_buf)
-        .or_else(|| mounts.first().cloned())
-}
-
-/// mount -t tracefs nodev /sys/kernel/tracing
-fn mount_tracefs() -> Result<(), String> {
-    if !Path::new(TRACEFS_DEFAULT).is_dir() {
-        // sysfs creates this directory only when the kernel has tracefs.
-        return Err(format!(
-            "{TRACEFS_DEFAULT} does not exist (kernel without CONFIG_TRACING, or /sys not mounted)"
-        ));
-    }
-    let (Ok(src), Ok(target), Ok(fstype)) = (
-        CString::new("nodev"),
-        CString::new(TRACEFS_DEFAULT),
-        CString::new("tracefs"),
-    ) else {
-        return Err("internal error building mount arguments".to_string());
-    };
-    // SAFETY: all strings are valid NUL-terminated C strings that outlive the call, and a
-    // null data pointer is allowed for tracefs.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    let text = os_error_text(&err);
-    Err(match err.raw_os_error() {
-        Some(libc::EPERM) => format!("{text} (needs root)"),
-        Some(libc::ENODEV) => format!("{text} (kernel has no tracefs)"),
-        _ => text,
-    })
-}
-
-/// "Operation not permitted" rather than std's "Operation not permitted (os error 1)": the
-/// number means nothing to the reader of a one-line detail.
-fn os_error_text(err: &io::Error) -> String {
-    let s = err.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) if s.ends_with(')') => s[..i].to_string(),
-        _ => s,
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // 4. permission to load BPF
@@ -563,20 +416,20 @@ fn try_load_trivial_prog() -> io::Result<()> {
 // 5. tracepoints
 
 fn check_tracepoints() -> Check {
-    match locate_tracefs() {
+    match tracefs::locate() {
         Ok(Some(base)) => tracepoints_under(&base),
         Ok(None) => Check {
             name: "tracepoints",
             ok: false,
             required: true,
             detail: "cannot check: tracefs is not mounted".to_string(),
-            fix: Some(TRACEFS_FIX.to_string()),
+            fix: Some(tracefs::TRACEFS_FIX.to_string()),
         },
         Err(e) => Check {
             name: "tracepoints",
             ok: false,
             required: true,
-            detail: format!("cannot check: cannot read {PROC_MOUNTS}: {e}"),
+            detail: format!("cannot check: cannot read {}: {e}", tracefs::PROC_MOUNTS),
             fix: Some("make sure /proc is mounted".to_string()),
         },
     }
@@ -621,7 +474,7 @@ fn tracepoints_under(base: &Path) -> Check {
     let followed = followed_syscall_names();
     let traceable = followed
         .iter()
-        .filter(|s| crate::bpf::kernel_has_syscall(base, s))
+        .filter(|s| tracefs::kernel_has_syscall(base, s))
         .count();
     let coverage = format!("followed syscalls this kernel has: {traceable}/{}", followed.len());
     if missing.is_empty() {
@@ -654,7 +507,7 @@ fn tracepoints_under(base: &Path) -> Check {
 
 fn check_probes() -> Check {
     // The smallest ring buffer: this only proves that everything loads and attaches.
-    match crate::bpf::Probes::load(64 * 1024) {
+    match crate::kernel::probes::Probes::load(64 * 1024) {
         Ok(p) => {
             let detail = format!(
                 "pty-trace's programs load and attach ({} attachments: raw tracepoint sys_exit + 3 sched tracepoints) in {:.0} ms",
@@ -675,7 +528,7 @@ fn check_probes() -> Check {
 }
 
 fn check_fast_path() -> Check {
-    match crate::bpf::trampolines_allowed() {
+    match crate::kernel::probes::trampolines_allowed() {
         Ok(()) => Check {
             name: "fast-path",
             ok: true,
@@ -828,76 +681,6 @@ fn describe_unprivileged_bpf(value: &str) -> String {
 mod tests {
     use super::*;
 
-    const SAMPLE_MOUNTS: &str = "\
-proc /proc proc rw,relatime 0 0
-sysfs /sys sysfs rw,relatime 0 0
-debugfs /sys/kernel/debug debugfs rw,relatime 0 0
-nodev /sys/kernel/tracing tracefs rw,relatime 0 0
-tracefs /sys/kernel/debug/tracing tracefs rw,relatime 0 0
-nodev /sys/kernel/tracing tracefs rw,relatime 0 0
-";
-
-    #[test]
-    fn parses_tracefs_mounts_in_order_without_duplicates() {
-        assert_eq!(
-            parse_tracefs_mounts(SAMPLE_MOUNTS),
-            vec![
-                PathBuf::from("/sys/kernel/tracing"),
-                PathBuf::from("/sys/kernel/debug/tracing"),
-            ]
-        );
-        assert_eq!(
-            parse_mounts_of_type(SAMPLE_MOUNTS, "debugfs"),
-            vec![PathBuf::from("/sys/kernel/debug")]
-        );
-    }
-
-    #[test]
-    fn no_tracefs_and_garbage_lines_give_nothing() {
-        let content = "\
-proc /proc proc rw 0 0
-
-garbage
-two fields
-tracefs
-/dev/vda / ext4 rw 0 0
-";
-        assert!(parse_tracefs_mounts(content).is_empty());
-        assert!(parse_tracefs_mounts("").is_empty());
-        // A path component called tracefs is not the file system type.
-        assert!(parse_tracefs_mounts("tmpfs /tracefs tmpfs rw 0 0\n").is_empty());
-    }
-
-    #[test]
-    fn unescapes_mount_points() {
-        let content = "nodev /mnt/my\\040trace\\134dir tracefs rw 0 0\n";
-        assert_eq!(
-            parse_tracefs_mounts(content),
-            vec![PathBuf::from("/mnt/my trace\\dir")]
-        );
-        // Not an escape (too short, not octal, out of range): kept as written.
-        assert_eq!(unescape_mount_field("a\\04"), "a\\04");
-        assert_eq!(unescape_mount_field("a\\09x"), "a\\09x");
-        assert_eq!(unescape_mount_field("a\\777"), "a\\777");
-        assert_eq!(unescape_mount_field("end\\"), "end\\");
-        assert_eq!(unescape_mount_field("tab\\011x"), "tab\tx");
-    }
-
-    #[test]
-    fn prefers_the_standard_tracefs_location() {
-        let p = |s: &str| PathBuf::from(s);
-        assert_eq!(
-            choose_tracefs(&[p("/sys/kernel/debug/tracing"), p("/sys/kernel/tracing")]),
-            Some(p("/sys/kernel/tracing"))
-        );
-        assert_eq!(
-            choose_tracefs(&[p("/elsewhere"), p("/sys/kernel/debug/tracing")]),
-            Some(p("/sys/kernel/debug/tracing"))
-        );
-        assert_eq!(choose_tracefs(&[p("/elsewhere")]), Some(p("/elsewhere")));
-        assert_eq!(choose_tracefs(&[]), None);
-    }
-
     #[test]
     fn parses_kernel_versions() {
         assert_eq!(parse_kernel_version("6.18.44-fc-v669"), Some((6, 18)));
@@ -974,7 +757,7 @@ tracefs
                     ok: false,
                     required: true,
                     detail: "not mounted".into(),
-                    fix: Some(TRACEFS_FIX.into()),
+                    fix: Some(tracefs::TRACEFS_FIX.into()),
                 },
                 Check {
                     name: "pty",
@@ -1113,7 +896,7 @@ pty                       WARN    4000/4096 in use
 
         // The tracefs row and find_tracefs must agree.
         let tracefs = get("tracefs");
-        match find_tracefs() {
+        match tracefs::find() {
             Ok(path) => {
                 assert!(tracefs.ok);
                 assert!(tracefs.detail.contains(&path.display().to_string()));

@@ -7,18 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Model, fd::FdKind};
 
 /// An fd holding one end of a PTY.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct Holder {
     pub pid: u32,
     pub fd: i32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PtyPair {
     /// The `N` of `/dev/pts/N`; `None` for masters whose index is not known yet.
     pub index: Option<u32>,

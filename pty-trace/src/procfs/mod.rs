@@ -9,23 +9,17 @@ use std::{
     fs,
 };
 
-use procfs::process::Process;
+use ::procfs::process::Process;
 
 use crate::{
     error::{AppError, AppResult},
-    model::reconcile::{ObservedFd, ObservedProcess},
+    clock::monotonic_ns,
+    core::model::reconcile::{ObservedFd, ObservedProcess},
 };
 
 /// `PF_KTHREAD` in `/proc/PID/stat` flags.
 const PF_KTHREAD: u32 = 0x0020_0000;
 
-/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` uses, so scans and events compare.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Identity of a live process.
 #[derive(Clone, Debug)]

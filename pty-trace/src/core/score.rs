@@ -59,7 +59,7 @@ pub struct Sample {
     pub pty_headroom: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub health: f64,
     pub leak_score: f64,

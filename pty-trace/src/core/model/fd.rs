@@ -4,11 +4,11 @@
 //! Pure: no I/O. The same classification is used for kernel events (paths as the program gave
 //! them) and for ground truth (link targets read from /proc), so the two can be compared.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The kinds pty-trace tells apart. PTY roles are what the counts and leak scores depend on;
 /// the rest is shown to people.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum FdKind {
     File,

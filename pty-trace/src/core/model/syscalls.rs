@@ -221,9 +221,6 @@ pub(super) fn apply_syscall(
             }
         }
         S::Unshare if ret == 0 && a[0] & CLONE_FILES != 0 => m.unshare_table(h.tgid),
-        S::Execve | S::Execveat if ret < 0 => {
-            m.pending_argv.remove(&h.tid);
-        }
         _ => {}
     }
 }

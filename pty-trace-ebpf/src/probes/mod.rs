@@ -1,0 +1,5 @@
+//! One file per hook.
+
+mod doctor;
+mod sched;
+mod sys_exit;

@@ -1,0 +1,192 @@
+//! The scheduler hooks: `pty_sched_fork` (a new child is tracked before it first runs),
+//! `pty_sched_exec` (the new image and its argv), `pty_sched_exit` (a process is gone).
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, generated},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use pty_trace_common::{
+    ARG_CAPACITY, ARGV_CAPACITY, ARGV_MAX_ARGS, CLONE_THREAD, CLONE_VFORK, CLONE_VM, Counter, EventType,
+    ExecArgvEvent, ExecEvent, ExitEvent, ForkEvent, SyscallKind,
+};
+
+use crate::{CS, DI, EVENTS, ORIG_AX, SP, TRACKED, count, current_regs, header, offsets, syscall_kind, tracked, wakeup_flag};
+
+/// Sends the argv array at user address `argv` (NULL-terminated).
+#[inline(always)]
+fn emit_argv(pid_tgid: u64, session: u32, argv: u64) {
+    let Some(mut entry) = EVENTS.reserve::<ExecArgvEvent>(0) else {
+        count(Counter::LostEvents);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at reserved ring buffer memory sized for ExecArgvEvent.
+    unsafe {
+        (*ev).header = header(EventType::ExecArgv, pid_tgid, session);
+        (*ev).argc = 0;
+        (*ev).truncated = 0;
+        (*ev)._pad = 0;
+        let mut off: usize = 0;
+        let mut argc: u32 = 0;
+        for i in 0..ARGV_MAX_ARGS {
+            let ptr: u64 = bpf_probe_read_user((argv + (i as u64) * 8) as *const u64).unwrap_or(0);
+            if ptr == 0 {
+                break;
+            }
+            if off > ARGV_CAPACITY - ARG_CAPACITY {
+                (*ev).truncated = 1;
+                break;
+            }
+            let dst = (&raw mut (*ev).argv).cast::<u8>().add(off);
+            let n = generated::bpf_probe_read_user_str(
+                dst.cast(),
+                ARG_CAPACITY as u32,
+                ptr as *const _,
+            );
+            if n <= 0 {
+                break;
+            }
+            if n as usize == ARG_CAPACITY {
+                (*ev).truncated = 1;
+            }
+            off += (n as usize) & (ARG_CAPACITY * 2 - 1);
+            argc += 1;
+            if i == ARGV_MAX_ARGS - 1 {
+                (*ev).truncated = 1;
+            }
+        }
+        (*ev).argc = argc;
+        (*ev).len = off as u32;
+    }
+    entry.submit(wakeup_flag());
+}
+
+#[tracepoint]
+pub fn pty_sched_fork(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_fork(&ctx);
+    0
+}
+
+fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
+    let off = offsets().ok_or(0)?;
+    // SAFETY: offset read from this kernel's tracefs format file.
+    let child: i32 = unsafe { ctx.read_at(off.fork_child_pid as usize)? };
+    // The tracepoint runs inside the parent's clone syscall: its arguments, in the parent's
+    // saved user registers, say whether the child is a thread and whether it shares the fd
+    // table. (A task created by the kernel on a process's behalf, an io_uring worker, comes
+    // from another syscall: flags unknown.)
+    let regs = current_regs();
+    let kind = regs.as_ref().and_then(|w| syscall_kind(w[ORIG_AX], w[CS]));
+    let (flags, known) = match (kind, regs) {
+        (Some(SyscallKind::Clone), Some(w)) => (w[DI], 1),
+        // SAFETY: fault-tolerant user read of `clone_args.flags`.
+        (Some(SyscallKind::Clone3), Some(w)) => {
+            match unsafe { bpf_probe_read_user(w[DI] as *const u64) } {
+                Ok(f) => (f, 1),
+                Err(_) => (0, 0),
+            }
+        }
+        (Some(SyscallKind::Fork), _) => (0, 1),
+        (Some(SyscallKind::Vfork), _) => (CLONE_VM | CLONE_VFORK, 1),
+        _ => (0, 0),
+    };
+    if flags & CLONE_THREAD == 0 {
+        // Before the child's first instruction: it can never run untraced, unless TRACKED is
+        // full, and then it is counted (userspace shows `untracked_children`).
+        if TRACKED.insert(&(child as u32), &session, 0).is_err() {
+            count(Counter::UntrackedChildren);
+        }
+    }
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count(Counter::LostEvents);
+        return Ok(());
+    };
+    entry.write(ForkEvent {
+        header: header(EventType::Fork, pid_tgid, session),
+        child_tid: child as u32,
+        flags_known: known,
+        clone_flags: flags,
+    });
+    entry.submit(wakeup_flag());
+    Ok(())
+}
+
+#[tracepoint]
+pub fn pty_sched_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exec(&ctx);
+    0
+}
+
+fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
+    let off = offsets().ok_or(0)?;
+    // SAFETY: offsets read from this kernel's tracefs format file.
+    let loc: u32 = unsafe { ctx.read_at(off.exec_filename_loc as usize)? };
+    let old_tid: i32 = unsafe { ctx.read_at(off.exec_old_pid as usize)? };
+    // The new image is in place and its stack pointer points at argc, then the argv array:
+    // argv as the program (and `ps`) sees it, read before anything can change it.
+    if let Some(w) = current_regs() {
+        emit_argv(pid_tgid, session, w[SP] + 8);
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count(Counter::LostEvents);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at reserved memory sized for ExecEvent; the `__data_loc` string lies
+    // inside the tracepoint record.
+    unsafe {
+        (*ev).header = header(EventType::Exec, pid_tgid, session);
+        (*ev).old_tid = old_tid as u32;
+        let src = ctx.as_ptr().cast::<u8>().add((loc & 0xffff) as usize);
+        let n = bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename)
+            .map(|s| s.len())
+            .unwrap_or(0);
+        (*ev).filename_len = n as u32;
+    }
+    entry.submit(wakeup_flag());
+    Ok(())
+}
+
+#[tracepoint]
+pub fn pty_sched_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exit(&ctx);
+    0
+}
+
+fn try_sched_exit(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    let session = tracked(tgid).ok_or(0)?;
+    let off = offsets().ok_or(0)?;
+    let group_dead = if off.exit_group_dead == u32::MAX {
+        tid == tgid
+    } else {
+        // SAFETY: offset read from this kernel's tracefs format file.
+        unsafe { ctx.read_at::<u8>(off.exit_group_dead as usize)? != 0 }
+    };
+    if tid != tgid {
+        // A thread created before its flags were known may have been added by its tid.
+        let _ = TRACKED.remove(&tid);
+    }
+    if !group_dead {
+        return Ok(());
+    }
+    let _ = TRACKED.remove(&tgid);
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count(Counter::LostEvents);
+        return Ok(());
+    };
+    entry.write(ExitEvent {
+        header: header(EventType::Exit, pid_tgid, session),
+    });
+    entry.submit(wakeup_flag());
+    Ok(())
+}
+

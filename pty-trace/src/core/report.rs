@@ -1,0 +1,527 @@
+//! The forensic report: recording lines in, per-session aggregates out (pure; reading the
+//! file, in parallel byte ranges, is `recording.rs`'s job).
+//!
+//! Lines are parsed as the same record types the tracer writes (`core::records`), so the
+//! report cannot read a field the tracer does not write. Per session it keeps running
+//! aggregates and a timeline thinned to at most `TIMELINE_POINTS` points (every other point is
+//! dropped when full), so memory stays bounded however long the recording. Malformed lines are
+//! counted and listed by number; lines of a newer schema than this version knows are counted
+//! and skipped, never guessed at.
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, de::IgnoredAny};
+use serde_json::value::RawValue;
+
+use super::records::{
+    AlertRec, DecisionRec, DescendantRec, Head, LeakedFd, Metrics, ProcessRec, RecordKind, SCHEMA_VERSION, SnapshotRec,
+    SummaryRec, Verdict,
+};
+
+pub const TIMELINE_POINTS: usize = 64;
+/// Malformed line numbers listed individually (the rest are counted).
+const MAX_LISTED_BAD_LINES: usize = 20;
+
+/// A snapshot as the report reads it: the process list stays raw JSON until the session
+/// reaches a new PTY peak, and the PTY list is skipped.
+type LazySnapshot<'a> = SnapshotRec<&'a RawValue, IgnoredAny>;
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Point {
+    pub ts: String,
+    pub health: f64,
+    pub fds: u64,
+    pub ptys: u64,
+}
+
+/// The process holding the most PTY masters at the session's PTY peak.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct Culprit {
+    pub pid: u32,
+    pub comm: String,
+    pub command: Option<Vec<String>>,
+    pub pty_masters: u64,
+    pub fds: u64,
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct SessionReport {
+    pub session: u32,
+    /// From the session's `summary`; `None` when the recording has none (it was cut short),
+    /// and then [`Report`] judges from what it saw.
+    pub verdict: Option<Verdict>,
+    pub first_ts: String,
+    pub last_ts: String,
+    pub snapshots: u64,
+    pub commands: u64,
+    pub health_min: f64,
+    pub health_final: f64,
+    pub pty_peak: u64,
+    pub fd_peak: u64,
+    pub orphaned_peak: u64,
+    pub timeline: Vec<Point>,
+    #[serde(skip)]
+    stride: u64,
+    pub alerts: Vec<AlertRec>,
+    pub decisions: Vec<DecisionRec>,
+    pub top_holder: Option<Culprit>,
+    pub est_seconds_to_exhaustion: Option<f64>,
+    pub leaked_at_end: Vec<LeakedFd>,
+    pub descendants_left_running: Vec<DescendantRec>,
+    pub lost_events: u64,
+    pub untracked_children: u64,
+    pub drift: u64,
+    pub summary_metrics: Option<Metrics>,
+    pub recommendations: Vec<String>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Report {
+    pub file: String,
+    pub lines: u64,
+    pub valid_records: u64,
+    pub malformed_lines: u64,
+    pub malformed_line_numbers: Vec<u64>,
+    /// Lines written by a newer pty-trace (a `schema` above [`SCHEMA_VERSION`]): skipped.
+    pub newer_schema_lines: u64,
+    /// The newest schema seen among them.
+    pub newer_schema: Option<u32>,
+    pub verdict: Verdict,
+    pub sessions: Vec<SessionReport>,
+}
+
+impl Report {
+    /// The one line that says newer records were skipped, when there were any.
+    pub fn newer_schema_warning(&self) -> Option<String> {
+        let v = self.newer_schema?;
+        Some(format!(
+            "{}: {} record(s) use schema {v}, newer than the schema {SCHEMA_VERSION} this pty-trace reads: skipped them (upgrade pty-trace to read them)",
+            self.file, self.newer_schema_lines
+        ))
+    }
+}
+
+impl SessionReport {
+    fn new(session: u32, ts: &str) -> Self {
+        SessionReport { session, health_min: 100.0, health_final: 100.0, first_ts: ts.to_string(), ..SessionReport::default() }
+    }
+
+    fn push_point(&mut self, ts: &str, health: f64, fds: u64, ptys: u64) {
+        self.snapshots += 1;
+        if self.stride == 0 {
+            self.stride = 1;
+        }
+        if (self.snapshots - 1) % self.stride != 0 {
+            return;
+        }
+        self.timeline.push(Point { ts: ts.to_string(), health, fds, ptys });
+        if self.timeline.len() >= TIMELINE_POINTS {
+            // Keep every other point and sample half as often from now on.
+            thin(&mut self.timeline);
+            self.stride *= 2;
+        }
+    }
+
+    fn snapshot(&mut self, ts: &str, rec: LazySnapshot<'_>) {
+        let t = rec.totals;
+        // Distinct PTYs; recordings from before `ptys` was written have 0 there and count
+        // master fds instead.
+        let ptys = if t.ptys > 0 || t.pty_masters == 0 { t.ptys } else { t.pty_masters } as u64;
+        self.health_min = self.health_min.min(rec.health);
+        self.health_final = rec.health;
+        self.fd_peak = self.fd_peak.max(t.fds as u64);
+        self.orphaned_peak = self.orphaned_peak.max(t.orphaned_ptys as u64);
+        self.commands = rec.commands as u64;
+        self.est_seconds_to_exhaustion = rec.est_seconds_to_exhaustion;
+        self.lost_events = rec.lost_events;
+        self.untracked_children = rec.untracked_children;
+        self.drift = rec.drift;
+        // The processes are parsed only at a new PTY peak (or to name a first holder).
+        if ptys > self.pty_peak || (self.top_holder.is_none() && ptys == self.pty_peak) {
+            self.pty_peak = ptys;
+            let procs: Option<Vec<ProcessRec>> = serde_json::from_str(rec.processes.get()).ok();
+            if let Some(top) = procs.as_ref().and_then(|ps| ps.iter().max_by_key(|p| (p.pty_masters, p.fds))) {
+                self.top_holder = Some(Culprit {
+                    pid: top.pid,
+                    comm: top.comm.clone(),
+                    command: top.command.clone(),
+                    pty_masters: top.pty_masters as u64,
+                    fds: top.fds as u64,
+                });
+            }
+        }
+        self.push_point(ts, rec.health, t.fds as u64, ptys);
+    }
+
+    fn summary(&mut self, rec: SummaryRec) {
+        self.verdict = Some(rec.verdict);
+        self.leaked_at_end = rec.leaked_at_end;
+        self.descendants_left_running = rec.descendants_left_running;
+        self.summary_metrics = Some(rec.metrics);
+        self.lost_events = rec.lost_events;
+        self.untracked_children = rec.untracked_children;
+        self.drift = rec.drift;
+    }
+
+    /// Joins the aggregates of the next range of the file into these.
+    fn merge(&mut self, b: SessionReport) {
+        if b.snapshots > 0 {
+            self.health_final = b.health_final;
+            self.commands = b.commands;
+            self.est_seconds_to_exhaustion = b.est_seconds_to_exhaustion;
+        }
+        if !b.last_ts.is_empty() {
+            self.last_ts = b.last_ts;
+        }
+        self.health_min = self.health_min.min(b.health_min);
+        self.fd_peak = self.fd_peak.max(b.fd_peak);
+        self.orphaned_peak = self.orphaned_peak.max(b.orphaned_peak);
+        if b.pty_peak > self.pty_peak || (self.top_holder.is_none() && b.top_holder.is_some()) {
+            self.pty_peak = self.pty_peak.max(b.pty_peak);
+            self.top_holder = b.top_holder;
+        }
+        self.snapshots += b.snapshots;
+        self.timeline.extend(b.timeline);
+        while self.timeline.len() >= TIMELINE_POINTS {
+            thin(&mut self.timeline);
+        }
+        self.alerts.extend(b.alerts);
+        self.decisions.extend(b.decisions);
+        if b.verdict.is_some() {
+            self.verdict = b.verdict;
+            self.leaked_at_end = b.leaked_at_end;
+            self.descendants_left_running = b.descendants_left_running;
+            self.summary_metrics = b.summary_metrics;
+        }
+        self.lost_events = self.lost_events.max(b.lost_events);
+        self.untracked_children = self.untracked_children.max(b.untracked_children);
+        self.drift = self.drift.max(b.drift);
+    }
+}
+
+/// The session's aggregates, created at its first record; its last timestamp moved to `ts`.
+fn session<'s>(sessions: &'s mut BTreeMap<u32, SessionReport>, sid: u32, ts: &str) -> &'s mut SessionReport {
+    let s = sessions.entry(sid).or_insert_with(|| SessionReport::new(sid, ts));
+    // Reuses the buffer: no allocation per line.
+    s.last_ts.clear();
+    s.last_ts.push_str(ts);
+    s
+}
+
+/// Drops every other point.
+fn thin(points: &mut Vec<Point>) {
+    let mut i = 0;
+    points.retain(|_| {
+        i += 1;
+        i % 2 == 1
+    });
+}
+
+/// What a run of consecutive lines contributes; runs are merged in file order.
+#[derive(Default, Debug)]
+pub struct Aggregate {
+    pub lines: u64,
+    pub valid_records: u64,
+    pub malformed_lines: u64,
+    /// Line numbers relative to the run's first line.
+    pub malformed_line_numbers: Vec<u64>,
+    pub newer_schema_lines: u64,
+    pub newer_schema: Option<u32>,
+    sessions: BTreeMap<u32, SessionReport>,
+}
+
+impl Aggregate {
+    /// Takes one line (its newline may be included). Blank lines count as lines and nothing
+    /// else; a line that is not UTF-8 or not a record is malformed.
+    pub fn line(&mut self, raw: &[u8]) {
+        self.lines += 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match std::str::from_utf8(raw).ok().map(str::trim).map(|l| self.record(l)) {
+            Some(Ok(())) => {}
+            _ => {
+                self.malformed_lines += 1;
+                if self.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
+                    self.malformed_line_numbers.push(self.lines);
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, line: &str) -> Result<(), serde_json::Error> {
+        let head = Head::peek(line).map_or_else(|| serde_json::from_str::<Head>(line), Ok)?;
+        if head.schema > SCHEMA_VERSION {
+            self.newer_schema_lines += 1;
+            self.newer_schema = self.newer_schema.max(Some(head.schema));
+            return Ok(());
+        }
+        let ts = head.ts.as_ref();
+        // Each body type ignores the envelope's fields.
+        match head.kind {
+            Some(RecordKind::Snapshot) => {
+                let rec: LazySnapshot = serde_json::from_str(line)?;
+                session(&mut self.sessions, rec.session, ts).snapshot(ts, rec);
+            }
+            Some(RecordKind::Alert) => {
+                let rec: AlertRec = serde_json::from_str(line)?;
+                session(&mut self.sessions, rec.session, ts).alerts.push(AlertRec { ts: ts.to_string(), ..rec });
+            }
+            Some(RecordKind::Decision) => {
+                let rec: DecisionRec = serde_json::from_str(line)?;
+                session(&mut self.sessions, rec.session, ts).decisions.push(DecisionRec { ts: ts.to_string(), ..rec });
+            }
+            Some(RecordKind::Summary) => {
+                let rec: SummaryRec = serde_json::from_str(line)?;
+                session(&mut self.sessions, rec.session, ts).summary(rec);
+            }
+            // `start` has no session aggregates; a kind this version does not know (added
+            // without a schema bump) is a valid record to skip. Either must still be JSON.
+            Some(RecordKind::Start) | None => {
+                serde_json::from_str::<IgnoredAny>(line)?;
+            }
+        }
+        self.valid_records += 1;
+        Ok(())
+    }
+
+    /// Appends the aggregate of the lines that follow these in the file.
+    pub fn merge(&mut self, later: Aggregate) {
+        for n in later.malformed_line_numbers {
+            if self.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
+                self.malformed_line_numbers.push(self.lines + n);
+            }
+        }
+        self.lines += later.lines;
+        self.valid_records += later.valid_records;
+        self.malformed_lines += later.malformed_lines;
+        self.newer_schema_lines += later.newer_schema_lines;
+        self.newer_schema = self.newer_schema.max(later.newer_schema);
+        for (sid, b) in later.sessions {
+            match self.sessions.get_mut(&sid) {
+                Some(a) => a.merge(b),
+                None => {
+                    self.sessions.insert(sid, b);
+                }
+            }
+        }
+    }
+
+    /// The report, or why there is none (no record in the file).
+    pub fn finish(self, file: &str) -> Result<Report, String> {
+        if self.valid_records == 0 && self.newer_schema_lines == 0 {
+            return Err(format!("{file}: no valid pty-trace record in {} line(s)", self.lines));
+        }
+        let mut r = Report {
+            file: file.to_string(),
+            lines: self.lines,
+            valid_records: self.valid_records,
+            malformed_lines: self.malformed_lines,
+            malformed_line_numbers: self.malformed_line_numbers,
+            newer_schema_lines: self.newer_schema_lines,
+            newer_schema: self.newer_schema,
+            ..Report::default()
+        };
+        for mut s in self.sessions.into_values() {
+            if s.verdict.is_none() {
+                // Cut short before its summary: judge from what the snapshots showed.
+                s.verdict = Some(Verdict::from_leak_seen(s.orphaned_peak > 0 || !s.decisions.is_empty()));
+            }
+            s.recommendations = recommend(&s);
+            r.sessions.push(s);
+        }
+        r.verdict = Verdict::from_leak_seen(r.sessions.iter().any(|s| s.verdict == Some(Verdict::LeakDetected)));
+        Ok(r)
+    }
+}
+
+fn recommend(s: &SessionReport) -> Vec<String> {
+    let mut out = Vec::new();
+    let holder = s.top_holder.as_ref().map(|c| format!("pid {} ({})", c.pid, c.comm)).unwrap_or_else(|| "the session root".into());
+    if s.orphaned_peak > 0 {
+        out.push(format!(
+            "{holder} keeps PTY masters after their child exits ({} orphaned at peak): close the master when the child is reaped",
+            s.orphaned_peak
+        ));
+    }
+    if s.commands > 0 && s.pty_peak as f64 / s.commands as f64 >= 0.5 {
+        out.push(format!(
+            "about {:.1} PTY per command ({} PTYs over {} commands): reuse one PTY or destroy each after use",
+            s.pty_peak as f64 / s.commands as f64,
+            s.pty_peak,
+            s.commands
+        ));
+    }
+    if !s.descendants_left_running.is_empty() {
+        out.push(format!(
+            "{} descendant(s) outlived the session: kill the process group when a command ends",
+            s.descendants_left_running.len()
+        ));
+    }
+    if !s.decisions.is_empty() {
+        out.push("rotate the session (restart the agent/terminal) before fds or PTYs run out".into());
+    }
+    if s.lost_events > 0 {
+        out.push(format!("{} events were lost: re-run with a larger --ring-buffer-size", s.lost_events));
+    }
+    if s.untracked_children > 0 {
+        out.push(format!(
+            "{} child process(es) ran untraced (the kernel's TRACKED map was full): counts may be low",
+            s.untracked_children
+        ));
+    }
+    out
+}
+
+/// Human-readable rendering.
+pub fn render_text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "pty-trace report: {}  ({} lines, {} records)", r.file, r.lines, r.valid_records);
+    if r.malformed_lines > 0 {
+        let _ = writeln!(o, "  {} malformed line(s) skipped: {:?}", r.malformed_lines, r.malformed_line_numbers);
+    }
+    if let Some(w) = r.newer_schema_warning() {
+        let _ = writeln!(o, "  {w}");
+    }
+    let _ = writeln!(o, "VERDICT: {}", r.verdict);
+    for s in &r.sessions {
+        let verdict = s.verdict.unwrap_or_default();
+        let _ = writeln!(o, "\nsession {}: {verdict}  ({} .. {})", s.session, s.first_ts, s.last_ts);
+        let _ = writeln!(
+            o,
+            "  commands {}  PTY peak {}  fd peak {}  orphaned PTYs peak {}  health min {:.0} final {:.0}",
+            s.commands, s.pty_peak, s.fd_peak, s.orphaned_peak, s.health_min, s.health_final
+        );
+        if let Some(c) = &s.top_holder {
+            let cmd = c.command.as_ref().map(|a| a.join(" ")).unwrap_or_default();
+            let _ = writeln!(o, "  leaking process: pid {} {} ({cmd}) held {} PTY masters, {} fds", c.pid, c.comm, c.pty_masters, c.fds);
+        }
+        if let Some(e) = s.est_seconds_to_exhaustion {
+            let _ = writeln!(o, "  time to exhaustion (estimate): {:.0} s", e);
+        }
+        let _ = writeln!(o, "  timeline (health / fds / PTYs):");
+        for p in &s.timeline {
+            let _ = writeln!(o, "    {}  {:>5.0}  {:>5}  {:>4}", p.ts, p.health, p.fds, p.ptys);
+        }
+        for a in &s.alerts {
+            let _ = writeln!(o, "  ALERT {} health {:.0}: {}", a.ts, a.health, a.reasons.join("; "));
+        }
+        for d in &s.decisions {
+            let _ = writeln!(o, "  DECISION {} {} (health {:.0}): {}", d.ts, d.action.as_str(), d.health, d.reasons.join("; "));
+        }
+        if !s.leaked_at_end.is_empty() {
+            let _ = writeln!(o, "  still open at the end: {} fd(s)/PTY(s)", s.leaked_at_end.len());
+        }
+        let _ = writeln!(o, "  lost events {}  untracked children {}  drift {}", s.lost_events, s.untracked_children, s.drift);
+        for rec in &s.recommendations {
+            let _ = writeln!(o, "  -> {rec}");
+        }
+    }
+    o
+}
+
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::core::records::{Envelope, Totals};
+
+    /// A `snapshot` line as the tracer writes it.
+    pub(crate) fn snapshot_line(ts: &str, session: u32, health: f64, commands: usize, fds: usize, ptys: usize, orphaned: usize) -> String {
+        let rec: SnapshotRec = SnapshotRec {
+            session,
+            processes: vec![ProcessRec {
+                pid: 100 + ptys as u32,
+                ppid: 1,
+                comm: "agent".into(),
+                fds,
+                pty_masters: ptys,
+                pty_slaves: 0,
+                command: Some(vec!["node".into(), "agent.js".into()]),
+                age_s: 1.0,
+            }],
+            totals: Totals { processes: 1, fds, pty_masters: ptys, pty_slaves: 0, ptys, orphaned_ptys: orphaned },
+            ptys: Vec::new(),
+            commands,
+            execs: commands,
+            health,
+            leak_score: 0.0,
+            pty_per_command: 0.0,
+            fd_per_command: 0.0,
+            est_seconds_to_exhaustion: None,
+            reasons: vec![],
+            pty_nr: 0,
+            pty_max: 4096,
+            lost_events: 0,
+            untracked_children: 0,
+            drift: 0,
+            drift_by_cause: BTreeMap::new(),
+        };
+        serde_json::to_string(&Envelope { kind: RecordKind::Snapshot, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()
+    }
+
+    pub(crate) fn alert_line(ts: &str, session: u32, health: f64) -> String {
+        let rec = AlertRec { session, ts: String::new(), health, reasons: vec!["x".into()] };
+        serde_json::to_string(&Envelope { kind: RecordKind::Alert, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()
+    }
+
+    fn aggregate(text: &str) -> Aggregate {
+        let mut a = Aggregate::default();
+        for l in text.split_inclusive('\n') {
+            a.line(l.as_bytes());
+        }
+        a
+    }
+
+    #[test]
+    fn empty_or_garbage_is_an_error() {
+        let e = aggregate("not json\n{\"no_type\":1}\n").finish("f").unwrap_err();
+        assert!(e.contains("no valid pty-trace record in 2 line(s)"), "{e}");
+    }
+
+    #[test]
+    fn malformed_lines_are_counted_with_numbers() {
+        let good = snapshot_line("t1", 5, 40.0, 4, 9, 4, 4);
+        let r = aggregate(&format!("{good}\n{{broken\n\n{good}\n")).finish("f").unwrap();
+        assert_eq!(r.malformed_lines, 1);
+        assert_eq!(r.malformed_line_numbers, vec![2]);
+        assert_eq!(r.valid_records, 2);
+        assert_eq!(r.verdict, Verdict::LeakDetected);
+        let s = &r.sessions[0];
+        assert_eq!(s.top_holder.as_ref().unwrap().comm, "agent");
+        assert!(s.recommendations.iter().any(|x| x.contains("close the master when the child is reaped")));
+        // A line the fast path accepts but that is cut short is malformed, whatever its kind.
+        let cut = &good[..good.len() - 10];
+        let start_cut = r#"{"type":"start","schema":1,"ts":"t","version":"#;
+        let r = aggregate(&format!("{good}\n{cut}\n{start_cut}\n")).finish("f").unwrap();
+        assert_eq!(r.malformed_line_numbers, vec![2, 3]);
+    }
+
+    #[test]
+    fn newer_schema_lines_are_skipped_and_named() {
+        let good = snapshot_line("t1", 5, 90.0, 1, 3, 0, 0);
+        let newer = good.replace("\"schema\":1", "\"schema\":2").replace("\"health\":90.0", "\"health\":5.0");
+        let r = aggregate(&format!("{good}\n{newer}\n{newer}\n")).finish("rec.jsonl").unwrap();
+        assert_eq!((r.valid_records, r.newer_schema_lines, r.newer_schema, r.malformed_lines), (1, 2, Some(2), 0));
+        assert_eq!(r.sessions[0].health_min, 90.0, "the newer records were not read");
+        let w = r.newer_schema_warning().unwrap();
+        assert!(w.contains("2 record(s) use schema 2, newer than the schema 1"), "{w}");
+        assert!(render_text(&r).contains(&w));
+        // Only newer records: still a report (saying so), not "no valid record".
+        let r = aggregate(&format!("{newer}\n")).finish("f").unwrap();
+        assert_eq!(r.newer_schema_lines, 1);
+    }
+
+    #[test]
+    fn timeline_stays_bounded() {
+        let mut a = Aggregate::default();
+        for i in 0..10_000 {
+            a.line(snapshot_line(&i.to_string(), 1, 100.0, 0, i, 0, 0).as_bytes());
+        }
+        let r = a.finish("f").unwrap();
+        assert!(r.sessions[0].timeline.len() < TIMELINE_POINTS);
+        assert_eq!(r.sessions[0].snapshots, 10_000);
+        assert_eq!(r.sessions[0].fd_peak, 9_999);
+    }
+}

@@ -1,0 +1,304 @@
+//! Model + scorer -> records: what a session's `snapshot` and `summary` say, and the fd
+//! details the live view shows. Pure: the few facts that come from /proc or the kernel
+//! (machine PTY usage, RLIMIT_NOFILE of each process, slave holders outside the model, loss
+//! counters, timestamps) are passed in by the session runtime.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    model::{FdKind, Model, pty::orphaned_indexes},
+    records::{
+        AlertRec, DecisionAction, DecisionRec, DescendantRec, EndReason, FdRec, HookRec, LeakedFd, Metrics,
+        ProcessRec, PtyPair, SnapshotRec, SummaryRec, Totals, TracerCost, Verdict,
+    },
+    score::{Crossing, Sample, Scorer, Thresholds},
+};
+
+/// What /proc and the kernel said at this interval, for every session.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub now_ns: u64,
+    /// `/proc/sys/kernel/pty/nr` and `pty/max`.
+    pub pty_nr: u64,
+    pub pty_max: u64,
+    /// RLIMIT_NOFILE (soft) of traced processes, where it could be read.
+    pub nofile_limits: BTreeMap<u32, u64>,
+    /// PTY indexes whose slave some untraced process holds.
+    pub slaves_held_outside: BTreeSet<u32>,
+    pub lost_events: u64,
+    pub untracked_children: u64,
+}
+
+/// One session's scoring state beyond the model: its scorer, peaks, and what it decided.
+#[derive(Clone, Debug)]
+pub struct SessionBook {
+    pub root: u32,
+    pub scorer: Scorer,
+    pub fd_peak: usize,
+    pub pty_peak: usize,
+    pub alerts: Vec<AlertRec>,
+    pub actions: Vec<DecisionRec>,
+    pub summarized: bool,
+    /// PTY indexes orphaned at the previous snapshot. The scorer counts a PTY as orphaned only
+    /// when it still is one interval later: a healthy agent holds a master without slave for a
+    /// moment between reaping its child and closing the master.
+    orphaned_before: BTreeSet<u32>,
+}
+
+impl SessionBook {
+    pub fn new(root: u32, thresholds: Thresholds) -> Self {
+        SessionBook {
+            root,
+            scorer: Scorer::new(thresholds),
+            fd_peak: 0,
+            pty_peak: 0,
+            alerts: Vec::new(),
+            actions: Vec::new(),
+            summarized: false,
+            orphaned_before: BTreeSet::new(),
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        Verdict::from_leak_seen(self.scorer.leak_seen)
+    }
+
+    /// Scores the session now and builds its `snapshot`; returns the threshold crossings for
+    /// the runtime to act on (write, run the hook) and then [`record_alert`](Self::record_alert)
+    /// / [`record_decision`](Self::record_decision).
+    pub fn snapshot(&mut self, model: &Model, facts: &Facts) -> (SnapshotRec, Vec<Crossing>) {
+        let root = self.root;
+        let now = facts.now_ns;
+        let ptys = model.pty_registry(root, &facts.slaves_held_outside);
+        let (rows, mut totals) = session_counts(model, root, now);
+        totals.orphaned_ptys = ptys.iter().filter(|p| p.orphaned).count();
+        totals.ptys = distinct_ptys(&ptys);
+        let orphaned_now = orphaned_indexes(&ptys);
+        let persistent_orphans = orphaned_now.intersection(&self.orphaned_before).count() as u64;
+        self.orphaned_before = orphaned_now;
+        let headroom = rows
+            .iter()
+            .filter_map(|r| facts.nofile_limits.get(&r.pid).map(|l| l.saturating_sub(r.fds as u64)))
+            .min();
+        let (commands, execs) = model.sessions.get(&root).map(|s| (s.commands.len(), s.execs.len())).unwrap_or((0, 0));
+        let root_command = model.procs.get(&root).and_then(|p| p.command);
+        let lingering = model
+            .processes_in(root)
+            .filter(|p| p.pid != root && p.command.is_some() && p.command == root_command && p.ppid == 1)
+            .count() as u64;
+        let sample = Sample {
+            ts_ns: now,
+            commands: commands as u64,
+            fds: totals.fds as u64,
+            ptys: totals.ptys as u64,
+            orphaned_ptys: persistent_orphans,
+            lingering,
+            nofile_headroom: headroom,
+            pty_headroom: Some(facts.pty_max.saturating_sub(facts.pty_nr)),
+        };
+        let (scores, crossings) = self.scorer.observe(&sample);
+        self.fd_peak = self.fd_peak.max(totals.fds);
+        self.pty_peak = self.pty_peak.max(totals.ptys);
+        let snap = SnapshotRec {
+            session: root,
+            processes: rows,
+            totals,
+            ptys,
+            commands,
+            execs,
+            health: scores.health,
+            leak_score: scores.leak_score,
+            pty_per_command: scores.pty_per_command,
+            fd_per_command: scores.fd_per_command,
+            est_seconds_to_exhaustion: scores.est_seconds_to_exhaustion,
+            reasons: scores.reasons,
+            pty_nr: facts.pty_nr,
+            pty_max: facts.pty_max,
+            lost_events: facts.lost_events,
+            untracked_children: facts.untracked_children,
+            drift: model.stats.drift,
+            drift_by_cause: drift_by_cause(model),
+        };
+        (snap, crossings)
+    }
+
+    /// Keeps an alert for the summary and returns its record.
+    pub fn record_alert(&mut self, ts: &str, health: f64, reasons: Vec<String>) -> AlertRec {
+        let a = AlertRec { session: self.root, ts: ts.to_string(), health, reasons };
+        self.alerts.push(a.clone());
+        AlertRec { ts: String::new(), ..a }
+    }
+
+    /// Keeps a rotate decision for the summary and returns its record.
+    pub fn record_decision(&mut self, ts: &str, health: f64, reasons: Vec<String>, hook: Option<HookRec>) -> DecisionRec {
+        let d = DecisionRec { action: DecisionAction::Rotate, session: self.root, ts: ts.to_string(), health, reasons, hook };
+        self.actions.push(d.clone());
+        DecisionRec { ts: String::new(), ..d }
+    }
+
+    /// The session's `summary`. Marks the book summarized.
+    pub fn summary(&mut self, model: &Model, facts: &Facts, end: &SummaryContext<'_>) -> Option<SummaryRec> {
+        let root = self.root;
+        let now = facts.now_ns;
+        let s = model.sessions.get(&root)?;
+        let ended = s.ended_ns.unwrap_or(now);
+        // A root that ended only because we stopped it (run/demo) keeps our reason.
+        let ended_by_itself = s.ended_ns.is_some_and(|e| end.stopped_at_ns.is_none_or(|stop| e < stop));
+        let reason = if ended_by_itself { EndReason::RootExited } else { end.reason };
+        // Descendants outliving their session: only meaningful once the root is gone.
+        let root_gone = s.ended_ns.is_some();
+        let descendants: Vec<DescendantRec> = model
+            .processes_in(root)
+            .filter(|p| root_gone && p.pid != root)
+            .map(|p| DescendantRec {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                command: p.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
+            })
+            .collect();
+        let orphaned = orphaned_indexes(&model.pty_registry(root, &facts.slaves_held_outside));
+        self.summarized = true;
+        Some(SummaryRec {
+            session: root,
+            start: (end.ts_of)(s.started_ns),
+            end: (end.ts_of)(ended),
+            duration_s: ended.saturating_sub(s.started_ns) as f64 / 1e9,
+            verdict: self.verdict(),
+            end_reason: reason,
+            metrics: Metrics {
+                total_commands: s.commands.len(),
+                total_execs: s.execs.len(),
+                fd_peak: self.fd_peak,
+                pty_peak: self.pty_peak,
+                health_score_min: self.scorer.health_min,
+                health_score_final: self.scorer.last.health,
+            },
+            alerts: self.alerts.clone(),
+            actions: self.actions.clone(),
+            leaked_at_end: leaked_at_end(model, root, now, &orphaned),
+            descendants_left_running: descendants,
+            processes_seen: s.processes_seen,
+            lost_events: facts.lost_events,
+            untracked_children: facts.untracked_children,
+            drift: model.stats.drift,
+            drift_by_cause: drift_by_cause(model),
+            drift_examples: model.stats.drift_examples.clone(),
+            exit_status: if Some(root) == end.child { end.exit_status } else { None },
+            final_scores: self.scorer.last.clone(),
+            tracer: end.cost.clone(),
+        })
+    }
+}
+
+/// How tracing ended, for the summaries.
+pub struct SummaryContext<'a> {
+    pub reason: EndReason,
+    /// When we stopped tracing (signal, quit, --duration, --exit-on-rotate); `None` when every
+    /// root exited by itself.
+    pub stopped_at_ns: Option<u64>,
+    /// The `run` child's pid and exit status.
+    pub child: Option<u32>,
+    pub exit_status: Option<i32>,
+    pub cost: TracerCost,
+    /// Monotonic ns -> RFC 3339.
+    pub ts_of: &'a dyn Fn(u64) -> String,
+}
+
+fn drift_by_cause(model: &Model) -> BTreeMap<String, u64> {
+    model.stats.drift_by_cause.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Per-process rows and totals for a session.
+pub fn session_counts(model: &Model, session: u32, now_ns: u64) -> (Vec<ProcessRec>, Totals) {
+    let mut rows = Vec::new();
+    let mut totals = Totals::default();
+    let mut tables_counted = BTreeSet::new();
+    for p in model.processes_in(session) {
+        let (fds, masters, slaves) = model.counts(p.pid);
+        rows.push(ProcessRec {
+            pid: p.pid,
+            ppid: p.ppid,
+            comm: p.comm.clone(),
+            fds,
+            pty_masters: masters,
+            pty_slaves: slaves,
+            command: p.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
+            age_s: now_ns.saturating_sub(p.started_ns) as f64 / 1e9,
+        });
+        totals.processes += 1;
+        // A table shared through CLONE_FILES holds its fds once.
+        if tables_counted.insert(p.table) {
+            totals.fds += fds;
+            totals.pty_masters += masters;
+            totals.pty_slaves += slaves;
+        }
+    }
+    (rows, totals)
+}
+
+/// Fds still open at the end that look leaked: masters of orphaned PTYs (`orphaned` = their
+/// indexes), slaves of dead PTYs, and fds opened while traced by a command that is no longer
+/// running anywhere in the session. Fds that existed before tracing and live PTY pairs (a
+/// terminal multiplexer's panes) are not leaks.
+pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64, orphaned: &BTreeSet<u32>) -> Vec<LeakedFd> {
+    let running: BTreeSet<usize> = model.processes_in(session).filter_map(|p| p.command).collect();
+    let mut out = Vec::new();
+    let mut tables = BTreeSet::new();
+    for p in model.processes_in(session) {
+        if !tables.insert(p.table) {
+            continue;
+        }
+        let Some(t) = model.table_of(p.pid) else { continue };
+        for (fd, e) in &t.fds {
+            let orphan_master = e.kind == FdKind::PtyMaster && e.pty_index.is_some_and(|i| orphaned.contains(&i));
+            let dead_slave = e.kind == FdKind::PtySlave && e.target.ends_with(" (deleted)");
+            let command_ended = !e.from_proc && e.command.is_some_and(|c| !running.contains(&c));
+            if orphan_master || dead_slave || command_ended {
+                out.push(LeakedFd {
+                    pid: p.pid,
+                    comm: p.comm.clone(),
+                    fd: *fd,
+                    kind: e.kind,
+                    target: e.target.clone(),
+                    pty_index: e.pty_index,
+                    opener_pid: e.opener_pid,
+                    command: e.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
+                    age_s: now_ns.saturating_sub(e.opened_ns) as f64 / 1e9,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Distinct PTYs with a master held in the session.
+pub fn distinct_ptys(ptys: &[PtyPair]) -> usize {
+    ptys.iter().filter(|p| !p.masters.is_empty()).count()
+}
+
+/// The open fds of every process of a snapshot, for the live view's details pane.
+pub fn fd_details(model: &Model, snap: &SnapshotRec, now_ns: u64) -> BTreeMap<u32, Vec<FdRec>> {
+    let orphan_holders: BTreeSet<(u32, i32)> =
+        snap.ptys.iter().filter(|p| p.orphaned).flat_map(|p| p.masters.iter().map(|h| (h.pid, h.fd))).collect();
+    snap.processes
+        .iter()
+        .filter_map(|p| {
+            let t = model.table_of(p.pid)?;
+            let fds = t
+                .fds
+                .iter()
+                .map(|(fd, e)| FdRec {
+                    fd: *fd,
+                    kind: e.kind,
+                    target: e.target.clone(),
+                    age_s: now_ns.saturating_sub(e.opened_ns) as f64 / 1e9,
+                    command: e.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
+                    from_proc: e.from_proc,
+                    pty_index: e.pty_index,
+                    orphaned: orphan_holders.contains(&(p.pid, *fd)),
+                })
+                .collect();
+            Some((p.pid, fds))
+        })
+        .collect()
+}

@@ -1,0 +1,7 @@
+//! The kernel edge: loading and attaching pty-trace's eBPF programs, the maps they share with
+//! userspace (TRACKED, the counters, the ring buffer), the followed-syscall table, and tracefs.
+//! Records are decoded by the pure core (`core::model::event`), not here.
+
+pub mod probes;
+pub mod syscalls;
+pub mod tracefs;

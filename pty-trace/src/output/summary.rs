@@ -1,0 +1,33 @@
+//! The summary people read when tracing ends (the JSONL `summary` records say the same, for
+//! programs): one line per session, then its decisions and what was still open.
+
+use crate::core::records::SummaryRec;
+
+pub fn render_summaries(sums: &[SummaryRec]) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    for s in sums {
+        let _ = writeln!(
+            o,
+            "pty-trace: session {} {} after {:.1}s ({}): {} commands, PTY peak {}, fd peak {}, health min {:.0} final {:.0}, lost events {}, drift {}",
+            s.session,
+            s.verdict,
+            s.duration_s,
+            s.end_reason,
+            s.metrics.total_commands,
+            s.metrics.pty_peak,
+            s.metrics.fd_peak,
+            s.metrics.health_score_min,
+            s.metrics.health_score_final,
+            s.lost_events,
+            s.drift
+        );
+        for a in &s.actions {
+            let _ = writeln!(o, "  decision: {} at {} (health {:.0}): {}", a.action.as_str(), a.ts, a.health, a.reasons.join("; "));
+        }
+        if !s.leaked_at_end.is_empty() {
+            let _ = writeln!(o, "  still open at the end: {}", s.leaked_at_end.len());
+        }
+    }
+    o
+}

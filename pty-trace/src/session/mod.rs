@@ -1,0 +1,535 @@
+//! The tracing runtime shared by `attach`, `run` and `demo`: it owns the probes, the model
+//! and the outputs, and runs the event loop.
+//!
+//! Each turn of the loop does one of: drain the ring buffer into `Model::apply`; every
+//! interval, reconcile with /proc (`reconcile.rs`), score and write a `snapshot` per session
+//! (`core::snapshot` builds them); react to a signal, a key of the live view, the `run`
+//! child's exit or `--duration`. At the end: one `summary` per session. It owns no fd
+//! semantics (the model does) and builds no record fields itself (the core does).
+
+mod hook;
+mod reconcile;
+mod spawn;
+
+use std::{
+    collections::BTreeMap,
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, anyhow};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use self::spawn::{AsFdOwned, resolve_program, spawn_registered, status_code};
+use crate::{
+    clock::{Clock, monotonic_ns},
+    core::{
+        model::{Model, event::decode},
+        records::{EndReason, RecordKind, StartRec, SummaryRec, TracerCost},
+        redact::redact_argv,
+        score::{Crossing, Thresholds},
+        snapshot::{self, Facts, SessionBook, SummaryContext},
+    },
+    error::{AppError, AppResult, exit_code},
+    kernel::probes::{KernelCounters, Probes, Tracked},
+    output::jsonl::JsonlWriter,
+    procfs,
+    tui::{FeedItem, FeedKind, LiveView, UserAction, ViewInput},
+};
+
+/// How often the ring buffer is drained when the kernel has not woken us.
+const DRAIN_PERIOD: Duration = Duration::from_millis(20);
+
+/// What to trace.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Attach(Vec<i32>),
+    Run(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub interval: Duration,
+    pub duration: Option<Duration>,
+    pub ring_bytes: u32,
+    pub thresholds: Thresholds,
+    pub tui: bool,
+    /// `run` with a live view: where the child's stdout/stderr go (the view owns the terminal).
+    pub child_output: Option<std::path::PathBuf>,
+    /// Command run when a session must rotate (argv, or a shell command with `on_rotate_shell`).
+    pub on_rotate: Option<String>,
+    pub on_rotate_shell: bool,
+    /// Stop tracing (exit code 10) after the first rotate decision.
+    pub exit_on_rotate: bool,
+}
+
+pub struct Tracer {
+    model: Model,
+    books: BTreeMap<u32, SessionBook>,
+    tracked: Tracked,
+    ring: Option<AsyncFd<RingBuf<MapData>>>,
+    probes: Probes,
+    out: JsonlWriter,
+    opts: Options,
+    clock: Clock,
+    decode_errors: u64,
+    /// The kernel side's loss counters, read every interval.
+    counters: KernelCounters,
+    child: Option<Child>,
+    exit_status: Option<i32>,
+    /// A rotate decision was made (for `--exit-on-rotate`).
+    rotate_fired: bool,
+    /// When tracing was stopped by us (signal, quit key, --duration, --exit-on-rotate).
+    stopped_at: Option<u64>,
+    pub view: Option<LiveView>,
+}
+
+/// Result of a finished trace: the exit code `main` should use, and what to print after.
+pub struct Outcome {
+    pub exit_code: i32,
+    pub summaries: Vec<SummaryRec>,
+    /// Still attached: detaching takes a second or more (RCU grace periods), so the caller
+    /// prints the summary first and then calls `Probes::detach`.
+    pub probes: Probes,
+}
+
+impl Tracer {
+    /// Loads the probes and starts tracing `target` (attach: registers the processes; run:
+    /// starts the child registered before it execs).
+    pub fn start(target: &Target, opts: Options, out: JsonlWriter) -> AppResult<Tracer> {
+        let t0 = Instant::now();
+        // Bad input is reported before anything is loaded: it needs no privileges to check.
+        let roots = match target {
+            Target::Attach(pids) => pids.iter().map(|&pid| procfs::validate_target(pid)).collect::<AppResult<Vec<_>>>()?,
+            Target::Run(argv) => {
+                let program = argv.first().ok_or_else(|| AppError::BadInput("run: no command given".into()))?;
+                resolve_program(program)?;
+                Vec::new()
+            }
+        };
+        let mut probes = Probes::load(opts.ring_bytes)?;
+        let clock = Clock::now();
+        let tracked = probes.tracked.clone();
+        let events = probes.events.take().ok_or_else(|| anyhow!("ring buffer already taken"))?;
+        let mut tr = Tracer {
+            model: Model::new(),
+            books: BTreeMap::new(),
+            tracked,
+            ring: None,
+            probes,
+            out,
+            opts,
+            clock,
+            decode_errors: 0,
+            counters: KernelCounters::default(),
+            child: None,
+            exit_status: None,
+            rotate_fired: false,
+            stopped_at: None,
+            view: None,
+        };
+        // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open as long as it is
+        // registered with the reactor.
+        let watched = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) };
+        tr.ring = Some(watched.context("watching the ring buffer")?);
+        match target {
+            Target::Attach(_) => tr.attach(&roots)?,
+            Target::Run(argv) => tr.run_child(argv)?,
+        }
+        let start = StartRec {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            sessions: tr.books.keys().copied().collect(),
+            command: match target {
+                Target::Run(a) => Some(redact_argv(a)),
+                Target::Attach(_) => None,
+            },
+            ring_buffer_bytes: tr.opts.ring_bytes,
+            attached_tracepoints: tr.probes.attached_tracepoints,
+            syscalls_not_followed: tr.probes.missing_syscalls.iter().map(|s| s.to_string()).collect(),
+            tracefs: tr.probes.tracefs.display().to_string(),
+            load_ms: tr.probes.load_time.as_secs_f64() * 1e3,
+            ready_ms: t0.elapsed().as_secs_f64() * 1e3,
+            interval_ms: tr.opts.interval.as_millis() as u64,
+        };
+        let ts = tr.clock.ts(monotonic_ns());
+        tr.out.write(RecordKind::Start, &ts, &start)?;
+        tr.out.flush()?;
+        Ok(tr)
+    }
+
+    fn new_session(&mut self, root: u32) {
+        self.model.add_session(root, monotonic_ns());
+        self.books.insert(root, SessionBook::new(root, self.opts.thresholds.clone()));
+    }
+
+    /// Registers validated session roots and their live descendants.
+    fn attach(&mut self, infos: &[procfs::ProcInfo]) -> AppResult<()> {
+        for info in infos {
+            if self.books.contains_key(&info.pid) {
+                continue;
+            }
+            self.new_session(info.pid);
+            self.model.add_process(info.pid, info.ppid, info.pid, &info.comm, monotonic_ns());
+            self.tracked.insert(info.pid, info.pid)?;
+        }
+        // Descendants alive now. Once a process is in TRACKED the kernel tracks its new children
+        // itself, so repeating the walk until it finds nothing new closes the race with forks.
+        for _ in 0..10 {
+            let mut added = false;
+            for root in self.books.keys().copied().collect::<Vec<_>>() {
+                for d in procfs::descendants(root) {
+                    if self.model.procs.contains_key(&d.pid) {
+                        continue;
+                    }
+                    if !self.model.procs.contains_key(&d.ppid) {
+                        continue;
+                    }
+                    let session = self.model.procs[&d.ppid].session;
+                    self.model.add_process(d.pid, d.ppid, session, &d.comm, monotonic_ns());
+                    self.tracked.insert(d.pid, session)?;
+                    added = true;
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the command `start` has already resolved.
+    fn run_child(&mut self, argv: &[String]) -> AppResult<()> {
+        let program = argv.first().ok_or_else(|| AppError::BadInput("run: no command given".into()))?;
+        let mut cmd = Command::new(program);
+        cmd.args(&argv[1..]);
+        if self.opts.tui {
+            // The live view owns the terminal: the child must not draw on it.
+            let out = match &self.opts.child_output {
+                Some(p) => std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                None => std::fs::File::create("/dev/null").context("opening /dev/null")?,
+            };
+            cmd.stdin(std::process::Stdio::null()).stdout(out.try_clone().context("dup")?).stderr(out);
+        } else if !self.out.is_discard() && self.out.path().is_none() {
+            // JSONL goes to stdout: keep the child's output off it so the stream stays parseable.
+            cmd.stdout(std::process::Stdio::from(std::io::stderr().as_fd_owned()?));
+        }
+        let (child, pid) = spawn_registered(cmd, &self.tracked, program)?;
+        self.new_session(pid);
+        self.model.add_process(pid, std::process::id(), pid, &crate::core::model::comm_of(program), monotonic_ns());
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Drains every record in the ring buffer into the model.
+    fn drain(&mut self) {
+        let Some(ring) = self.ring.as_mut() else { return };
+        let rb = ring.get_mut();
+        let debug = std::env::var_os("PTY_TRACE_DEBUG_EVENTS").is_some();
+        while let Some(item) = rb.next() {
+            match decode(&item) {
+                Ok(ev) => {
+                    if debug {
+                        let text = format!("{ev:?}");
+                        match std::env::var("PTY_TRACE_DEBUG_EVENTS").ok().filter(|f| !f.is_empty() && f != "1") {
+                            Some(f) if !text.contains(&f) => {}
+                            _ => eprintln!("pty-trace: event {text}"),
+                        }
+                    }
+                    self.model.apply(&ev)
+                }
+                Err(_) => self.decode_errors += 1,
+            }
+        }
+    }
+
+    /// One interval's work: reconcile with /proc, score, write snapshots.
+    fn tick(&mut self) -> anyhow::Result<()> {
+        self.counters = self.probes.counters();
+        self.reconcile_with_proc();
+        self.write_snapshots()
+    }
+
+    /// What /proc and the kernel say now, for the sessions in `roots`.
+    fn facts(&self, roots: &[u32]) -> Facts {
+        let (pty_nr, pty_max) = procfs::pty_usage();
+        let nofile_limits = self
+            .model
+            .procs
+            .keys()
+            .filter_map(|&pid| procfs::nofile_limit(pid).map(|l| (pid, l)))
+            .collect();
+        Facts {
+            now_ns: monotonic_ns(),
+            pty_nr,
+            pty_max,
+            nofile_limits,
+            slaves_held_outside: self.slaves_held_outside(roots),
+            lost_events: self.counters.lost_events,
+            untracked_children: self.counters.untracked_children,
+        }
+    }
+
+    fn unsummarized(&self) -> Vec<u32> {
+        self.books.iter().filter(|(_, b)| !b.summarized).map(|(r, _)| *r).collect()
+    }
+
+    fn write_snapshots(&mut self) -> anyhow::Result<()> {
+        let roots = self.unsummarized();
+        let facts = self.facts(&roots);
+        let ts = self.clock.ts(facts.now_ns);
+        let mut snaps = Vec::new();
+        for root in roots {
+            let Some(book) = self.books.get_mut(&root) else { continue };
+            let (snap, crossings) = book.snapshot(&self.model, &facts);
+            for c in crossings {
+                match c {
+                    Crossing::Alert { health, reasons } => {
+                        let a = book.record_alert(&ts, health, reasons);
+                        self.out.write(RecordKind::Alert, &ts, &a)?;
+                    }
+                    Crossing::Rotate { health, reasons } => {
+                        let hook = self
+                            .opts
+                            .on_rotate
+                            .as_ref()
+                            .map(|cmd| hook::run_rotate_hook(cmd, self.opts.on_rotate_shell, root, health, &reasons));
+                        self.rotate_fired = true;
+                        let d = book.record_decision(&ts, health, reasons, hook);
+                        self.out.write(RecordKind::Decision, &ts, &d)?;
+                    }
+                }
+            }
+            self.out.write(RecordKind::Snapshot, &ts, &snap)?;
+            snaps.push(snap);
+        }
+        self.out.flush()?;
+        if let Some(v) = self.view.as_mut() {
+            let fd_details = snaps.iter().flat_map(|s| snapshot::fd_details(&self.model, s, facts.now_ns)).collect();
+            let feed = self
+                .books
+                .values()
+                .flat_map(|b| {
+                    let alerts = b.alerts.iter().map(|a| FeedItem::new(FeedKind::Alert, &a.ts, a.session, a.health, &a.reasons));
+                    let actions = b.actions.iter().map(|d| FeedItem::new(FeedKind::Rotate, &d.ts, d.session, d.health, &d.reasons));
+                    alerts.chain(actions)
+                })
+                .collect();
+            let verdicts = self.books.iter().map(|(k, b)| (*k, b.verdict())).collect();
+            v.update(&ViewInput {
+                snapshots: &snaps,
+                fd_details: &fd_details,
+                feed,
+                verdicts: &verdicts,
+                drift: self.model.stats.drift,
+                lost_events: facts.lost_events,
+                untracked_children: facts.untracked_children,
+                thresholds: &self.opts.thresholds,
+            });
+        }
+        Ok(())
+    }
+
+    fn summaries(&mut self, reason: EndReason) -> anyhow::Result<Vec<SummaryRec>> {
+        let roots = self.unsummarized();
+        let facts = self.facts(&roots);
+        let ts = self.clock.ts(facts.now_ns);
+        let (cpu_s, max_rss_kib) = own_usage();
+        let clock = self.clock;
+        let ts_of = move |mono: u64| clock.ts(mono);
+        let end = SummaryContext {
+            reason,
+            stopped_at_ns: self.stopped_at,
+            child: self.child_pid(),
+            exit_status: self.exit_status,
+            cost: TracerCost {
+                events: self.model.stats.events,
+                decode_errors: self.decode_errors,
+                cpu_s,
+                max_rss_kib,
+                ring_buffer_bytes: self.opts.ring_bytes,
+            },
+            ts_of: &ts_of,
+        };
+        let mut out = Vec::new();
+        for root in roots {
+            let Some(book) = self.books.get_mut(&root) else { continue };
+            if let Some(sum) = book.summary(&self.model, &facts, &end) {
+                self.out.write(RecordKind::Summary, &ts, &sum)?;
+                out.push(sum);
+            }
+        }
+        self.out.flush()?;
+        Ok(out)
+    }
+
+    /// PTY indexes, among the masters the given sessions hold, whose slave some untraced process
+    /// holds: one /proc scan for all sessions.
+    fn slaves_held_outside(&self, roots: &[u32]) -> std::collections::BTreeSet<u32> {
+        let traced = self.model.procs.keys().copied().collect();
+        let masters = roots.iter().flat_map(|r| self.model.master_indexes(*r)).collect();
+        procfs::outside_slave_holders(&masters, &traced)
+    }
+
+    fn child_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    fn all_ended(&self) -> bool {
+        self.model.sessions.values().all(|s| s.ended_ns.is_some())
+    }
+
+    /// Reaps the `run` child if it has exited.
+    fn poll_child(&mut self) {
+        if let Some(c) = self.child.as_mut()
+            && self.exit_status.is_none()
+            && let Ok(Some(st)) = c.try_wait()
+        {
+            self.exit_status = Some(status_code(st));
+        }
+    }
+
+    /// Runs until every session's root has exited, `--duration` passes, or a signal/quit key.
+    pub async fn run(mut self) -> AppResult<Outcome> {
+        let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let mut sigchld = signal(SignalKind::child()).context("installing SIGCHLD handler")?;
+        let mut tick = tokio::time::interval(self.opts.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
+        let mut redraw = tokio::time::interval(Duration::from_millis(100));
+        // The kernel wakes us only when a burst fills an eighth of the buffer; a steady trickle
+        // of records is picked up here.
+        let mut drain_timer = tokio::time::interval(DRAIN_PERIOD);
+        drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reason = EndReason::RootExited;
+        // The first snapshot comes after the first scan seeds the model.
+        self.drain();
+        loop {
+            if self.all_ended() {
+                break;
+            }
+            let ring = self.ring.as_ref().expect("ring buffer watched");
+            tokio::select! {
+                guard = ring.readable() => {
+                    let mut g = guard.context("waiting for the ring buffer")?;
+                    g.clear_ready();
+                    drop(g);
+                    self.drain();
+                }
+                _ = drain_timer.tick() => self.drain(),
+                _ = tick.tick() => {
+                    self.drain();
+                    self.tick()?;
+                    if self.opts.exit_on_rotate && self.rotate_fired {
+                        reason = EndReason::Rotate;
+                        break;
+                    }
+                }
+                _ = sigint.recv() => { reason = EndReason::Interrupted; break; }
+                _ = sigterm.recv() => { reason = EndReason::Interrupted; break; }
+                _ = sigchld.recv() => { self.poll_child(); }
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                    reason = EndReason::Duration;
+                    break;
+                }
+                _ = redraw.tick(), if self.view.is_some() => {
+                    let action = self.view.as_mut().map(|v| v.handle_input()).transpose()?.unwrap_or(UserAction::None);
+                    match action {
+                        UserAction::Quit => { reason = EndReason::Interrupted; break; }
+                        UserAction::Export => {
+                            self.write_snapshots()?;
+                            let msg = match self.out.path() {
+                                Some(p) => format!("wrote snapshots to {}", p.display()),
+                                None if self.out.is_discard() => "no --jsonl output: nothing written".to_string(),
+                                None => "wrote snapshots to stdout".to_string(),
+                            };
+                            if let Some(v) = self.view.as_mut() { v.set_status(msg); }
+                        }
+                        UserAction::None => {}
+                    }
+                }
+            }
+            if self.exit_status.is_some()
+                && let Some(pid) = self.child_pid()
+                && self.model.sessions.get(&pid).is_some_and(|s| s.ended_ns.is_none())
+            {
+                // The exit event should already be in the buffer; if it was lost, end anyway.
+                self.drain();
+                if let Some(s) = self.model.sessions.get_mut(&pid)
+                    && s.ended_ns.is_none()
+                {
+                    self.model.process_vanished(pid, monotonic_ns());
+                }
+            }
+        }
+        self.finish(reason).await
+    }
+
+    async fn finish(mut self, reason: EndReason) -> AppResult<Outcome> {
+        if reason != EndReason::RootExited {
+            self.stopped_at = Some(monotonic_ns());
+        }
+        // Stop a `run` child still running, the way strace does when interrupted: it gets the
+        // signal (SIGTERM), then SIGKILL if it has not gone after two seconds.
+        if reason != EndReason::RootExited
+            && let Some(pid) = self.child_pid()
+            && self.exit_status.is_none()
+        {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until && self.exit_status.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.poll_child();
+            }
+            if self.exit_status.is_none() {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                if let Some(c) = self.child.as_mut()
+                    && let Ok(st) = c.wait()
+                {
+                    self.exit_status = Some(status_code(st));
+                }
+            }
+        }
+        self.poll_child();
+        if self.child.is_some() && self.exit_status.is_none()
+            && let Some(c) = self.child.as_mut()
+            && let Ok(st) = c.wait()
+        {
+            self.exit_status = Some(status_code(st));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.drain();
+        // A last snapshot for sessions still alive, with everything seen so far.
+        if self.model.sessions.values().any(|s| s.ended_ns.is_none()) {
+            self.tick()?;
+        }
+        if let Some(v) = self.view.take() {
+            v.close()?;
+        }
+        let summaries = self.summaries(reason)?;
+        for pid in self.model.procs.keys() {
+            self.tracked.remove(*pid);
+        }
+        drop(self.ring.take());
+        let exit_code = match (self.exit_status, reason) {
+            (_, EndReason::Rotate) => exit_code::ROTATE,
+            (Some(st), _) => st,
+            (None, _) => exit_code::OK,
+        };
+        Ok(Outcome { exit_code, summaries, probes: self.probes })
+    }
+}
+
+/// CPU seconds and peak RSS (KiB) of this process so far.
+fn own_usage() -> (f64, u64) {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss as u64)
+}
