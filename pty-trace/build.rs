@@ -5,6 +5,9 @@
 //! uses Debian's `rustc-web`/`cargo-web` (which ship the library source) and `bpf-linker`.
 //! `cargo xtask setup` installs all of it; `docs/toolchain.md` explains why.
 //! `PTY_TRACE_EBPF_OBJECT=/path/to/obj` skips the build and embeds that object instead.
+//! Without the `ebpf` feature (`--no-default-features`) nothing is built and an empty object is
+//! embedded: the pure core and its tests then need no eBPF toolchain at all, and the tracing
+//! commands fail with a line saying how to build the real thing (`kernel::probes`).
 use std::{
     env,
     path::{Path, PathBuf},
@@ -26,6 +29,10 @@ fn run() -> Result<()> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let dest = out_dir.join("pty-trace-ebpf.o");
     println!("cargo::rerun-if-env-changed=PTY_TRACE_EBPF_OBJECT");
+    if env::var_os("CARGO_FEATURE_EBPF").is_none() {
+        std::fs::write(&dest, b"").with_context(|| format!("writing {}", dest.display()))?;
+        return Ok(());
+    }
     if let Ok(prebuilt) = env::var("PTY_TRACE_EBPF_OBJECT") {
         println!("cargo::rerun-if-changed={prebuilt}");
         std::fs::copy(&prebuilt, &dest).with_context(|| format!("copying {prebuilt}"))?;

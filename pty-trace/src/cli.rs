@@ -122,6 +122,10 @@ pub struct TraceArgs {
     /// Kernel ring buffer size in bytes (power of two, at least 4096).
     #[arg(long, default_value_t = pty_trace_common::DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
+    /// Print the kernel programs' diagnostics (rare failures: a tracepoint field they cannot
+    /// read, a child the TRACKED map has no room for) to stderr.
+    #[arg(long)]
+    pub debug_kernel: bool,
     /// Scoring thresholds from a TOML file (see docs/health.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -90,6 +90,7 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
         interval: a.interval,
         duration: a.duration,
         ring_bytes: a.ring_buffer_size,
+        debug_kernel: a.debug_kernel,
         thresholds,
         tui,
         child_output,

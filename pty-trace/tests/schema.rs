@@ -3,8 +3,10 @@
 //! (a) every line of `docs/examples/*.jsonl` validates; (b) hand-made invalid records are
 //! rejected; (c) records built by the tracer's own assembly (a `Model` fed with events,
 //! `SessionBook`, `JsonlWriter`) validate and read back as the same record types, without
-//! root; (d) the real binary's output validates and reads back the same. (d) needs BPF: when `pty-trace doctor` says tracing cannot work, it fails with the
-//! reason, unless `PTY_TRACE_SKIP_BPF_TESTS=1`, in which case it prints `SKIPPED: ...`.
+//! root; (d) the real binary's output validates and reads back the same. (d) needs BPF: when
+//! `pty-trace doctor` says tracing cannot work, it fails with the reason, unless
+//! `PTY_TRACE_SKIP_BPF_TESTS=1`, in which case it prints `SKIPPED <test> (...): <reason>` and
+//! appends the skip to `$PTY_TRACE_SKIP_LOG`.
 
 use std::{
     collections::BTreeSet,
@@ -580,18 +582,30 @@ fn bpf_available(exe: &str) -> Result<(), String> {
     ))
 }
 
+/// A deliberate skip, reported like the privileged tests' (tests/src/lib.rs): a line on stderr
+/// (not captured by the harness, unlike `eprintln!`) and `test<TAB>reason` appended to
+/// `$PTY_TRACE_SKIP_LOG` when set; failing to write that fails the test.
+fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let reason = reason.replace(['\t', '\n', '\r'], " ");
+    let notice = format!("SKIPPED {test} (PTY_TRACE_SKIP_BPF_TESTS=1): {reason}\n");
+    std::io::stderr().write_all(notice.as_bytes()).expect("writing the skip notice to stderr");
+    if let Some(log) = std::env::var_os("PTY_TRACE_SKIP_LOG") {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(format!("{test}\t{reason}\n").as_bytes()))
+            .unwrap_or_else(|e| panic!("cannot record the skip of {test} in PTY_TRACE_SKIP_LOG={log:?}: {e}"));
+    }
+}
+
 #[test]
 fn real_demo_output_validates() {
     let exe = env!("CARGO_BIN_EXE_pty-trace");
     if let Err(why) = bpf_available(exe) {
         if std::env::var("PTY_TRACE_SKIP_BPF_TESTS").as_deref() == Ok("1") {
-            // Straight to fd 2: the test harness captures `println!`/`eprintln!` of passing
-            // tests, and a skip must never be silent.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (PTY_TRACE_SKIP_BPF_TESTS=1): real_demo_output_validates: BPF tracing is not available: {why}"
-            );
+            skip("real_demo_output_validates", &format!("BPF tracing is not available: {why}"));
             return;
         }
         panic!(

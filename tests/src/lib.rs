@@ -3,9 +3,20 @@
 //!
 //! These tests run real processes under the real binary with real kernel probes. They never
 //! skip silently: without BPF they fail with the reason, unless a person sets
-//! `PTY_TRACE_SKIP_BPF_TESTS=1`.
+//! `PTY_TRACE_SKIP_BPF_TESTS=1`. Then each privileged test that does not run says so:
+//!
+//! - a `SKIPPED <test> ...: <reason>` line on the terminal, written to stderr directly, so
+//!   that it shows without `--nocapture` (libtest captures only the `print!`/`eprint!`
+//!   macros of a passing test, not writes to `std::io::stderr()`), and
+//! - when `PTY_TRACE_SKIP_LOG` names a file, one line `<test>\t<reason>` appended to it
+//!   (created if missing; a skip that cannot be written there fails the test). `cargo xtask`
+//!   sets it and prints the number of skipped tests in its final summary line.
+//!
+//! Each privileged test starts with `if !bpf_available("its_name") { return; }`.
 
 use std::{
+    fs::OpenOptions,
+    io::Write,
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::OnceLock,
@@ -29,26 +40,64 @@ pub fn pty_trace_bin() -> PathBuf {
     panic!("pty-trace binary not found under {}: run `cargo build -p pty-trace` (cargo xtask test does)", target.display());
 }
 
-/// True when the privileged tests should run. Panics with the reason when BPF cannot be used,
-/// unless `PTY_TRACE_SKIP_BPF_TESTS=1` is set (then it says so and returns false).
-pub fn bpf_available() -> bool {
-    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+/// True when the privileged test `test` (its function name) should run. Panics with the reason
+/// when BPF cannot be used, unless `PTY_TRACE_SKIP_BPF_TESTS=1` is set: then it reports the
+/// skip (see the module doc) and returns false.
+pub fn bpf_available(test: &str) -> bool {
+    // libtest names each test's thread after the test: catch a call site passing another name,
+    // which would put a wrong name in the skip log.
+    if let Some(thread) = std::thread::current().name()
+        && thread != "main"
+    {
+        assert!(
+            thread == test || thread.ends_with(&format!("::{test}")),
+            "bpf_available({test:?}) called from test {thread:?}: pass the test's own name"
+        );
+    }
+    // Ok, or Err((one-line reason, doctor's full output)).
+    static CHECK: OnceLock<Result<(), (String, String)>> = OnceLock::new();
     let skip = std::env::var("PTY_TRACE_SKIP_BPF_TESTS").is_ok_and(|v| v == "1");
     let r = CHECK.get_or_init(|| {
-        let out = Command::new(pty_trace_bin()).arg("doctor").output().map_err(|e| format!("cannot run pty-trace doctor: {e}"))?;
+        let bin = pty_trace_bin();
+        let out = Command::new(&bin).arg("doctor").output().map_err(|e| (format!("cannot run {} doctor: {e}", bin.display()), String::new()))?;
         if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("pty-trace doctor says tracing cannot work here:\n{}", String::from_utf8_lossy(&out.stdout)))
+            return Ok(());
         }
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let failing: Vec<String> =
+            stdout.lines().filter(|l| l.contains("FAIL")).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        let why = if !failing.is_empty() {
+            failing.join(" | ")
+        } else if !stdout.trim().is_empty() {
+            stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+        } else {
+            "no output".to_string()
+        };
+        Err((format!("`{} doctor` says tracing cannot work here ({}): {why}", bin.display(), out.status), stdout))
     });
     match (r, skip) {
         (Ok(()), _) => true,
-        (Err(e), true) => {
-            eprintln!("SKIPPED (PTY_TRACE_SKIP_BPF_TESTS=1): {e}");
+        (Err((why, _)), true) => {
+            report_skip(test, why);
             false
         }
-        (Err(e), false) => panic!("{e}\nThe privileged tests need root and BPF; set PTY_TRACE_SKIP_BPF_TESTS=1 to skip them deliberately."),
+        (Err((why, doctor)), false) => panic!(
+            "{why}\n{doctor}\nThe privileged tests need root and BPF; set PTY_TRACE_SKIP_BPF_TESTS=1 to skip them deliberately."
+        ),
+    }
+}
+
+/// Reports a deliberate skip on stderr and in `$PTY_TRACE_SKIP_LOG` (see the module doc).
+fn report_skip(test: &str, reason: &str) {
+    let reason = reason.replace(['\t', '\n', '\r'], " ");
+    // One write each, so that lines of tests running in parallel do not interleave.
+    let notice = format!("SKIPPED {test} (PTY_TRACE_SKIP_BPF_TESTS=1): {reason}\n");
+    std::io::stderr().write_all(notice.as_bytes()).unwrap_or_else(|e| panic!("cannot report the skip of {test} on stderr: {e}"));
+    if let Some(log) = std::env::var_os("PTY_TRACE_SKIP_LOG") {
+        let line = format!("{test}\t{reason}\n");
+        if let Err(e) = OpenOptions::new().append(true).create(true).open(&log).and_then(|mut f| f.write_all(line.as_bytes())) {
+            panic!("cannot record the skip of {test} in PTY_TRACE_SKIP_LOG={}: {e}", Path::new(&log).display());
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 use std::{
     path::Path,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use pty_trace_tests::*;
@@ -51,7 +51,7 @@ fn check_quiescent_after(recs: &[Value], gt_dir: &Path, hold_ms: u64, settle_ms:
 
 #[test]
 fn counts_exact_opens_of_dev_null_and_ptmx() {
-    if !bpf_available() {
+    if !bpf_available("counts_exact_opens_of_dev_null_and_ptmx") {
         return;
     }
     let dir = scratch("opens");
@@ -84,7 +84,7 @@ fn counts_exact_opens_of_dev_null_and_ptmx() {
 
 #[test]
 fn forced_ring_buffer_overflow_is_counted_and_repaired() {
-    if !bpf_available() {
+    if !bpf_available("forced_ring_buffer_overflow_is_counted_and_repaired") {
         return;
     }
     let dir = scratch("overflow");
@@ -136,12 +136,17 @@ fn randomized(seed: u64) {
 
 #[test]
 fn randomized_workloads_match_proc_for_every_seed() {
-    if !bpf_available() {
+    if !bpf_available("randomized_workloads_match_proc_for_every_seed") {
         return;
     }
     for seed in 1..=10 {
         randomized(seed);
     }
+}
+
+/// Wall-clock milliseconds since the epoch, the clock of the records' `ts`.
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// Runs `cmd` traced in the background; midway, compares pty-trace's snapshot of every session
@@ -161,13 +166,31 @@ fn compare_midway(name: &str, cmd: &[&str], settle: Duration) -> Vec<Value> {
     std::thread::sleep(settle);
     let recs = read_jsonl(&jsonl);
     let last = of_type(&recs, "snapshot").last().map(|v| (*v).clone()).expect("a snapshot by now");
-    let pids: Vec<u32> = last["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap() as u32).collect();
-    let truth: Vec<(u32, (u64, u64, u64))> = pids.iter().filter_map(|&p| proc_counts(p).map(|c| (p, c))).collect();
-    let read_at = Instant::now();
+    let pids_of = |snap: &Value| -> Vec<u32> {
+        let mut v: Vec<u32> = snap["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap() as u32).collect();
+        v.sort();
+        v
+    };
+    let pids = pids_of(&last);
+    let read_proc = || -> Vec<(u32, (u64, u64, u64))> {
+        pids.iter().map(|&p| (p, proc_counts(p).unwrap_or_else(|| panic!("{name}: pid {p} is gone: the command must still be sleeping")))).collect()
+    };
+    // /proc is read before and after the snapshot compared with it: if both reads agree and
+    // the snapshot was taken between them, /proc held exactly `truth` when pty-trace took it.
+    let before_ms = unix_ms();
+    let truth = read_proc();
     std::thread::sleep(Duration::from_millis(350));
     let recs = read_jsonl(&jsonl);
     let later = of_type(&recs, "snapshot").last().map(|v| (*v).clone()).unwrap();
-    assert!(read_at.elapsed() < settle, "the command must still be sleeping");
+    assert_eq!(read_proc(), truth, "{name}: /proc changed within 350 ms: the command must still be sleeping");
+    let after_ms = unix_ms();
+    let at = ts_ms(later["ts"].as_str().unwrap());
+    assert!(
+        (before_ms..=after_ms).contains(&at),
+        "{name}: the last snapshot ({}) is not from between the two /proc reads [{before_ms}, {after_ms}] ms",
+        later["ts"]
+    );
+    assert_eq!(pids_of(&later), pids, "{name}: the session's processes changed: the command must still be sleeping");
     for (pid, want) in &truth {
         let row = later["processes"].as_array().unwrap().iter().find(|p| p["pid"] == *pid).unwrap_or_else(|| panic!("{name}: pid {pid} missing from snapshot"));
         assert_eq!(row_counts(row), *want, "{name}: pid {pid} ({}) vs /proc", row["comm"]);
@@ -186,7 +209,7 @@ fn compare_midway(name: &str, cmd: &[&str], settle: Duration) -> Vec<Value> {
 
 #[test]
 fn real_pty_users_match_proc() {
-    if !bpf_available() {
+    if !bpf_available("real_pty_users_match_proc") {
         return;
     }
     // posix_openpt via Python's pty.openpty, a fork holding the slave.
@@ -201,7 +224,7 @@ fn real_pty_users_match_proc() {
 
 #[test]
 fn tmux_server_with_several_windows_matches_proc() {
-    if !bpf_available() {
+    if !bpf_available("tmux_server_with_several_windows_matches_proc") {
         return;
     }
     let sock = format!("pty-trace-e2e-{}", std::process::id());
@@ -252,7 +275,7 @@ fn tmux_server_with_several_windows_matches_proc() {
 
 #[test]
 fn reparented_descendants_stay_in_their_session() {
-    if !bpf_available() {
+    if !bpf_available("reparented_descendants_stay_in_their_session") {
         return;
     }
     let dir = scratch("reparent");

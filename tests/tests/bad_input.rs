@@ -78,7 +78,7 @@ fn recordings_without_valid_records_are_errors() {
 
 #[test]
 fn no_permission_to_load_bpf_is_exit_4() {
-    if !bpf_available() {
+    if !bpf_available("no_permission_to_load_bpf_is_exit_4") {
         return;
     }
     // The binary may live under a directory `nobody` cannot read: copy it somewhere it can.
@@ -101,7 +101,7 @@ fn no_permission_to_load_bpf_is_exit_4() {
 
 #[test]
 fn tracefs_missing_is_exit_5_with_the_fix() {
-    if !bpf_available() {
+    if !bpf_available("tracefs_missing_is_exit_5_with_the_fix") {
         return;
     }
     // Unmount tracefs in a private mount namespace only: the machine's mount is untouched.

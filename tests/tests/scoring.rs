@@ -47,7 +47,7 @@ fn agent_run(name: &str, mode: &str, extra: &[&str]) -> (std::process::Output, V
 
 #[test]
 fn leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command() {
-    if !bpf_available() {
+    if !bpf_available("leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command") {
         return;
     }
     let (out, recs, jsonl) = agent_run("leaky", "leak", &[]);
@@ -93,7 +93,7 @@ fn leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command() {
 
 #[test]
 fn agent_that_closes_its_masters_is_healthy() {
-    if !bpf_available() {
+    if !bpf_available("agent_that_closes_its_masters_is_healthy") {
         return;
     }
     let (out, recs, _) = agent_run("healthy", "close", &[]);
@@ -110,7 +110,7 @@ fn agent_that_closes_its_masters_is_healthy() {
 
 #[test]
 fn on_rotate_runs_the_hook_and_exit_on_rotate_exits_10() {
-    if !bpf_available() {
+    if !bpf_available("on_rotate_runs_the_hook_and_exit_on_rotate_exits_10") {
         return;
     }
     let dir = scratch("hook");

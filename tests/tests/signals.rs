@@ -27,7 +27,7 @@ fn wait_for_snapshot(path: &std::path::Path) {
 
 #[test]
 fn sigint_and_sigterm_stop_run_cleanly() {
-    if !bpf_available() {
+    if !bpf_available("sigint_and_sigterm_stop_run_cleanly") {
         return;
     }
     for (sig, name) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term")] {
@@ -61,7 +61,7 @@ fn sigint_and_sigterm_stop_run_cleanly() {
 
 #[test]
 fn sigint_detaches_attach_and_leaves_the_target_running() {
-    if !bpf_available() {
+    if !bpf_available("sigint_detaches_attach_and_leaves_the_target_running") {
         return;
     }
     let mut target = Command::new("sleep").arg("30").spawn().unwrap();
@@ -88,7 +88,7 @@ fn sigint_detaches_attach_and_leaves_the_target_running() {
 
 #[test]
 fn the_traced_process_exiting_ends_run_with_its_status() {
-    if !bpf_available() {
+    if !bpf_available("the_traced_process_exiting_ends_run_with_its_status") {
         return;
     }
     let dir = scratch("exit-status");

@@ -162,7 +162,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn live_view_shows_the_leak_and_gives_the_terminal_back() {
-    if !bpf_available() {
+    if !bpf_available("live_view_shows_the_leak_and_gives_the_terminal_back") {
         return;
     }
     let _serial = serial();
@@ -228,7 +228,7 @@ fn live_view_shows_the_leak_and_gives_the_terminal_back() {
 
 #[test]
 fn live_view_survives_resizes_pauses_and_honours_no_color() {
-    if !bpf_available() {
+    if !bpf_available("live_view_survives_resizes_pauses_and_honours_no_color") {
         return;
     }
     let _serial = serial();

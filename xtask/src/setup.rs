@@ -19,6 +19,12 @@ use anyhow::{Context, Result, bail};
 
 use crate::util::{self, cargo_bin_dir, find_program, root_command, run_checked};
 
+/// pty-trace's own mount-table parser (pure std), shared by path: setup runs before pty-trace
+/// can be built, so xtask cannot depend on the crate.
+#[path = "../../pty-trace/src/kernel/tracefs_mounts.rs"]
+#[allow(dead_code)] // xtask uses two of its functions
+mod tracefs_mounts;
+
 /// Debian packages: `rustc-web`/`cargo-web`/`rust-web-src` are a rustc with its library source
 /// (needed for `-Z build-std=core`), `llvm-22-dev` is what bpf-linker links against; the rest are
 /// used by the end-to-end tests and the benchmarks.
@@ -43,7 +49,7 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian's LLVM 22, which bpf-linker is built against.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Where tracefs is mounted when it is not.
-const TRACEFS_DIR: &str = "/sys/kernel/tracing";
+const TRACEFS_DIR: &str = tracefs_mounts::TRACEFS_DEFAULT;
 /// `core`'s source as shipped by `rust-web-src`; `-Z build-std=core` reads it.
 const RUST_SRC_CORE: &str = "/usr/lib/rustlib/src/rust/library/core/src/lib.rs";
 
@@ -254,20 +260,10 @@ fn ensure_tracefs() -> Result<String> {
 }
 
 /// The tracefs mount point in `/proc/mounts` text, preferring `TRACEFS_DIR` over others
-/// (such as `/sys/kernel/debug/tracing`).
+/// (such as `/sys/kernel/debug/tracing`): the parser pty-trace itself uses.
 pub fn tracefs_mount_point(mounts: &str) -> Option<String> {
-    let points: Vec<&str> = mounts
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.len() >= 3 && fields[2] == "tracefs").then(|| fields[1])
-        })
-        .collect();
-    points
-        .iter()
-        .find(|&&p| p == TRACEFS_DIR)
-        .or_else(|| points.first())
-        .map(|p| p.to_string())
+    let points = tracefs_mounts::parse_tracefs_mounts(mounts);
+    tracefs_mounts::choose_tracefs(&points).map(|p| p.display().to_string())
 }
 
 #[cfg(test)]

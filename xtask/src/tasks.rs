@@ -63,18 +63,28 @@ pub fn demo(args: &[String]) -> Result<()> {
     Err(err).with_context(|| format!("could not start {} demo", binary.display()))
 }
 
-/// `cargo xtask test [-- ARGS]`: setup, release build, then the whole workspace's tests as root
-/// (the end-to-end tests load eBPF programs). `--no-fail-fast` so that one failing test binary
-/// does not hide the others' `test result:` lines. Prints one timing line at the end.
+/// `cargo xtask test [-- ARGS]`: setup; the pure core's tests built without the eBPF toolchain;
+/// release build; then the whole workspace's tests as root (the end-to-end tests load eBPF
+/// programs). `--no-fail-fast` so that one failing test binary does not hide the others'
+/// `test result:` lines. Prints one summary line at the end, with the count of skipped tests.
 pub fn test(args: &[String]) -> Result<()> {
     let start = Instant::now();
     setup::run()?;
     let setup_time = start.elapsed();
+    let core_start = Instant::now();
+    test_core_without_ebpf_toolchain()?;
+    let core_time = core_start.elapsed();
     let build_start = Instant::now();
     let binary = build_binary(true)?;
     let build_time = build_start.elapsed();
 
     let test_start = Instant::now();
+    let skip_log = util::target_dir().join("pty-trace-test-skips.log");
+    match std::fs::remove_file(&skip_log) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", skip_log.display())),
+    }
     let mut cmd = root_command(
         util::cargo_program(),
         "the end-to-end tests (loading eBPF programs)",
@@ -82,6 +92,7 @@ pub fn test(args: &[String]) -> Result<()> {
     cmd.current_dir(workspace_root())
         .env("PATH", util::path_with_cargo_bin())
         .env("PTY_TRACE_BIN", &binary)
+        .env("PTY_TRACE_SKIP_LOG", &skip_log)
         .args([
             "test",
             "--workspace",
@@ -93,16 +104,22 @@ pub fn test(args: &[String]) -> Result<()> {
     let result = run_checked(&mut cmd, "cargo test");
     let timings = Timings {
         setup: setup_time,
+        core: core_time,
         build: build_time,
         test: test_start.elapsed(),
     };
+    let skipped = skipped_tests(&skip_log)?;
+    for (name, why) in &skipped {
+        eprintln!("test: SKIPPED {name}: {why}");
+    }
+    let skips = format!("{} skipped", skipped.len());
     match &result {
-        Ok(()) => eprintln!("test: ok ({})", timings.line(start.elapsed())),
+        Ok(()) => eprintln!("test: ok, {skips} ({})", timings.line(start.elapsed())),
         Err(e) => {
             let code = e.downcast_ref::<CommandFailed>().and_then(|f| f.code);
             let code = code.map_or("killed".to_string(), |c| format!("exit code {c}"));
             eprintln!(
-                "test: FAILED, cargo test {code} ({})",
+                "test: FAILED, cargo test {code}, {skips} ({})",
                 timings.line(start.elapsed())
             );
         }
@@ -110,9 +127,51 @@ pub fn test(args: &[String]) -> Result<()> {
     result
 }
 
+/// The pure core's tests with pty-trace built `--no-default-features`: no eBPF object, and the
+/// eBPF compiler pointed at paths that do not exist, so a change that makes the core need the
+/// eBPF toolchain (Debian's rustc-web, bpf-linker) fails here. The one test that runs the real
+/// binary is left to the full run.
+fn test_core_without_ebpf_toolchain() -> Result<()> {
+    let mut cmd = cargo_command();
+    cmd.env("PTY_TRACE_EBPF_CARGO", "/nonexistent/cargo")
+        .env("PTY_TRACE_EBPF_RUSTC", "/nonexistent/rustc")
+        .args([
+            "test",
+            "-p",
+            "pty-trace",
+            "--no-default-features",
+            "--",
+            "--skip",
+            "real_demo_output_validates",
+        ]);
+    run_checked(&mut cmd, "cargo test -p pty-trace --no-default-features (the pure core, no eBPF toolchain)")
+}
+
+/// `(test, reason)` for every line of the skip log the tests append to (see
+/// `tests/src/lib.rs`): none when the file does not exist.
+fn skipped_tests(log: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", log.display())),
+    };
+    Ok(parse_skips(&text))
+}
+
+fn parse_skips(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('\t') {
+            Some((name, why)) => (name.to_string(), why.to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
 /// Step timings for `test`'s summary line.
 struct Timings {
     setup: Duration,
+    core: Duration,
     build: Duration,
     test: Duration,
 }
@@ -120,8 +179,9 @@ struct Timings {
 impl Timings {
     fn line(&self, total: Duration) -> String {
         format!(
-            "setup {}, build {}, cargo test {}, total {}",
+            "setup {}, core tests {}, build {}, cargo test {}, total {}",
             secs(self.setup),
+            secs(self.core),
             secs(self.build),
             secs(self.test),
             secs(total)
@@ -208,6 +268,15 @@ fn display_relative(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_lines() {
+        assert_eq!(
+            parse_skips("a\tno BPF\n\nb\n"),
+            [("a".to_string(), "no BPF".to_string()), ("b".to_string(), String::new())]
+        );
+        assert!(parse_skips("").is_empty());
+    }
 
     #[test]
     fn bin_declarations() {

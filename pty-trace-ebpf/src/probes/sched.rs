@@ -12,6 +12,8 @@ use pty_trace_common::{
     ExecArgvEvent, ExecEvent, ExitEvent, ForkEvent, SyscallKind,
 };
 
+use aya_log_ebpf::{error, warn};
+
 use crate::{CS, DI, EVENTS, ORIG_AX, SP, TRACKED, count, current_regs, header, offsets, syscall_kind, tracked, wakeup_flag};
 
 /// Sends the argv array at user address `argv` (NULL-terminated).
@@ -74,7 +76,13 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
     let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
     let off = offsets().ok_or(0)?;
     // SAFETY: offset read from this kernel's tracefs format file.
-    let child: i32 = unsafe { ctx.read_at(off.fork_child_pid as usize)? };
+    let child: i32 = match unsafe { ctx.read_at(off.fork_child_pid as usize) } {
+        Ok(c) => c,
+        Err(e) => {
+            error!(ctx, "sched_process_fork: cannot read child_pid at offset {}: {}", off.fork_child_pid, e);
+            return Err(0);
+        }
+    };
     // The tracepoint runs inside the parent's clone syscall: its arguments, in the parent's
     // saved user registers, say whether the child is a thread and whether it shares the fd
     // table. (A task created by the kernel on a process's behalf, an io_uring worker, comes
@@ -97,8 +105,9 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
     if flags & CLONE_THREAD == 0 {
         // Before the child's first instruction: it can never run untraced, unless TRACKED is
         // full, and then it is counted (userspace shows `untracked_children`).
-        if TRACKED.insert(&(child as u32), &session, 0).is_err() {
+        if let Err(e) = TRACKED.insert(&(child as u32), &session, 0) {
             count(Counter::UntrackedChildren);
+            warn!(ctx, "TRACKED has no room: pid {} of session {} runs untraced ({})", child, session, e);
         }
     }
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
@@ -126,7 +135,13 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
     let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
     let off = offsets().ok_or(0)?;
     // SAFETY: offsets read from this kernel's tracefs format file.
-    let loc: u32 = unsafe { ctx.read_at(off.exec_filename_loc as usize)? };
+    let loc: u32 = match unsafe { ctx.read_at(off.exec_filename_loc as usize) } {
+        Ok(l) => l,
+        Err(e) => {
+            error!(ctx, "sched_process_exec: cannot read filename at offset {}: {}", off.exec_filename_loc, e);
+            return Err(0);
+        }
+    };
     let old_tid: i32 = unsafe { ctx.read_at(off.exec_old_pid as usize)? };
     // The new image is in place and its stack pointer points at argc, then the argv array:
     // argv as the program (and `ps`) sees it, read before anything can change it.

@@ -1,7 +1,6 @@
 //! `pty_sys_exit`: every followed syscall that changed an fd table, from one raw tracepoint.
 
 use aya_ebpf::{
-    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, generated},
     macros::raw_tracepoint,
     programs::RawTracePointContext,

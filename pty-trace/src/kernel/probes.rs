@@ -24,14 +24,36 @@ use pty_trace_common::{
 };
 
 use super::{
+    kernel_log::{self, KernelLog},
     syscalls::followed_syscalls,
     tracefs::{self, kernel_has_syscall, tracepoint_offsets},
 };
 use crate::error::{AppError, AppResult};
 
-/// The compiled eBPF object (built by build.rs from `pty-trace-ebpf`).
+/// The compiled eBPF object (built by build.rs from `pty-trace-ebpf`); empty in a build
+/// without the `ebpf` feature.
 static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pty-trace-ebpf.o"));
+
+/// `PTY_TRACE_TRACKED_MAX=N`: a smaller TRACKED map than `MAX_TRACKED`. A testing knob: the
+/// end-to-end tests fill it to see `untracked_children` counted and logged.
+fn tracked_max() -> AppResult<Option<u32>> {
+    let Some(v) = std::env::var_os("PTY_TRACE_TRACKED_MAX") else { return Ok(None) };
+    match v.to_str().and_then(|s| s.parse::<u32>().ok()).filter(|&n| n > 0) {
+        Some(n) => Ok(Some(n)),
+        None => Err(AppError::BadInput(format!("PTY_TRACE_TRACKED_MAX={v:?}: expected a positive number of processes"))),
+    }
+}
+
+/// The embedded object, or why there is none.
+fn ebpf_object() -> AppResult<&'static [u8]> {
+    if EBPF_OBJECT.is_empty() {
+        return Err(AppError::Other(anyhow!(
+            "this pty-trace was built without its eBPF programs (cargo feature `ebpf` off): build it with `cargo xtask build`"
+        )));
+    }
+    Ok(EBPF_OBJECT)
+}
 
 /// The loaded and attached programs with the maps userspace uses.
 pub struct Probes {
@@ -48,6 +70,8 @@ pub struct Probes {
     pub attached_tracepoints: usize,
     pub tracefs: PathBuf,
     pub load_time: Duration,
+    /// `--debug-kernel`: the programs' log, printed as it comes.
+    pub kernel_log: Option<KernelLog>,
 }
 
 /// The kernel side's `COUNTERS`, summed over CPUs (see [`Counter`]).
@@ -128,7 +152,9 @@ fn permission_error(what: &str, e: impl std::fmt::Display) -> AppError {
 
 impl Probes {
     /// Loads the object with an `EVENTS` ring buffer of `ring_bytes` and attaches everything.
-    pub fn load(ring_bytes: u32) -> AppResult<Probes> {
+    ///
+    /// `debug_kernel` turns on the programs' diagnostics (see `kernel_log`).
+    pub fn load(ring_bytes: u32, debug_kernel: bool) -> AppResult<Probes> {
         let start = Instant::now();
         if !cfg!(target_arch = "x86_64") {
             return Err(AppError::Other(anyhow!(
@@ -136,6 +162,8 @@ impl Probes {
                 std::env::consts::ARCH
             )));
         }
+        let tracked_max = tracked_max()?;
+        let object = ebpf_object()?;
         let tracefs = tracefs::find().map_err(AppError::NoTracefs)?;
         let offsets = tracepoint_offsets(&tracefs)?;
         // RLIMIT_MEMLOCK cannot be raised without CAP_SYS_RESOURCE and is not needed on kernels
@@ -147,10 +175,17 @@ impl Probes {
         // SAFETY: plain syscall with a valid pointer.
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_EVENTS, ring_bytes)
-            .load(EBPF_OBJECT)
+        let log_level = kernel_log::level(debug_kernel);
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(MAP_EVENTS, ring_bytes);
+        if let Some(n) = tracked_max {
+            loader.map_max_entries(MAP_TRACKED, n);
+        }
+        let mut ebpf = loader
+            .override_global("AYA_LOG_LEVEL", &log_level, true)
+            .load(object)
             .map_err(|e| permission_error("load the eBPF programs", format!("{e:#}")))?;
+        let kernel_log = if debug_kernel { Some(KernelLog::take(&mut ebpf)?) } else { None };
 
         let mut kinds: Array<&mut MapData, u32> = Array::try_from(
             ebpf.map_mut(MAP_SYSCALL_KINDS)
@@ -236,6 +271,7 @@ impl Probes {
             tracefs,
             load_time: start.elapsed(),
             links,
+            kernel_log,
         })
     }
 
@@ -267,7 +303,7 @@ pub fn trampolines_allowed() -> Result<(), String> {
     let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_EVENTS, 64 * 1024)
-        .load(EBPF_OBJECT)
+        .load(ebpf_object().map_err(|e| e.to_string())?)
         .map_err(|e| format!("{e:#}"))?;
     let p: &mut aya::programs::FEntry =
         program(&mut ebpf, PROG_DOCTOR_FENTRY).map_err(|e| e.to_string())?;

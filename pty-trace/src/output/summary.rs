@@ -3,6 +3,7 @@
 
 use crate::core::records::SummaryRec;
 
+/// The text for `sums`, one block per session.
 pub fn render_summaries(sums: &[SummaryRec]) -> String {
     use std::fmt::Write;
     let mut o = String::new();
@@ -22,6 +23,13 @@ pub fn render_summaries(sums: &[SummaryRec]) -> String {
             s.lost_events,
             s.drift
         );
+        if s.untracked_children > 0 {
+            let _ = writeln!(
+                o,
+                "  untracked children: {} (the kernel's TRACKED map was full; they ran untraced, counts may be low)",
+                s.untracked_children
+            );
+        }
         for a in &s.actions {
             let _ = writeln!(o, "  decision: {} at {} (health {:.0}): {}", a.action.as_str(), a.ts, a.health, a.reasons.join("; "));
         }

@@ -56,6 +56,8 @@ pub struct Options {
     pub interval: Duration,
     pub duration: Option<Duration>,
     pub ring_bytes: u32,
+    /// `--debug-kernel`: print the kernel programs' diagnostics.
+    pub debug_kernel: bool,
     pub thresholds: Thresholds,
     pub tui: bool,
     /// `run` with a live view: where the child's stdout/stderr go (the view owns the terminal).
@@ -111,7 +113,7 @@ impl Tracer {
                 Vec::new()
             }
         };
-        let mut probes = Probes::load(opts.ring_bytes)?;
+        let mut probes = Probes::load(opts.ring_bytes, opts.debug_kernel)?;
         let clock = Clock::now();
         let tracked = probes.tracked.clone();
         let events = probes.events.take().ok_or_else(|| anyhow!("ring buffer already taken"))?;
@@ -226,6 +228,9 @@ impl Tracer {
 
     /// Drains every record in the ring buffer into the model.
     fn drain(&mut self) {
+        if let Some(log) = self.probes.kernel_log.as_mut() {
+            log.flush();
+        }
         let Some(ring) = self.ring.as_mut() else { return };
         let rb = ring.get_mut();
         let debug = std::env::var_os("PTY_TRACE_DEBUG_EVENTS").is_some();

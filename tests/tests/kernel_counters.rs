@@ -1,0 +1,72 @@
+//! What the kernel side could not do is counted and shown, never dropped: children the TRACKED
+//! map has no room for (`untracked_children`, made to happen with a small map through
+//! `PTY_TRACE_TRACKED_MAX`), in the snapshot, the summary, the human summary and, with
+//! `--debug-kernel`, the kernel programs' own log line for each.
+
+use std::process::Command;
+
+use pty_trace_tests::{bpf_available, of_type, pty_trace_bin, read_jsonl, scratch, summary};
+
+#[test]
+fn children_the_tracked_map_cannot_hold_are_counted_and_logged() {
+    if !bpf_available("children_the_tracked_map_cannot_hold_are_counted_and_logged") {
+        return;
+    }
+    let dir = scratch("untracked");
+    let jsonl = dir.join("run.jsonl");
+    // The shell takes one TRACKED entry of four; six children need six more.
+    let out = Command::new(pty_trace_bin())
+        .env("PTY_TRACE_TRACKED_MAX", "4")
+        .args(["run", "--no-tui", "--debug-kernel", "--interval", "200ms", "--jsonl"])
+        .arg(&jsonl)
+        .args(["--", "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"])
+        .output()
+        .expect("running pty-trace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    let recs = read_jsonl(&jsonl);
+    let s = summary(&recs);
+    let untracked = s["untracked_children"].as_u64().expect("untracked_children in the summary");
+    // Three entries were free for six children; a child that exits frees its entry for a later one.
+    assert!((3..=6).contains(&untracked), "untracked_children {untracked}\n{stderr}");
+    assert_eq!(s["lost_events"], 0);
+    let last = of_type(&recs, "snapshot").last().copied().expect("a snapshot");
+    assert!(last["untracked_children"].as_u64().is_some_and(|n| n > 0 && n <= untracked), "{last}");
+    let logged = stderr.lines().filter(|l| l.starts_with("pty-trace: kernel: WARN TRACKED has no room: pid ")).count() as u64;
+    assert_eq!(logged, untracked, "one kernel log line per untracked child:\n{stderr}");
+    assert!(stdout.contains(&format!("untracked children: {untracked}")), "the human summary says so:\n{stdout}");
+}
+
+#[test]
+fn without_debug_kernel_the_programs_log_nothing() {
+    if !bpf_available("without_debug_kernel_the_programs_log_nothing") {
+        return;
+    }
+    let dir = scratch("untracked-quiet");
+    let jsonl = dir.join("run.jsonl");
+    let out = Command::new(pty_trace_bin())
+        .env("PTY_TRACE_TRACKED_MAX", "2")
+        .args(["run", "--no-tui", "--interval", "200ms", "--jsonl"])
+        .arg(&jsonl)
+        .args(["--", "sh", "-c", "sleep 0.3 & sleep 0.3 & wait"])
+        .output()
+        .expect("running pty-trace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(summary(&read_jsonl(&jsonl))["untracked_children"].as_u64().is_some_and(|n| n > 0), "still counted");
+    assert!(!stderr.contains("pty-trace: kernel:"), "{stderr}");
+}
+
+#[test]
+fn a_bad_tracked_max_is_a_clear_error() {
+    let out = Command::new(pty_trace_bin())
+        .env("PTY_TRACE_TRACKED_MAX", "lots")
+        .args(["run", "--no-tui", "--", "true"])
+        .output()
+        .expect("running pty-trace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PTY_TRACE_TRACKED_MAX=\"lots\": expected a positive number"), "{stderr}");
+}
