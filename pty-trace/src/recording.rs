@@ -103,8 +103,7 @@ mod tests {
         let one = report_with(&p, len, 1).unwrap();
         for threads in [2, 3, 7] {
             let many = report_with(&p, len, threads).unwrap();
-            assert_eq!((many.lines, many.valid_records, many.malformed_lines), (one.lines, one.valid_records, one.malformed_lines));
-            assert_eq!(many.malformed_line_numbers, one.malformed_line_numbers, "{threads} threads");
+            assert_eq!(many.counts, one.counts, "{threads} threads");
             assert_eq!(many.sessions.len(), one.sessions.len());
             for (a, b) in one.sessions.iter().zip(&many.sessions) {
                 assert_eq!((a.snapshots, a.pty_peak, a.fd_peak, a.orphaned_peak, a.commands), (b.snapshots, b.pty_peak, b.fd_peak, b.orphaned_peak, b.commands));
@@ -114,8 +113,8 @@ mod tests {
                 assert!(b.timeline.len() < TIMELINE_POINTS);
             }
         }
-        assert_eq!(one.malformed_lines, 8);
-        assert_eq!(one.malformed_line_numbers[0], 2);
+        assert_eq!(one.counts.malformed_lines, 8);
+        assert_eq!(one.counts.malformed_line_numbers[0], 2);
         assert_eq!(one.sessions[0].alerts.len(), 1);
         std::fs::remove_file(&p).unwrap();
     }

@@ -194,7 +194,7 @@ pub fn bench(quick: bool) -> Result<()> {
     let Some(source) = bench_source() else {
         bail!(
             "bench: not implemented yet (pty-trace-tests has no `bench` binary; \
-             expected tests/src/bin/bench.rs)"
+             expected tests/src/bin/bench/main.rs)"
         );
     };
     setup::run()?;

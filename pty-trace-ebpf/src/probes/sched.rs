@@ -65,6 +65,22 @@ fn emit_argv(pid_tgid: u64, session: u32, argv: u64) {
     entry.submit(wakeup_flag());
 }
 
+/// A field of the tracepoint's record, at the offset userspace read from tracefs. A read
+/// that fails means the offsets do not fit this kernel: logged (`--debug-kernel`), and the
+/// event is not sent, so /proc reconciliation repairs what it would have said.
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, what: &str, offset: u32) -> Result<T, i32> {
+    // SAFETY: a fault-tolerant read inside the tracepoint record.
+    unsafe { ctx.read_at::<T>(offset as usize) }.map_err(|e| {
+        error!(ctx, "{}: cannot read offset {}: {}", what, offset, e);
+        0
+    })
+}
+
+// Each program's `try_` function returns early (Err/None) for the normal "not ours" case (a
+// process that is not traced); the failures worth knowing are counted or logged where they
+// happen, so the result is dropped on purpose.
+
 #[tracepoint]
 pub fn pty_sched_fork(ctx: TracePointContext) -> u32 {
     let _ = try_sched_fork(&ctx);
@@ -75,14 +91,7 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
     let off = offsets().ok_or(0)?;
-    // SAFETY: offset read from this kernel's tracefs format file.
-    let child: i32 = match unsafe { ctx.read_at(off.fork_child_pid as usize) } {
-        Ok(c) => c,
-        Err(e) => {
-            error!(ctx, "sched_process_fork: cannot read child_pid at offset {}: {}", off.fork_child_pid, e);
-            return Err(0);
-        }
-    };
+    let child: i32 = field(ctx, "sched_process_fork: child_pid", off.fork_child_pid)?;
     // The tracepoint runs inside the parent's clone syscall: its arguments, in the parent's
     // saved user registers, say whether the child is a thread and whether it shares the fd
     // table. (A task created by the kernel on a process's behalf, an io_uring worker, comes
@@ -134,15 +143,8 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
     let off = offsets().ok_or(0)?;
-    // SAFETY: offsets read from this kernel's tracefs format file.
-    let loc: u32 = match unsafe { ctx.read_at(off.exec_filename_loc as usize) } {
-        Ok(l) => l,
-        Err(e) => {
-            error!(ctx, "sched_process_exec: cannot read filename at offset {}: {}", off.exec_filename_loc, e);
-            return Err(0);
-        }
-    };
-    let old_tid: i32 = unsafe { ctx.read_at(off.exec_old_pid as usize)? };
+    let loc: u32 = field(ctx, "sched_process_exec: filename", off.exec_filename_loc)?;
+    let old_tid: i32 = field(ctx, "sched_process_exec: old_pid", off.exec_old_pid)?;
     // The new image is in place and its stack pointer points at argc, then the argv array:
     // argv as the program (and `ps`) sees it, read before anything can change it.
     if let Some(w) = current_regs() {
@@ -183,8 +185,7 @@ fn try_sched_exit(ctx: &TracePointContext) -> Result<(), i32> {
     let group_dead = if off.exit_group_dead == u32::MAX {
         tid == tgid
     } else {
-        // SAFETY: offset read from this kernel's tracefs format file.
-        unsafe { ctx.read_at::<u8>(off.exit_group_dead as usize)? != 0 }
+        field::<u8>(ctx, "sched_process_exit: group_dead", off.exit_group_dead)? != 0
     };
     if tid != tgid {
         // A thread created before its flags were known may have been added by its tid.

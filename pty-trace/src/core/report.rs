@@ -75,17 +75,48 @@ pub struct SessionReport {
     pub recommendations: Vec<String>,
 }
 
-#[derive(Serialize, Debug, Default)]
-pub struct Report {
-    pub file: String,
+/// What became of the lines of a recording (or of a run of them).
+#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+pub struct LineCounts {
     pub lines: u64,
     pub valid_records: u64,
     pub malformed_lines: u64,
+    /// The first malformed lines' numbers (the rest are counted).
     pub malformed_line_numbers: Vec<u64>,
     /// Lines written by a newer pty-trace (a `schema` above [`SCHEMA_VERSION`]): skipped.
     pub newer_schema_lines: u64,
     /// The newest schema seen among them.
     pub newer_schema: Option<u32>,
+}
+
+impl LineCounts {
+    fn malformed(&mut self) {
+        self.malformed_lines += 1;
+        if self.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
+            self.malformed_line_numbers.push(self.lines);
+        }
+    }
+
+    /// Appends the counts of the lines that follow these (whose numbers start again at 1).
+    fn merge(&mut self, later: LineCounts) {
+        for n in later.malformed_line_numbers {
+            if self.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
+                self.malformed_line_numbers.push(self.lines + n);
+            }
+        }
+        self.lines += later.lines;
+        self.valid_records += later.valid_records;
+        self.malformed_lines += later.malformed_lines;
+        self.newer_schema_lines += later.newer_schema_lines;
+        self.newer_schema = self.newer_schema.max(later.newer_schema);
+    }
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Report {
+    pub file: String,
+    #[serde(flatten)]
+    pub counts: LineCounts,
     pub verdict: Verdict,
     pub sessions: Vec<SessionReport>,
 }
@@ -93,10 +124,10 @@ pub struct Report {
 impl Report {
     /// The one line that says newer records were skipped, when there were any.
     pub fn newer_schema_warning(&self) -> Option<String> {
-        let v = self.newer_schema?;
+        let v = self.counts.newer_schema?;
         Some(format!(
             "{}: {} record(s) use schema {v}, newer than the schema {SCHEMA_VERSION} this pty-trace reads: skipped them (upgrade pty-trace to read them)",
-            self.file, self.newer_schema_lines
+            self.file, self.counts.newer_schema_lines
         ))
     }
 }
@@ -220,13 +251,8 @@ fn thin(points: &mut Vec<Point>) {
 /// What a run of consecutive lines contributes; runs are merged in file order.
 #[derive(Default, Debug)]
 pub struct Aggregate {
-    pub lines: u64,
-    pub valid_records: u64,
-    pub malformed_lines: u64,
     /// Line numbers relative to the run's first line.
-    pub malformed_line_numbers: Vec<u64>,
-    pub newer_schema_lines: u64,
-    pub newer_schema: Option<u32>,
+    pub counts: LineCounts,
     sessions: BTreeMap<u32, SessionReport>,
 }
 
@@ -234,26 +260,21 @@ impl Aggregate {
     /// Takes one line (its newline may be included). Blank lines count as lines and nothing
     /// else; a line that is not UTF-8 or not a record is malformed.
     pub fn line(&mut self, raw: &[u8]) {
-        self.lines += 1;
+        self.counts.lines += 1;
         if raw.iter().all(u8::is_ascii_whitespace) {
             return;
         }
         match std::str::from_utf8(raw).ok().map(str::trim).map(|l| self.record(l)) {
             Some(Ok(())) => {}
-            _ => {
-                self.malformed_lines += 1;
-                if self.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
-                    self.malformed_line_numbers.push(self.lines);
-                }
-            }
+            _ => self.counts.malformed(),
         }
     }
 
     fn record(&mut self, line: &str) -> Result<(), serde_json::Error> {
         let head = Head::peek(line).map_or_else(|| serde_json::from_str::<Head>(line), Ok)?;
         if head.schema > SCHEMA_VERSION {
-            self.newer_schema_lines += 1;
-            self.newer_schema = self.newer_schema.max(Some(head.schema));
+            self.counts.newer_schema_lines += 1;
+            self.counts.newer_schema = self.counts.newer_schema.max(Some(head.schema));
             return Ok(());
         }
         let ts = head.ts.as_ref();
@@ -281,22 +302,13 @@ impl Aggregate {
                 serde_json::from_str::<IgnoredAny>(line)?;
             }
         }
-        self.valid_records += 1;
+        self.counts.valid_records += 1;
         Ok(())
     }
 
     /// Appends the aggregate of the lines that follow these in the file.
     pub fn merge(&mut self, later: Aggregate) {
-        for n in later.malformed_line_numbers {
-            if self.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
-                self.malformed_line_numbers.push(self.lines + n);
-            }
-        }
-        self.lines += later.lines;
-        self.valid_records += later.valid_records;
-        self.malformed_lines += later.malformed_lines;
-        self.newer_schema_lines += later.newer_schema_lines;
-        self.newer_schema = self.newer_schema.max(later.newer_schema);
+        self.counts.merge(later.counts);
         for (sid, b) in later.sessions {
             match self.sessions.get_mut(&sid) {
                 Some(a) => a.merge(b),
@@ -309,19 +321,10 @@ impl Aggregate {
 
     /// The report, or why there is none (no record in the file).
     pub fn finish(self, file: &str) -> Result<Report, String> {
-        if self.valid_records == 0 && self.newer_schema_lines == 0 {
-            return Err(format!("{file}: no valid pty-trace record in {} line(s)", self.lines));
+        if self.counts.valid_records == 0 && self.counts.newer_schema_lines == 0 {
+            return Err(format!("{file}: no valid pty-trace record in {} line(s)", self.counts.lines));
         }
-        let mut r = Report {
-            file: file.to_string(),
-            lines: self.lines,
-            valid_records: self.valid_records,
-            malformed_lines: self.malformed_lines,
-            malformed_line_numbers: self.malformed_line_numbers,
-            newer_schema_lines: self.newer_schema_lines,
-            newer_schema: self.newer_schema,
-            ..Report::default()
-        };
+        let mut r = Report { file: file.to_string(), counts: self.counts, ..Report::default() };
         for mut s in self.sessions.into_values() {
             if s.verdict.is_none() {
                 // Cut short before its summary: judge from what the snapshots showed.
@@ -377,9 +380,9 @@ fn recommend(s: &SessionReport) -> Vec<String> {
 pub fn render_text(r: &Report) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let _ = writeln!(o, "pty-trace report: {}  ({} lines, {} records)", r.file, r.lines, r.valid_records);
-    if r.malformed_lines > 0 {
-        let _ = writeln!(o, "  {} malformed line(s) skipped: {:?}", r.malformed_lines, r.malformed_line_numbers);
+    let _ = writeln!(o, "pty-trace report: {}  ({} lines, {} records)", r.file, r.counts.lines, r.counts.valid_records);
+    if r.counts.malformed_lines > 0 {
+        let _ = writeln!(o, "  {} malformed line(s) skipped: {:?}", r.counts.malformed_lines, r.counts.malformed_line_numbers);
     }
     if let Some(w) = r.newer_schema_warning() {
         let _ = writeln!(o, "  {w}");
@@ -484,9 +487,9 @@ pub(crate) mod tests {
     fn malformed_lines_are_counted_with_numbers() {
         let good = snapshot_line("t1", 5, 40.0, 4, 9, 4, 4);
         let r = aggregate(&format!("{good}\n{{broken\n\n{good}\n")).finish("f").unwrap();
-        assert_eq!(r.malformed_lines, 1);
-        assert_eq!(r.malformed_line_numbers, vec![2]);
-        assert_eq!(r.valid_records, 2);
+        assert_eq!(r.counts.malformed_lines, 1);
+        assert_eq!(r.counts.malformed_line_numbers, vec![2]);
+        assert_eq!(r.counts.valid_records, 2);
         assert_eq!(r.verdict, Verdict::LeakDetected);
         let s = &r.sessions[0];
         assert_eq!(s.top_holder.as_ref().unwrap().comm, "agent");
@@ -495,7 +498,7 @@ pub(crate) mod tests {
         let cut = &good[..good.len() - 10];
         let start_cut = r#"{"type":"start","schema":1,"ts":"t","version":"#;
         let r = aggregate(&format!("{good}\n{cut}\n{start_cut}\n")).finish("f").unwrap();
-        assert_eq!(r.malformed_line_numbers, vec![2, 3]);
+        assert_eq!(r.counts.malformed_line_numbers, vec![2, 3]);
     }
 
     #[test]
@@ -503,14 +506,15 @@ pub(crate) mod tests {
         let good = snapshot_line("t1", 5, 90.0, 1, 3, 0, 0);
         let newer = good.replace("\"schema\":1", "\"schema\":2").replace("\"health\":90.0", "\"health\":5.0");
         let r = aggregate(&format!("{good}\n{newer}\n{newer}\n")).finish("rec.jsonl").unwrap();
-        assert_eq!((r.valid_records, r.newer_schema_lines, r.newer_schema, r.malformed_lines), (1, 2, Some(2), 0));
+        let c = &r.counts;
+        assert_eq!((c.valid_records, c.newer_schema_lines, c.newer_schema, c.malformed_lines), (1, 2, Some(2), 0));
         assert_eq!(r.sessions[0].health_min, 90.0, "the newer records were not read");
         let w = r.newer_schema_warning().unwrap();
         assert!(w.contains("2 record(s) use schema 2, newer than the schema 1"), "{w}");
         assert!(render_text(&r).contains(&w));
         // Only newer records: still a report (saying so), not "no valid record".
         let r = aggregate(&format!("{newer}\n")).finish("f").unwrap();
-        assert_eq!(r.newer_schema_lines, 1);
+        assert_eq!(r.counts.newer_schema_lines, 1);
     }
 
     #[test]
