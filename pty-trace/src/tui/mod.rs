@@ -5,7 +5,7 @@
 //!   tracer wrote (plus the fd details of their processes);
 //! - `update.rs`: [`UiState`], what the keys change, and [`on_key`], which applies one (pure);
 //! - `view.rs`: [`render`], which only draws (tested with ratatui's `TestBackend`, see
-//!   `tests/tui_render.rs`), with small helpers in `widgets.rs`;
+//!   `tests/tui_render/`), with small helpers in `widgets.rs`;
 //! - `input.rs`: stdin polled and decoded into keys;
 //! - `terminal.rs`: [`LiveView`], the thin edge that owns the terminal: raw mode and the
 //!   alternate screen are restored on close, on drop and from a panic hook.

@@ -1,5 +1,5 @@
 //! Drawing: [`render`] reads the view state and the UI state and draws one frame. It never
-//! changes either, so it is tested with ratatui's `TestBackend` (see `tests/tui_render.rs`).
+//! changes either, so it is tested with ratatui's `TestBackend` (see `tests/tui_render/`).
 
 use std::collections::VecDeque;
 

@@ -3,7 +3,7 @@
 //! `Model::apply` takes one kernel [`Event`] and updates the state; `Model::reconcile` compares
 //! a process with what /proc showed and repairs (and counts) any difference. No I/O and no clock
 //! reads happen here: time comes in with the events and scans, so everything is testable with
-//! generated event sequences (see `tests` and `tests/model_reference.rs`).
+//! generated event sequences (see `tests/` here and `pty-trace/tests/model_reference/`).
 
 pub mod event;
 pub mod fd;
