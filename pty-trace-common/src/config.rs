@@ -56,3 +56,15 @@ pub enum Counter {
 
 /// Number of `COUNTERS` slots.
 pub const COUNTER_SLOTS: u32 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_pinned() {
+        assert_eq!(core::mem::size_of::<TracepointOffsets>(), 6 * 4);
+        assert_eq!(Counter::LostEvents as u32, 0);
+        assert_eq!(Counter::UntrackedChildren as u32 + 1, COUNTER_SLOTS, "COUNTER_SLOTS covers every counter");
+    }
+}

@@ -73,7 +73,6 @@ impl SyscallKind {
     pub const fn is_clone(self) -> bool {
         matches!(self, Self::Clone | Self::Clone3 | Self::Fork | Self::Vfork)
     }
-
 }
 
 /// `ioctl` request that returns a PTY master's index (`ptsname` uses it).
