@@ -18,10 +18,10 @@ use super::{
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
     pub now_ns: u64,
-    /// `/proc/sys/kernel/pty/nr` and `pty/max`.
+    /// `/proc/sys/kernel/pty/nr` and `pty/max` (read for snapshots; a summary does not use them).
     pub pty_nr: u64,
     pub pty_max: u64,
-    /// RLIMIT_NOFILE (soft) of traced processes, where it could be read.
+    /// RLIMIT_NOFILE (soft) of the sessions' processes, where it could be read (snapshots only).
     pub nofile_limits: BTreeMap<u32, u64>,
     /// PTY indexes whose slave some untraced process holds.
     pub slaves_held_outside: BTreeSet<u32>,

@@ -258,23 +258,27 @@ impl Tracer {
         self.write_snapshots()
     }
 
-    /// What /proc and the kernel say now, for the sessions in `roots`.
+    /// What /proc and the kernel say now, for a snapshot of the sessions in `roots`: machine
+    /// PTY usage and the RLIMIT_NOFILE of their processes on top of [`Self::end_facts`].
     fn facts(&self, roots: &[u32]) -> Facts {
         let (pty_nr, pty_max) = procfs::pty_usage();
-        let nofile_limits = self
-            .model
-            .procs
-            .keys()
-            .filter_map(|&pid| procfs::nofile_limit(pid).map(|l| (pid, l)))
+        let nofile_limits = roots
+            .iter()
+            .flat_map(|&r| self.model.processes_in(r))
+            .filter_map(|p| procfs::nofile_limit(p.pid).map(|l| (p.pid, l)))
             .collect();
+        Facts { pty_nr, pty_max, nofile_limits, ..self.end_facts(roots) }
+    }
+
+    /// The facts a `summary` uses: the time, slave holders outside the sessions, and the
+    /// kernel's counters (no limits or PTY usage: a summary scores nothing).
+    fn end_facts(&self, roots: &[u32]) -> Facts {
         Facts {
             now_ns: monotonic_ns(),
-            pty_nr,
-            pty_max,
-            nofile_limits,
             slaves_held_outside: self.slaves_held_outside(roots),
             lost_events: self.counters.lost_events,
             untracked_children: self.counters.untracked_children,
+            ..Facts::default()
         }
     }
 
@@ -324,7 +328,7 @@ impl Tracer {
                 })
                 .collect();
             let verdicts = self.books.iter().map(|(k, b)| (*k, b.verdict())).collect();
-            v.update(&ViewInput {
+            v.update(ViewInput {
                 snapshots: &snaps,
                 fd_details: &fd_details,
                 feed,
@@ -340,7 +344,7 @@ impl Tracer {
 
     fn summaries(&mut self, reason: EndReason) -> anyhow::Result<Vec<SummaryRec>> {
         let roots = self.unsummarized();
-        let facts = self.facts(&roots);
+        let facts = self.end_facts(&roots);
         let ts = self.clock.ts(facts.now_ns);
         let (cpu_s, max_rss_kib) = own_usage();
         let clock = self.clock;

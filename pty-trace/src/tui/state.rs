@@ -154,8 +154,8 @@ pub struct ViewState {
 }
 
 impl ViewState {
-    pub fn build(input: &ViewInput<'_>) -> ViewState {
-        let mut feed = input.feed.clone();
+    pub fn build(input: ViewInput<'_>) -> ViewState {
+        let mut feed = input.feed;
         // RFC 3339 UTC sorts as text.
         feed.sort_by(|a, b| a.ts.cmp(&b.ts));
         let th = input.thresholds;

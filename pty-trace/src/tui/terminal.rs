@@ -97,7 +97,7 @@ impl LiveView {
     }
 
     /// New data for the view (each interval). While paused it is kept, not shown.
-    pub fn update(&mut self, input: &ViewInput<'_>) {
+    pub fn update(&mut self, input: ViewInput<'_>) {
         let state = ViewState::build(input);
         for s in &state.sessions {
             let h = self.history.entry(s.root).or_default();

@@ -69,7 +69,7 @@ fn build(snap: &SnapshotRec, th: &Thresholds) -> ViewState {
         ],
     )]);
     let verdicts = BTreeMap::from([(ROOT, Verdict::LeakDetected)]);
-    ViewState::build(&ViewInput {
+    ViewState::build(ViewInput {
         snapshots: std::slice::from_ref(snap),
         fd_details: &fds,
         feed: vec![
