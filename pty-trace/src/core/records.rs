@@ -153,6 +153,8 @@ pub struct Totals {
     pub pty_slaves: usize,
     /// Distinct PTYs whose master a session process holds (a master fd inherited by a forked
     /// child counts once); what `max_ptys`, `pty_peak` and PTY growth are measured in.
+    /// Recordings from before it was written lack it (read as 0; `report` then counts master fds).
+    #[serde(default)]
     pub ptys: usize,
     pub orphaned_ptys: usize,
 }
@@ -373,7 +375,9 @@ pub struct SummaryRec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
     pub final_scores: Scores,
-    /// What tracing cost: events applied and the tracer's own resources.
+    /// What tracing cost: events applied and the tracer's own resources. Recordings from
+    /// before it was written lack it (read as zeros).
+    #[serde(default)]
     pub tracer: TracerCost,
 }
 

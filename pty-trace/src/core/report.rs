@@ -502,6 +502,46 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn recordings_without_distinct_ptys_count_master_fds() {
+        let old = snapshot_line("t1", 5, 60.0, 3, 9, 3, 0).replace("\"ptys\":3,", "");
+        assert!(!old.contains("\"ptys\":3"), "{old}");
+        let r = aggregate(&format!("{old}\n")).finish("f").unwrap();
+        assert_eq!((r.counts.valid_records, r.sessions[0].pty_peak), (1, 3));
+    }
+
+    #[test]
+    fn summaries_from_before_the_tracer_cost_still_give_the_verdict() {
+        use crate::core::records::{EndReason, Metrics, Scores, TracerCost};
+        let sum = SummaryRec {
+            session: 5,
+            start: "t0".into(),
+            end: "t1".into(),
+            duration_s: 1.0,
+            verdict: Verdict::LeakDetected,
+            end_reason: EndReason::RootExited,
+            metrics: Metrics::default(),
+            alerts: vec![],
+            actions: vec![],
+            leaked_at_end: vec![],
+            descendants_left_running: vec![],
+            processes_seen: 1,
+            lost_events: 0,
+            untracked_children: 0,
+            drift: 0,
+            drift_by_cause: BTreeMap::new(),
+            drift_examples: vec![],
+            exit_status: None,
+            final_scores: Scores::default(),
+            tracer: TracerCost::default(),
+        };
+        let mut v = serde_json::to_value(Envelope { kind: RecordKind::Summary, schema: SCHEMA_VERSION, ts: "t1", body: &sum }).unwrap();
+        assert!(v.as_object_mut().unwrap().remove("tracer").is_some());
+        let r = aggregate(&format!("{v}\n")).finish("f").unwrap();
+        assert_eq!((r.counts.valid_records, r.counts.malformed_lines), (1, 0));
+        assert_eq!(r.sessions[0].verdict, Some(Verdict::LeakDetected), "the summary's verdict, not a guess");
+    }
+
+    #[test]
     fn newer_schema_lines_are_skipped_and_named() {
         let good = snapshot_line("t1", 5, 90.0, 1, 3, 0, 0);
         let newer = good.replace("\"schema\":1", "\"schema\":2").replace("\"health\":90.0", "\"health\":5.0");
