@@ -3,29 +3,38 @@
 //! `PTY_TRACE_TRACKED_MAX`), in the snapshot, the summary, the human summary and, with
 //! `--debug-kernel`, the kernel programs' own log line for each.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use pty_trace_tests::{bpf_available, of_type, pty_trace_bin, read_jsonl, scratch, summary};
+use serde_json::Value;
+
+/// `pty-trace run --no-tui --interval 200ms EXTRA -- sh -c SCRIPT` with a TRACKED map of
+/// `tracked_max` entries; returns its output and records.
+fn run_with_small_map(name: &str, tracked_max: &str, extra: &[&str], script: &str) -> (Output, Vec<Value>) {
+    let jsonl = scratch(name).join("run.jsonl");
+    let out = Command::new(pty_trace_bin())
+        .env("PTY_TRACE_TRACKED_MAX", tracked_max)
+        .args(["run", "--no-tui", "--interval", "200ms"])
+        .args(extra)
+        .arg("--jsonl")
+        .arg(&jsonl)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("running pty-trace");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (out, read_jsonl(&jsonl))
+}
 
 #[test]
 fn children_the_tracked_map_cannot_hold_are_counted_and_logged() {
     if !bpf_available("children_the_tracked_map_cannot_hold_are_counted_and_logged") {
         return;
     }
-    let dir = scratch("untracked");
-    let jsonl = dir.join("run.jsonl");
     // The shell takes one TRACKED entry of four; six children need six more.
-    let out = Command::new(pty_trace_bin())
-        .env("PTY_TRACE_TRACKED_MAX", "4")
-        .args(["run", "--no-tui", "--debug-kernel", "--interval", "200ms", "--jsonl"])
-        .arg(&jsonl)
-        .args(["--", "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"])
-        .output()
-        .expect("running pty-trace");
+    let (out, recs) =
+        run_with_small_map("untracked", "4", &["--debug-kernel"], "for i in 1 2 3 4 5 6; do sleep 1 & done; wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stderr}");
-    let recs = read_jsonl(&jsonl);
     let s = summary(&recs);
     let untracked = s["untracked_children"].as_u64().expect("untracked_children in the summary");
     // Three entries were free for six children; a child that exits frees its entry for a later one.
@@ -43,18 +52,9 @@ fn without_debug_kernel_the_programs_log_nothing() {
     if !bpf_available("without_debug_kernel_the_programs_log_nothing") {
         return;
     }
-    let dir = scratch("untracked-quiet");
-    let jsonl = dir.join("run.jsonl");
-    let out = Command::new(pty_trace_bin())
-        .env("PTY_TRACE_TRACKED_MAX", "2")
-        .args(["run", "--no-tui", "--interval", "200ms", "--jsonl"])
-        .arg(&jsonl)
-        .args(["--", "sh", "-c", "sleep 0.3 & sleep 0.3 & wait"])
-        .output()
-        .expect("running pty-trace");
+    let (out, recs) = run_with_small_map("untracked-quiet", "2", &[], "sleep 0.3 & sleep 0.3 & wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(summary(&read_jsonl(&jsonl))["untracked_children"].as_u64().is_some_and(|n| n > 0), "still counted");
+    assert!(summary(&recs)["untracked_children"].as_u64().is_some_and(|n| n > 0), "still counted");
     assert!(!stderr.contains("pty-trace: kernel:"), "{stderr}");
 }
 
