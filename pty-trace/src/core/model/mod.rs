@@ -7,10 +7,12 @@
 
 pub mod event;
 pub mod fd;
+pub mod lifecycle;
 pub mod pty;
 pub mod reconcile;
 mod syscalls;
 pub mod table;
+pub mod units;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -18,6 +20,7 @@ use pty_trace_common::{CLONE_FILES, CLONE_THREAD};
 
 pub use event::{Event, Header};
 pub use fd::{CommandId, FdEntry, FdKind, PtyRole};
+pub use lifecycle::PtyRelease;
 pub use table::FdTable;
 
 use crate::core::redact::redact_argv;
@@ -33,14 +36,35 @@ pub struct Session {
     pub ended_ns: Option<u64>,
     /// Every exec in the session, in order (chained ones included).
     pub execs: Vec<CommandId>,
-    /// Commands run by the session root: the first exec of the root or of a direct child of
-    /// it. What those commands start in turn (`sh -c 'ls'` forking `ls`) belongs to them, and a
-    /// second exec in the same process continues its command. This is the unit of "growth per
-    /// command": an agent's shell calls, the commands typed in a pane's shell.
+    /// The session's commands, in order (see `units` for the rule). What a command starts in
+    /// turn (`sh -c 'ls'` forking `ls`) belongs to it. This is the unit of "growth per
+    /// command": an agent's tool calls, the commands typed in a pane's shell.
     pub commands: Vec<CommandId>,
     /// Processes ever seen in the session (including the root).
     pub processes_seen: u64,
+    /// The process whose children's execs are commands: the root, or the process a wrapper
+    /// root started (see `units`).
+    pub work_root: u32,
+    /// Live processes that belong to no command: the root, its helpers, the wrappers. What
+    /// they hold is what the session keeps between commands.
+    pub core_pids: BTreeSet<u32>,
+    /// Each command's end, with what the session's own processes held then.
+    pub command_ends: Vec<CommandEnd>,
+    /// PTYs released since the leak evidence last took them (see `lifecycle`).
+    pub pty_releases: Vec<PtyRelease>,
 }
+
+/// A command ended (its process exited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandEnd {
+    pub command: CommandId,
+    pub ts_ns: u64,
+    /// fds other than PTY ends held by the session's own processes (`core_pids`) right then.
+    pub core_fds: usize,
+}
+
+/// Most command ends kept per session (the growth window needs far fewer).
+pub const MAX_COMMAND_ENDS: usize = 512;
 
 /// A live process of a session.
 #[derive(Clone, Debug)]
@@ -62,6 +86,10 @@ pub struct Process {
     pub seeded_at: u64,
     /// It has exec'd since tracing began (a further exec is chained).
     pub execed: bool,
+    /// The command it belongs to (None: the session's own processes).
+    pub unit: Option<CommandId>,
+    /// The image its parent was running when it forked it.
+    pub parent_image: Option<CommandId>,
 }
 
 /// One successful exec.
@@ -81,6 +109,14 @@ pub struct Command {
     pub chained: bool,
     /// It starts one of the session's commands (see `Session::commands`).
     pub top_level: bool,
+    /// A shell with no script: it waits at a prompt by design (see `units`).
+    pub interactive: bool,
+    /// Read from /proc at attach time: the process was running it before tracing began.
+    pub preexisting: bool,
+    /// The image the parent was running when it forked this process.
+    pub parent_image: Option<CommandId>,
+    /// When its process exited (top-level commands only).
+    pub ended_ns: Option<u64>,
 }
 
 /// Counters exported as `drift`, `lost_events` and friends.
@@ -130,6 +166,8 @@ pub struct Model {
     needs_reconcile: BTreeSet<u32>,
     /// pid -> start of the scan that first saw it missing from /proc (or from the model).
     pub(crate) proc_suspects: HashMap<u32, u64>,
+    /// PTY index -> when a holder of its slave last let go of it (see `lifecycle`).
+    pub(crate) slave_last_drop: HashMap<u32, u64>,
 }
 
 impl Model {
@@ -145,6 +183,10 @@ impl Model {
             execs: Vec::new(),
             commands: Vec::new(),
             processes_seen: 0,
+            work_root: root,
+            core_pids: BTreeSet::new(),
+            command_ends: Vec::new(),
+            pty_releases: Vec::new(),
         });
     }
 
@@ -157,6 +199,7 @@ impl Model {
         let table = self.new_table(FdTable { refs: 1, ..FdTable::default() });
         if let Some(s) = self.sessions.get_mut(&session) {
             s.processes_seen += 1;
+            s.core_pids.insert(pid);
         }
         self.procs.insert(
             pid,
@@ -171,9 +214,80 @@ impl Model {
                 seeded: false,
                 seeded_at: 0,
                 execed: false,
+                unit: None,
+                parent_image: None,
             },
         );
         self.needs_reconcile.insert(pid);
+    }
+
+    /// What a process found at attach time was running, from its /proc cmdline: shown with
+    /// its fds and rows, never counted as a command. A child of the work root is a command in
+    /// flight, and what it holds is its own, not the session's.
+    pub fn set_preexisting_command(&mut self, pid: u32, argv: &[String]) {
+        let Some(p) = self.procs.get(&pid) else { return };
+        if p.command.is_some() || argv.is_empty() {
+            return;
+        }
+        let (session, ppid) = (p.session, p.ppid);
+        let id = self.commands.len();
+        let filename = argv[0].clone();
+        let in_flight = self.sessions.get(&session).is_some_and(|s| s.work_root == ppid);
+        self.commands.push(Command {
+            id,
+            pid,
+            session,
+            argv: redact_argv(argv),
+            interactive: units::is_interactive(&filename, argv),
+            filename,
+            ts_ns: 0,
+            truncated: false,
+            chained: false,
+            top_level: false,
+            preexisting: true,
+            parent_image: None,
+            ended_ns: None,
+        });
+        let p = self.procs.get_mut(&pid).expect("checked above");
+        p.command = Some(id);
+        if in_flight {
+            p.unit = Some(id);
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.core_pids.remove(&pid);
+            }
+        }
+        // Entries seeded before the command line was known belong to it too.
+        if let Some(t) = self.table_mut(pid) {
+            for e in t.fds.values_mut() {
+                if e.from_proc && e.command.is_none() {
+                    e.command = Some(id);
+                }
+            }
+        }
+    }
+
+    /// Looks through a wrapper root (see `units`): while the work root runs a wrapper program
+    /// and has exactly one child, that child becomes the work root. Called after attach-time
+    /// seeding; execs keep it up to date afterwards.
+    pub fn look_through_wrappers(&mut self, session: u32) {
+        for _ in 0..8 {
+            let Some(w) = self.sessions.get(&session).map(|s| s.work_root) else { return };
+            let Some(wp) = self.procs.get(&w) else { return };
+            let runs_wrapper = wp.command.and_then(|c| self.commands.get(c)).is_some_and(|c| units::is_wrapper(&c.filename))
+                || units::is_wrapper(&wp.comm);
+            let children: Vec<u32> = self.procs.values().filter(|p| p.ppid == w && p.session == session).map(|p| p.pid).collect();
+            if !runs_wrapper || children.len() != 1 {
+                return;
+            }
+            let child = children[0];
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.work_root = child;
+                s.core_pids.insert(child);
+            }
+            if let Some(c) = self.procs.get_mut(&child) {
+                c.unit = None;
+            }
+        }
     }
 
     fn new_table(&mut self, t: FdTable) -> TableId {
@@ -229,6 +343,7 @@ impl Model {
             }
             Event::Exit { h } => self.on_exit(h),
         }
+        self.settle_pty_drops_of(ev.header().tgid);
     }
 
     /// The event happened before the scan that seeded its process: its effect is in the seed.
@@ -280,6 +395,9 @@ impl Model {
         };
         if let Some(s) = self.sessions.get_mut(&parent.session) {
             s.processes_seen += 1;
+            if parent.unit.is_none() {
+                s.core_pids.insert(child);
+            }
         }
         self.procs.insert(
             child,
@@ -294,6 +412,8 @@ impl Model {
                 seeded: parent.seeded,
                 seeded_at: 0,
                 execed: false,
+                unit: parent.unit,
+                parent_image: parent.command,
             },
         );
         if !parent.seeded {
@@ -310,9 +430,17 @@ impl Model {
             _ => (vec![filename.to_string()], false),
         };
         let pid = h.tgid;
-        let session = self.procs[&pid].session;
-        let chained = self.procs[&pid].execed;
-        let top_level = !chained && (pid == session || self.procs[&pid].ppid == session);
+        let (session, ppid, chained, parent_image, unit) = {
+            let p = &self.procs[&pid];
+            (p.session, p.ppid, p.execed, p.parent_image, p.unit)
+        };
+        let work_root = self.sessions.get(&session).map_or(session, |s| s.work_root);
+        let interactive = units::is_interactive(filename, &argv);
+        let helper = units::is_helper(filename);
+        let wrapper_root = ppid == work_root
+            && self.procs.get(&work_root).and_then(|w| w.command).and_then(|c| self.commands.get(c)).is_some_and(|c| units::is_wrapper(&c.filename))
+            && self.sessions.get(&session).is_some_and(|s| s.commands.is_empty());
+        let top_level = !chained && pid != session && ppid == work_root && unit.is_none() && !helper && !wrapper_root;
         let id = self.commands.len();
         self.commands.push(Command {
             id,
@@ -324,12 +452,27 @@ impl Model {
             truncated,
             chained,
             top_level,
+            interactive,
+            preexisting: false,
+            parent_image,
+            ended_ns: None,
         });
         if let Some(s) = self.sessions.get_mut(&session) {
             s.execs.push(id);
             if top_level {
                 s.commands.push(id);
+                s.core_pids.remove(&pid);
             }
+            if wrapper_root {
+                // The wrapper's child does the work: its children's execs are the commands.
+                s.work_root = pid;
+            }
+        }
+        if top_level && let Some(p) = self.procs.get_mut(&pid) {
+            p.unit = Some(id);
+        }
+        if pid == work_root {
+            self.forget_earlier_image_commands(session, id);
         }
         if self.in_seed(h) {
             // The seed scan already shows the table after this exec.
@@ -349,6 +492,31 @@ impl Model {
             t.exec(h.ts_ns);
         }
         self.needs_reconcile.insert(pid);
+    }
+
+    /// The work root exec'd again: what it ran in its earlier images (a shim's helpers on its
+    /// way to the real program) were not the session's commands.
+    fn forget_earlier_image_commands(&mut self, session: u32, image: CommandId) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let mut forgotten = Vec::new();
+        s.commands.retain(|&c| {
+            let keep = self.commands[c].parent_image == Some(image);
+            if !keep {
+                forgotten.push(c);
+            }
+            keep
+        });
+        s.command_ends.retain(|e| !forgotten.contains(&e.command));
+        for c in forgotten {
+            self.commands[c].top_level = false;
+            let pid = self.commands[c].pid;
+            if let Some(p) = self.procs.get_mut(&pid)
+                && p.unit == Some(c)
+            {
+                p.unit = None;
+                s.core_pids.insert(pid);
+            }
+        }
     }
 
     pub(crate) fn unshare_table(&mut self, pid: u32) {
@@ -373,18 +541,51 @@ impl Model {
     pub fn remove_process(&mut self, pid: u32, ts_ns: u64) {
         self.pending_argv.remove(&pid);
         let Some(p) = self.procs.remove(&pid) else { return };
+        let mut dying = None;
         if let Some(t) = self.tables.get_mut(&p.table) {
             t.refs = t.refs.saturating_sub(1);
             if t.refs == 0 {
-                self.tables.remove(&p.table);
+                dying = self.tables.remove(&p.table);
             }
         }
-        if let Some(s) = self.sessions.get_mut(&p.session)
-            && s.root == pid
-            && s.ended_ns.is_none()
-        {
-            s.ended_ns = Some(ts_ns);
+        if let Some(mut t) = dying {
+            t.drop_all(ts_ns);
+            let drops = std::mem::take(&mut t.pty_drops);
+            self.settle_pty_drops(drops, p.session, true);
         }
+        if let Some(s) = self.sessions.get_mut(&p.session) {
+            s.core_pids.remove(&pid);
+            if s.root == pid && s.ended_ns.is_none() {
+                s.ended_ns = Some(ts_ns);
+            }
+        }
+        if let Some(c) = p.unit
+            && self.commands.get(c).is_some_and(|cmd| cmd.pid == pid && cmd.ended_ns.is_none())
+        {
+            self.commands[c].ended_ns = Some(ts_ns);
+            let core_fds = self.core_fds(p.session);
+            if let Some(s) = self.sessions.get_mut(&p.session)
+                && self.commands[c].top_level
+            {
+                s.command_ends.push(CommandEnd { command: c, ts_ns, core_fds });
+                if s.command_ends.len() > MAX_COMMAND_ENDS {
+                    s.command_ends.remove(0);
+                }
+            }
+        }
+    }
+
+    /// fds other than PTY ends held by the session's own processes (see `Session::core_pids`).
+    pub fn core_fds(&self, session: u32) -> usize {
+        let Some(s) = self.sessions.get(&session) else { return 0 };
+        let mut tables = BTreeSet::new();
+        s.core_pids
+            .iter()
+            .filter_map(|pid| self.procs.get(pid))
+            .filter(|p| tables.insert(p.table))
+            .filter_map(|p| self.tables.get(&p.table))
+            .map(|t| t.fds.values().filter(|e| e.kind.pty_role() == PtyRole::None).count())
+            .sum()
     }
 
     /// Counts for one process: (fds, PTY masters, PTY slaves).

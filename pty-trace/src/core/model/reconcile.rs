@@ -66,6 +66,12 @@ impl ReconcileOutcome {
 impl Model {
     /// Compares `obs` with the model and repairs the model. Returns what changed.
     pub fn reconcile(&mut self, obs: &ObservedProcess) -> ReconcileOutcome {
+        let out = self.reconcile_fds(obs);
+        self.settle_pty_drops_of(obs.pid);
+        out
+    }
+
+    fn reconcile_fds(&mut self, obs: &ObservedProcess) -> ReconcileOutcome {
         let mut out = ReconcileOutcome::default();
         let t0 = obs.scan_start_ns;
         self.proc_suspects.remove(&obs.pid);
@@ -171,7 +177,9 @@ impl Model {
                     out.added.push(fd);
                 }
                 (Some(_), None) => {
-                    t.fds.remove(&fd);
+                    if let Some(gone) = t.fds.remove(&fd) {
+                        t.note_drop(&gone, obs.scan_start_ns);
+                    }
                     out.removed.push(fd);
                 }
                 (None, None) => {}

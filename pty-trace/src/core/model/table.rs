@@ -24,6 +24,29 @@ pub struct FdTable {
     /// know yet (the process is not seeded): the scan that seeds such an fd may be older than
     /// the change, so the seed takes the fd from /proc and these attributes from the events.
     pub(crate) amends: HashMap<i32, Amend>,
+    /// PTY ends (with a known index) this table let go of since the model last looked: the
+    /// model turns them into PTY lifecycle facts (a slave's last holder gone, a master released).
+    pub(crate) pty_drops: Vec<PtyDrop>,
+}
+
+/// A PTY end (master or slave, index known) leaving a table, with what the model knew of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PtyDrop {
+    pub kind: FdKind,
+    pub index: u32,
+    pub ts: u64,
+    pub opened_ns: u64,
+    pub opener_pid: u32,
+    pub command: Option<super::fd::CommandId>,
+}
+
+impl PtyDrop {
+    fn of(e: &FdEntry, ts: u64) -> Option<PtyDrop> {
+        if e.kind.pty_role() == PtyRole::None {
+            return None;
+        }
+        Some(PtyDrop { kind: e.kind, index: e.pty_index?, ts, opened_ns: e.opened_ns, opener_pid: e.opener_pid, command: e.command })
+    }
 }
 
 /// See [`FdTable::amends`].
@@ -43,20 +66,39 @@ impl FdTable {
             bulk_touched: self.bulk_touched,
             suspects: HashMap::new(),
             amends: self.amends.clone(),
+            pty_drops: Vec::new(),
         }
+    }
+
+    pub(crate) fn note_drop(&mut self, e: &FdEntry, ts: u64) {
+        self.pty_drops.extend(PtyDrop::of(e, ts));
+    }
+
+    /// Every PTY end the table holds, as drops at `ts` (the table itself is going away).
+    pub(crate) fn drop_all(&mut self, ts: u64) {
+        let ends: Vec<PtyDrop> = self.fds.values().filter_map(|e| PtyDrop::of(e, ts)).collect();
+        self.pty_drops.extend(ends);
     }
 
     /// Installs `entry` at `fd`, returning the entry it replaced (a close the model missed).
     pub fn install(&mut self, fd: i32, entry: FdEntry, ts: u64) -> Option<FdEntry> {
         self.touched.insert(fd, ts);
         self.amends.remove(&fd);
-        self.fds.insert(fd, entry)
+        let old = self.fds.insert(fd, entry);
+        if let Some(o) = &old {
+            self.note_drop(o, ts);
+        }
+        old
     }
 
     pub fn remove(&mut self, fd: i32, ts: u64) -> Option<FdEntry> {
         self.touched.insert(fd, ts);
         self.amends.remove(&fd);
-        self.fds.remove(&fd)
+        let old = self.fds.remove(&fd);
+        if let Some(o) = &old {
+            self.note_drop(o, ts);
+        }
+        old
     }
 
     /// Sets close-on-exec. The change time is recorded even for an fd the model does not know
@@ -96,7 +138,9 @@ impl FdTable {
         } else {
             let doomed: Vec<i32> = self.fds.range(first..=last).map(|(fd, _)| *fd).collect();
             for fd in doomed {
-                self.fds.remove(&fd);
+                if let Some(o) = self.fds.remove(&fd) {
+                    self.note_drop(&o, ts);
+                }
             }
         }
     }
@@ -104,7 +148,12 @@ impl FdTable {
     /// What exec does: drop every close-on-exec fd.
     pub fn exec(&mut self, ts: u64) {
         self.bulk_touched = ts;
-        self.fds.retain(|_, e| !e.cloexec);
+        let doomed: Vec<i32> = self.fds.iter().filter(|(_, e)| e.cloexec).map(|(fd, _)| *fd).collect();
+        for fd in doomed {
+            if let Some(o) = self.fds.remove(&fd) {
+                self.note_drop(&o, ts);
+            }
+        }
     }
 
     pub fn count_role(&self, role: PtyRole) -> usize {

@@ -196,5 +196,21 @@ fn neg(errno: i64) -> i64 {
 
 mod fds;
 mod pairs_and_ioctl;
+mod commands_and_lifecycle;
 mod processes;
 mod against_proc;
+
+impl T {
+    /// `posix_openpt` at `fd` and its TIOCGPTN: PTY `index`'s master.
+    fn master(&mut self, pid: u32, fd: i32, index: i32) {
+        self.open(pid, fd, "/dev/ptmx", O_RDWR | O_CLOEXEC);
+        self.sys_aux(pid, K::Ioctl, 0, &[fd as u64, TIOCGPTN, 0x7ffd], [index, -1]);
+    }
+
+    /// fork + exec of `argv` in a new child.
+    fn spawn(&mut self, parent: u32, child: u32, argv: &[&str]) {
+        self.fork(parent, child, Some(SIGCHLD));
+        self.argv(child, child, argv);
+        self.exec(child, child, argv[0]);
+    }
+}
