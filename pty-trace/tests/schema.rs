@@ -435,6 +435,7 @@ fn records_from_the_library_validate() {
         load_ms: 1.0,
         ready_ms: 2.0,
         interval_ms: 1000,
+        unreadable_cmdlines: 0,
     };
     w.write(RecordKind::Start, &ts(0), &start).unwrap();
 

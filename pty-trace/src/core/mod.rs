@@ -2,9 +2,13 @@
 //! in) and returns plain data. No file, socket, terminal or clock is touched, so all of it is
 //! tested without root, without BPF and without the eBPF toolchain.
 
+pub mod evidence;
 pub mod model;
 pub mod records;
 pub mod redact;
 pub mod report;
 pub mod score;
 pub mod snapshot;
+
+#[cfg(test)]
+mod verdict_tests;

@@ -128,6 +128,9 @@ pub struct StartRec {
     pub load_ms: f64,
     pub ready_ms: f64,
     pub interval_ms: u64,
+    /// `attach`: processes whose /proc cmdline could not be read (their command shows empty).
+    #[serde(default)]
+    pub unreadable_cmdlines: u64,
 }
 
 /// One process of a session at a snapshot.
@@ -189,6 +192,12 @@ pub struct SnapshotRec<P = Vec<ProcessRec>, Y = Vec<PtyPair>> {
     pub drift: u64,
     #[serde(default)]
     pub drift_by_cause: BTreeMap<String, u64>,
+    /// PTYs held without use now: abandoned plus left behind (see `core::evidence`).
+    #[serde(default)]
+    pub residual_ptys: usize,
+    /// What the scores rest on (empty when healthy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
 }
 
 /// `alert`: health fell below `alert_health`.
@@ -200,6 +209,9 @@ pub struct AlertRec {
     pub ts: String,
     pub health: f64,
     pub reasons: Vec<String>,
+    /// What the reasons rest on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
 }
 
 /// What a decision asks for.
@@ -228,6 +240,8 @@ pub struct DecisionRec {
     pub ts: String,
     pub health: f64,
     pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
     /// What `--on-rotate` did, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<HookRec>,
@@ -247,20 +261,76 @@ pub enum Verdict {
     #[default]
     #[serde(rename = "HEALTHY")]
     Healthy,
+    /// Leaking at the end: evidence still held, or given back only by its holder's exit.
     #[serde(rename = "LEAK DETECTED")]
     LeakDetected,
+    /// Leaking at some point, and by the end the session had given back what it leaked.
+    #[serde(rename = "LEAKED EARLIER, RECOVERED")]
+    Recovered,
 }
 
 impl Verdict {
-    pub fn from_leak_seen(leak_seen: bool) -> Verdict {
-        if leak_seen { Verdict::LeakDetected } else { Verdict::Healthy }
+    pub fn of(leak_seen: bool, leaking_at_end: bool) -> Verdict {
+        match (leak_seen || leaking_at_end, leaking_at_end) {
+            (false, _) => Verdict::Healthy,
+            (true, true) => Verdict::LeakDetected,
+            (true, false) => Verdict::Recovered,
+        }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Healthy => "HEALTHY",
             Verdict::LeakDetected => "LEAK DETECTED",
+            Verdict::Recovered => "LEAKED EARLIER, RECOVERED",
         }
     }
+}
+
+/// What a piece of leak evidence is (see `core::evidence`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// Master held, nothing uses the slave, past the grace period.
+    AbandonedPty,
+    /// In use only by a command the session moved on from.
+    LeftBehindPty,
+    /// The session's own processes keep fds per command, sustained.
+    FdGrowth,
+}
+
+/// How evidence about a PTY ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceEnd {
+    /// The session closed it (recovered).
+    Closed,
+    /// Released only because its holder exited.
+    HolderExited,
+}
+
+/// One piece of evidence behind a score, an alert, a decision or a verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub kind: EvidenceKind,
+    /// The `N` of `/dev/pts/N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<u32>,
+    /// The holder (of the master, or of the leaked fds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    /// The command it was opened for or left behind with (redacted argv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// How long the condition has held, in seconds.
+    pub since_s: f64,
+    /// Commands started while it held.
+    pub commands_since: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<EvidenceEnd>,
+    /// The evidence in words.
+    pub why: String,
 }
 
 impl std::fmt::Display for Verdict {
@@ -375,6 +445,13 @@ pub struct SummaryRec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
     pub final_scores: Scores,
+    /// What the verdict rests on: PTYs abandoned or left behind (still held, or given back
+    /// only by their holder's exit), sustained fd growth.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    /// Evidence the session later cleared itself (PTYs it closed after abandoning them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<Evidence>,
     /// What tracing cost: events applied and the tracer's own resources. Recordings from
     /// before it was written lack it (read as zeros).
     #[serde(default)]

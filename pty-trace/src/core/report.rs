@@ -14,11 +14,14 @@ use serde::{Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
 use super::records::{
-    AlertRec, DecisionRec, DescendantRec, Head, LeakedFd, Metrics, ProcessRec, RecordKind, SCHEMA_VERSION, SnapshotRec,
-    SummaryRec, Verdict,
+    AlertRec, DecisionRec, DescendantRec, Evidence, EvidenceKind, Head, LeakedFd, Metrics, ProcessRec, RecordKind,
+    SCHEMA_VERSION, SnapshotRec, SummaryRec, Verdict,
 };
 
 pub const TIMELINE_POINTS: usize = 64;
+/// The leak score line of the default thresholds, for recordings cut short before their
+/// summary (a recording does not carry its thresholds).
+const DEFAULT_LEAK_SCORE: f64 = 10.0;
 /// Malformed line numbers listed individually (the rest are counted).
 const MAX_LISTED_BAD_LINES: usize = 20;
 
@@ -59,6 +62,17 @@ pub struct SessionReport {
     pub pty_peak: u64,
     pub fd_peak: u64,
     pub orphaned_peak: u64,
+    /// Most PTYs held without use (abandoned + left behind) at a snapshot.
+    pub residual_peak: u64,
+    /// Residual PTYs at the last snapshot.
+    pub residual_last: u64,
+    /// Highest leak score of a snapshot.
+    pub leak_score_peak: f64,
+    /// What the verdict rests on: the summary's evidence, or the last snapshot's when the
+    /// recording has no summary.
+    pub evidence: Vec<Evidence>,
+    /// Evidence the session cleared itself.
+    pub recovered: Vec<Evidence>,
     pub timeline: Vec<Point>,
     #[serde(skip)]
     stride: u64,
@@ -162,6 +176,12 @@ impl SessionReport {
         self.health_final = rec.health;
         self.fd_peak = self.fd_peak.max(t.fds as u64);
         self.orphaned_peak = self.orphaned_peak.max(t.orphaned_ptys as u64);
+        self.residual_peak = self.residual_peak.max(rec.residual_ptys as u64);
+        self.residual_last = rec.residual_ptys as u64;
+        self.leak_score_peak = self.leak_score_peak.max(rec.leak_score);
+        if self.verdict.is_none() {
+            self.evidence = rec.evidence;
+        }
         self.commands = rec.commands as u64;
         self.est_seconds_to_exhaustion = rec.est_seconds_to_exhaustion;
         self.lost_events = rec.lost_events;
@@ -186,6 +206,8 @@ impl SessionReport {
 
     fn summary(&mut self, rec: SummaryRec) {
         self.verdict = Some(rec.verdict);
+        self.evidence = rec.evidence;
+        self.recovered = rec.recovered;
         self.leaked_at_end = rec.leaked_at_end;
         self.descendants_left_running = rec.descendants_left_running;
         self.summary_metrics = Some(rec.metrics);
@@ -200,7 +222,13 @@ impl SessionReport {
             self.health_final = b.health_final;
             self.commands = b.commands;
             self.est_seconds_to_exhaustion = b.est_seconds_to_exhaustion;
+            self.residual_last = b.residual_last;
+            if self.verdict.is_none() {
+                self.evidence = b.evidence.clone();
+            }
         }
+        self.residual_peak = self.residual_peak.max(b.residual_peak);
+        self.leak_score_peak = self.leak_score_peak.max(b.leak_score_peak);
         if !b.last_ts.is_empty() {
             self.last_ts = b.last_ts;
         }
@@ -220,6 +248,8 @@ impl SessionReport {
         self.decisions.extend(b.decisions);
         if b.verdict.is_some() {
             self.verdict = b.verdict;
+            self.evidence = b.evidence;
+            self.recovered = b.recovered;
             self.leaked_at_end = b.leaked_at_end;
             self.descendants_left_running = b.descendants_left_running;
             self.summary_metrics = b.summary_metrics;
@@ -327,32 +357,83 @@ impl Aggregate {
         let mut r = Report { file: file.to_string(), counts: self.counts, ..Report::default() };
         for mut s in self.sessions.into_values() {
             if s.verdict.is_none() {
-                // Cut short before its summary: judge from what the snapshots showed.
-                s.verdict = Some(Verdict::from_leak_seen(s.orphaned_peak > 0 || !s.decisions.is_empty()));
+                // Cut short before its summary: judge from what the snapshots showed. A leak
+                // was seen if a snapshot's leak score passed the default line (10) or the
+                // tracer decided to rotate; it was still leaking if the last snapshot still
+                // held residual PTYs.
+                let seen = s.leak_score_peak > DEFAULT_LEAK_SCORE || !s.decisions.is_empty();
+                s.verdict = Some(Verdict::of(seen, seen && s.residual_last > 0));
             }
             s.recommendations = recommend(&s);
             r.sessions.push(s);
         }
-        r.verdict = Verdict::from_leak_seen(r.sessions.iter().any(|s| s.verdict == Some(Verdict::LeakDetected)));
+        let worst = |v: Verdict| r.sessions.iter().any(|s| s.verdict == Some(v));
+        r.verdict = if worst(Verdict::LeakDetected) {
+            Verdict::LeakDetected
+        } else if worst(Verdict::Recovered) {
+            Verdict::Recovered
+        } else {
+            Verdict::Healthy
+        };
         Ok(r)
     }
 }
 
+/// The process behind most of the evidence: (pid, comm, command, pieces of evidence).
+pub fn leaking_process(s: &SessionReport) -> Option<(u32, String, Option<Vec<String>>, usize)> {
+    let mut by_pid: BTreeMap<u32, usize> = BTreeMap::new();
+    for e in s.evidence.iter().filter(|e| e.kind != EvidenceKind::FdGrowth) {
+        if let Some(pid) = e.pid {
+            *by_pid.entry(pid).or_default() += 1;
+        }
+    }
+    let (pid, n) = by_pid.into_iter().max_by_key(|(_, n)| *n)?;
+    let holder = s.top_holder.as_ref().filter(|c| c.pid == pid);
+    Some((pid, holder.map(|c| c.comm.clone()).unwrap_or_default(), holder.and_then(|c| c.command.clone()), n))
+}
+
+fn first_command(evidence: &[&Evidence]) -> String {
+    evidence
+        .iter()
+        .find_map(|e| e.command.as_ref())
+        .map(|c| {
+            let t = c.join(" ");
+            if t.chars().count() > 50 { format!(" (e.g. `{}...`)", t.chars().take(47).collect::<String>()) } else { format!(" (e.g. `{t}`)") }
+        })
+        .unwrap_or_default()
+}
+
+/// What to do, from the evidence (never from totals: a multiplexer holding a PTY per window is
+/// not told to reuse one).
 fn recommend(s: &SessionReport) -> Vec<String> {
     let mut out = Vec::new();
-    let holder = s.top_holder.as_ref().map(|c| format!("pid {} ({})", c.pid, c.comm)).unwrap_or_else(|| "the session root".into());
-    if s.orphaned_peak > 0 {
+    let of = |k: EvidenceKind| s.evidence.iter().filter(|e| e.kind == k).collect::<Vec<_>>();
+    let abandoned = of(EvidenceKind::AbandonedPty);
+    let left = of(EvidenceKind::LeftBehindPty);
+    let fds = of(EvidenceKind::FdGrowth);
+    let holder = leaking_process(s).map(|(pid, comm, _, _)| if comm.is_empty() { format!("pid {pid}") } else { format!("pid {pid} ({comm})") });
+    let holder = holder.unwrap_or_else(|| "the session".into());
+    if !abandoned.is_empty() {
         out.push(format!(
-            "{holder} keeps PTY masters after their child exits ({} orphaned at peak): close the master when the child is reaped",
-            s.orphaned_peak
+            "{holder} keeps PTY masters after nothing uses them any more ({} abandoned PTY(s){}): close the master when its child is reaped (node-pty: let onExit fire and do not keep the IPty; pexpect: close())",
+            abandoned.len(),
+            first_command(&abandoned)
         ));
     }
-    if s.commands > 0 && s.pty_peak as f64 / s.commands as f64 >= 0.5 {
+    if !left.is_empty() {
         out.push(format!(
-            "about {:.1} PTY per command ({} PTYs over {} commands): reuse one PTY or destroy each after use",
-            s.pty_peak as f64 / s.commands as f64,
-            s.pty_peak,
-            s.commands
+            "{} command(s) were given up on but left running, each holding its PTY{}: kill a command's process group when it times out",
+            left.len(),
+            first_command(&left)
+        ));
+    }
+    if let Some(e) = fds.first() {
+        out.push(format!("{}: close what each command opens", e.why));
+    }
+    if !s.recovered.is_empty() && s.verdict != Some(Verdict::LeakDetected) {
+        out.push(format!(
+            "{} PTY(s) were abandoned for a while and given back later: nothing to do now, but the pattern may recur",
+            s.recovered.len()
         ));
     }
     if !s.descendants_left_running.is_empty() {
@@ -393,12 +474,26 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(o, "\nsession {}: {verdict}  ({} .. {})", s.session, s.first_ts, s.last_ts);
         let _ = writeln!(
             o,
-            "  commands {}  PTY peak {}  fd peak {}  orphaned PTYs peak {}  health min {:.0} final {:.0}",
-            s.commands, s.pty_peak, s.fd_peak, s.orphaned_peak, s.health_min, s.health_final
+            "  commands {}  PTY peak {}  fd peak {}  orphaned PTYs peak {}  abandoned/left-behind PTYs peak {}  health min {:.0} final {:.0}",
+            s.commands, s.pty_peak, s.fd_peak, s.orphaned_peak, s.residual_peak, s.health_min, s.health_final
         );
-        if let Some(c) = &s.top_holder {
-            let cmd = c.command.as_ref().map(|a| a.join(" ")).unwrap_or_default();
-            let _ = writeln!(o, "  leaking process: pid {} {} ({cmd}) held {} PTY masters, {} fds", c.pid, c.comm, c.pty_masters, c.fds);
+        match (verdict, leaking_process(s)) {
+            (Verdict::LeakDetected | Verdict::Recovered, Some((pid, comm, cmd, n))) => {
+                let cmd = cmd.map(|a| a.join(" ")).unwrap_or_default();
+                let _ = writeln!(o, "  leaking process: pid {pid} {comm} ({cmd}): {n} PTY(s) abandoned or left behind");
+            }
+            _ => {
+                if let Some(c) = &s.top_holder {
+                    let cmd = c.command.as_ref().map(|a| a.join(" ")).unwrap_or_default();
+                    let _ = writeln!(o, "  largest PTY holder at the peak: pid {} {} ({cmd}), {} PTY master fd(s), {} fds", c.pid, c.comm, c.pty_masters, c.fds);
+                }
+            }
+        }
+        for e in &s.evidence {
+            let _ = writeln!(o, "  evidence: {}", e.why);
+        }
+        for e in &s.recovered {
+            let _ = writeln!(o, "  recovered: {}", e.why);
         }
         if let Some(e) = s.est_seconds_to_exhaustion {
             let _ = writeln!(o, "  time to exhaustion (estimate): {:.0} s", e);
@@ -449,7 +544,7 @@ pub(crate) mod tests {
             commands,
             execs: commands,
             health,
-            leak_score: 0.0,
+            leak_score: 3.0 * orphaned as f64,
             pty_per_command: 0.0,
             fd_per_command: 0.0,
             est_seconds_to_exhaustion: None,
@@ -460,12 +555,26 @@ pub(crate) mod tests {
             untracked_children: 0,
             drift: 0,
             drift_by_cause: BTreeMap::new(),
+            residual_ptys: orphaned,
+            evidence: (0..orphaned)
+                .map(|i| Evidence {
+                    kind: EvidenceKind::AbandonedPty,
+                    pty: Some(i as u32),
+                    pid: Some(100 + ptys as u32),
+                    fd: Some(10 + i as i32),
+                    command: Some(vec!["sh".into(), "-c".into(), "ls".into()]),
+                    since_s: 6.0,
+                    commands_since: 3,
+                    ended: None,
+                    why: format!("PTY {i}: abandoned"),
+                })
+                .collect(),
         };
         serde_json::to_string(&Envelope { kind: RecordKind::Snapshot, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()
     }
 
     pub(crate) fn alert_line(ts: &str, session: u32, health: f64) -> String {
-        let rec = AlertRec { session, ts: String::new(), health, reasons: vec!["x".into()] };
+        let rec = AlertRec { session, ts: String::new(), health, reasons: vec!["x".into()], evidence: Vec::new() };
         serde_json::to_string(&Envelope { kind: RecordKind::Alert, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()
     }
 
@@ -493,7 +602,8 @@ pub(crate) mod tests {
         assert_eq!(r.verdict, Verdict::LeakDetected);
         let s = &r.sessions[0];
         assert_eq!(s.top_holder.as_ref().unwrap().comm, "agent");
-        assert!(s.recommendations.iter().any(|x| x.contains("close the master when the child is reaped")));
+        assert!(s.recommendations.iter().any(|x| x.contains("close the master when its child is reaped")), "{:?}", s.recommendations);
+        assert!(s.recommendations[0].starts_with("pid 104 (agent) keeps PTY masters"), "{:?}", s.recommendations);
         // A line the fast path accepts but that is cut short is malformed, whatever its kind.
         let cut = &good[..good.len() - 10];
         let start_cut = r#"{"type":"start","schema":1,"ts":"t","version":"#;
@@ -532,6 +642,8 @@ pub(crate) mod tests {
             drift_examples: vec![],
             exit_status: None,
             final_scores: Scores::default(),
+            evidence: vec![],
+            recovered: vec![],
             tracer: TracerCost::default(),
         };
         let mut v = serde_json::to_value(Envelope { kind: RecordKind::Summary, schema: SCHEMA_VERSION, ts: "t1", body: &sum }).unwrap();

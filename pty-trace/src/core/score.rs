@@ -5,8 +5,6 @@
 //! Hysteresis: an alert or rotate decision fires once when health falls below its threshold
 //! and re-arms only after health has recovered by `hysteresis` points.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -16,16 +14,24 @@ pub struct Thresholds {
     pub alert_health: f64,
     /// Decide "rotate" when health drops below this.
     pub rotate_health: f64,
-    /// More PTYs than this held by one session is red.
+    /// More abandoned or left-behind PTYs than this in one session is red.
     pub max_ptys: u64,
-    /// PTY growth per command above this is critical.
+    /// Abandoned or left-behind PTYs per command above this is critical.
     pub pty_growth_per_command: f64,
+    /// fds kept per command by the session's own processes above this is a leak.
+    pub fd_growth_per_command: f64,
     /// A leak score above this means a leak.
     pub leak_score: f64,
     /// Points health must recover before an alert/decision can fire again.
     pub hysteresis: f64,
     /// Commands in the growth window.
     pub window_commands: usize,
+    /// Commands a growth rate needs before it counts.
+    pub min_commands: usize,
+    /// A PTY unused this long (seconds) is abandoned (see `evidence`).
+    pub abandon_grace_s: f64,
+    /// ...or unused while this many later commands started.
+    pub abandon_commands: u64,
 }
 
 impl Default for Thresholds {
@@ -35,25 +41,42 @@ impl Default for Thresholds {
             rotate_health: 50.0,
             max_ptys: 6,
             pty_growth_per_command: 0.5,
+            fd_growth_per_command: 1.0,
             leak_score: 10.0,
             hysteresis: 10.0,
             window_commands: 20,
+            min_commands: 10,
+            abandon_grace_s: 5.0,
+            abandon_commands: 2,
         }
     }
 }
 
-/// What the scorer needs to know about a session at one moment.
+/// What the scorer needs to know about a session at one moment: evidence, not totals (see
+/// `evidence` for how each is established).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sample {
     pub ts_ns: u64,
-    pub commands: u64,
-    pub fds: u64,
-    /// PTY masters held by session processes.
-    pub ptys: u64,
-    pub orphaned_ptys: u64,
+    /// Abandoned PTYs still held.
+    pub abandoned_ptys: u64,
+    /// Left-behind PTYs still held.
+    pub left_behind_ptys: u64,
+    /// Abandoned or left-behind PTYs released only by their holder's exit (a final sample).
+    pub died_holding: u64,
+    /// Residual PTYs per command over the window, once it has enough commands.
+    pub pty_per_command: Option<f64>,
+    /// fds kept per command by the session's own processes, once it has enough commands.
+    pub fd_per_command: Option<f64>,
+    /// The fd growth is a sustained trend (see `evidence`).
+    pub fd_growth_sustained: bool,
+    /// Residual PTYs per minute and sustained fd growth per minute, for the estimate.
+    pub pty_per_minute: f64,
+    pub fd_per_minute: f64,
     /// Processes whose starting command has ended but which still run (reparented etc.).
     pub lingering: u64,
-    /// Smallest headroom of RLIMIT_NOFILE over session processes (limit - open fds).
+    /// Smallest RLIMIT_NOFILE headroom (limit - open fds) of the session's own processes that
+    /// can open anything at all (a sandbox child with a limit at or below its open fds is not
+    /// going to run out: it opens nothing).
     pub nofile_headroom: Option<u64>,
     /// `pty/max - pty/nr`.
     pub pty_headroom: Option<u64>,
@@ -63,12 +86,13 @@ pub struct Sample {
 pub struct Scores {
     pub health: f64,
     pub leak_score: f64,
-    /// PTYs gained per command over the window.
+    /// Abandoned or left-behind PTYs per command over the window (0 until it has enough).
     pub pty_per_command: f64,
-    /// fds gained per command over the window.
+    /// fds kept per command by the session's own processes over the window.
     pub fd_per_command: f64,
     pub fd_per_minute: f64,
-    /// Estimated seconds until RLIMIT_NOFILE or pty/max is hit at the current growth rate.
+    /// Estimated seconds until RLIMIT_NOFILE or pty/max is hit at the current growth rate
+    /// (only from a sustained growth trend).
     pub est_seconds_to_exhaustion: Option<f64>,
     pub reasons: Vec<String>,
     pub leaking: bool,
@@ -83,12 +107,10 @@ pub enum Crossing {
 #[derive(Clone, Debug)]
 pub struct Scorer {
     pub th: Thresholds,
-    /// (commands, fds, ptys, ts) at each command-count change, newest last.
-    by_command: VecDeque<(u64, u64, u64, u64)>,
-    first: Option<Sample>,
     alert_armed: bool,
     rotate_armed: bool,
     pub health_min: f64,
+    /// Some sample was leaking.
     pub leak_seen: bool,
     pub last: Scores,
 }
@@ -97,8 +119,6 @@ impl Scorer {
     pub fn new(th: Thresholds) -> Self {
         Scorer {
             th,
-            by_command: VecDeque::new(),
-            first: None,
             alert_armed: true,
             rotate_armed: true,
             health_min: 100.0,
@@ -108,17 +128,7 @@ impl Scorer {
     }
 
     pub fn observe(&mut self, s: &Sample) -> (Scores, Vec<Crossing>) {
-        let first = self.first.get_or_insert_with(|| s.clone()).clone();
-        if self.by_command.back().is_none_or(|b| b.0 != s.commands) {
-            self.by_command.push_back((s.commands, s.fds, s.ptys, s.ts_ns));
-        } else if let Some(b) = self.by_command.back_mut() {
-            // Same command count: keep the latest counts for it.
-            *b = (s.commands, s.fds, s.ptys, s.ts_ns);
-        }
-        while self.by_command.len() > self.th.window_commands + 1 {
-            self.by_command.pop_front();
-        }
-        let scores = self.score(s, &first);
+        let scores = self.score(s);
         let mut crossings = Vec::new();
         let h = scores.health;
         if h < self.th.alert_health && self.alert_armed {
@@ -139,18 +149,12 @@ impl Scorer {
         (scores, crossings)
     }
 
-    fn score(&self, s: &Sample, first: &Sample) -> Scores {
+    fn score(&self, s: &Sample) -> Scores {
         let th = &self.th;
-        let (pty_per_command, fd_per_command) = match (self.by_command.front(), self.by_command.back()) {
-            (Some(a), Some(b)) if b.0 > a.0 => {
-                let n = (b.0 - a.0) as f64;
-                ((b.2 as f64 - a.2 as f64) / n, (b.1 as f64 - a.1 as f64) / n)
-            }
-            _ => (0.0, 0.0),
-        };
-        let minutes = (s.ts_ns.saturating_sub(first.ts_ns)) as f64 / 60e9;
-        let fd_per_minute = if minutes > 0.05 { (s.fds as f64 - first.fds as f64) / minutes } else { 0.0 };
-        let pty_per_minute = if minutes > 0.05 { (s.ptys as f64 - first.ptys as f64) / minutes } else { 0.0 };
+        let residual = s.abandoned_ptys + s.left_behind_ptys + s.died_holding;
+        let pty_per_command = s.pty_per_command.unwrap_or(0.0);
+        let fd_per_command = s.fd_per_command.unwrap_or(0.0);
+        let fd_leak = s.fd_growth_sustained && fd_per_command > th.fd_growth_per_command;
         let mut est: Option<f64> = None;
         let mut consider = |headroom: Option<u64>, per_min: f64| {
             if let Some(hr) = headroom
@@ -160,35 +164,52 @@ impl Scorer {
                 est = Some(est.map_or(secs, |e: f64| e.min(secs)));
             }
         };
-        consider(s.nofile_headroom, fd_per_minute);
-        consider(s.pty_headroom, pty_per_minute);
+        if fd_leak {
+            consider(s.nofile_headroom, s.fd_per_minute);
+        }
+        // Three PTYs abandoned over time is a trend; one or two is not yet.
+        if residual >= 3 {
+            consider(s.pty_headroom, s.pty_per_minute);
+        }
 
         let mut reasons = Vec::new();
         let mut penalty = 0.0;
         let mut leak = 0.0;
-        if s.orphaned_ptys > 0 {
-            penalty += (8.0 * s.orphaned_ptys as f64).min(50.0);
-            leak += 3.0 * s.orphaned_ptys as f64;
-            reasons.push(format!("{} orphaned PTY(s): master held, no process holds the slave", s.orphaned_ptys));
+        if s.abandoned_ptys > 0 {
+            penalty += (8.0 * s.abandoned_ptys as f64).min(50.0);
+            leak += 3.0 * s.abandoned_ptys as f64;
+            reasons.push(format!("{} abandoned PTY(s): master held, nothing uses the slave", s.abandoned_ptys));
         }
-        if s.ptys > th.max_ptys {
-            penalty += (30.0 + 2.0 * (s.ptys - th.max_ptys) as f64).min(45.0);
-            leak += (s.ptys - th.max_ptys) as f64;
-            reasons.push(format!("{} PTYs held by the session (red above {})", s.ptys, th.max_ptys));
+        if s.left_behind_ptys > 0 {
+            penalty += (8.0 * s.left_behind_ptys as f64).min(50.0);
+            leak += 3.0 * s.left_behind_ptys as f64;
+            reasons.push(format!("{} PTY(s) left behind with commands the session moved on from", s.left_behind_ptys));
+        }
+        if s.died_holding > 0 {
+            penalty += (8.0 * s.died_holding as f64).min(50.0);
+            leak += 3.0 * s.died_holding as f64;
+            reasons.push(format!("{} abandoned PTY(s) were given back only when their holder exited", s.died_holding));
+        }
+        if residual > th.max_ptys {
+            penalty += (30.0 + 2.0 * (residual - th.max_ptys) as f64).min(45.0);
+            leak += (residual - th.max_ptys) as f64;
+            reasons.push(format!("{residual} PTYs held without use (red above {})", th.max_ptys));
         }
         if pty_per_command > th.pty_growth_per_command {
             penalty += 30.0;
             leak += 10.0 * pty_per_command;
-            reasons.push(format!("PTYs grow {pty_per_command:.2} per command (critical above {})", th.pty_growth_per_command));
+            reasons.push(format!("{pty_per_command:.2} PTYs abandoned per command (critical above {})", th.pty_growth_per_command));
         } else if pty_per_command > th.pty_growth_per_command / 5.0 {
             penalty += 10.0;
             leak += 10.0 * pty_per_command;
-            reasons.push(format!("PTYs grow {pty_per_command:.2} per command"));
+            reasons.push(format!("{pty_per_command:.2} PTYs abandoned per command"));
         }
-        if fd_per_command > 1.0 {
-            penalty += (5.0 * fd_per_command).min(20.0);
+        if fd_leak {
+            // A sustained trend is a leak whatever its size: it alerts, and rotates once it
+            // also threatens exhaustion within the hour.
+            penalty += (30.0 + 5.0 * fd_per_command).min(45.0);
             leak += fd_per_command;
-            reasons.push(format!("fds grow {fd_per_command:.2} per command"));
+            reasons.push(format!("the session keeps {fd_per_command:.2} fds per command (sustained)"));
         }
         if s.lingering > 0 {
             penalty += (3.0 * s.lingering as f64).min(15.0);
@@ -206,9 +227,9 @@ impl Scorer {
             leak_score: (leak * 10.0).round() / 10.0,
             pty_per_command,
             fd_per_command,
-            fd_per_minute,
+            fd_per_minute: if fd_leak { s.fd_per_minute } else { 0.0 },
             est_seconds_to_exhaustion: est,
-            leaking: leak > th.leak_score || s.orphaned_ptys > 0 && leak > th.leak_score / 2.0,
+            leaking: leak > th.leak_score || residual > th.max_ptys || fd_leak,
             reasons,
         }
     }
@@ -218,15 +239,15 @@ impl Scorer {
 mod tests {
     use super::*;
 
-    fn sample(i: u64, commands: u64, ptys: u64, orphaned: u64) -> Sample {
-        Sample { ts_ns: i * 1_000_000_000, commands, fds: 10 + ptys, ptys, orphaned_ptys: orphaned, ..Sample::default() }
+    fn abandoned(i: u64, n: u64) -> Sample {
+        Sample { ts_ns: i * 1_000_000_000, abandoned_ptys: n, ..Sample::default() }
     }
 
     #[test]
-    fn healthy_session_stays_at_100_and_never_alerts() {
+    fn no_evidence_stays_at_100_and_never_alerts() {
         let mut sc = Scorer::new(Thresholds::default());
         for i in 0..50 {
-            let (s, c) = sc.observe(&sample(i, i, 1, 0));
+            let (s, c) = sc.observe(&Sample { ts_ns: i, pty_per_command: Some(0.0), fd_per_command: Some(0.4), ..Sample::default() });
             assert_eq!(s.health, 100.0, "{s:?}");
             assert!(c.is_empty());
             assert!(!s.leaking);
@@ -235,13 +256,13 @@ mod tests {
     }
 
     #[test]
-    fn one_orphaned_pty_per_command_alerts_then_rotates_once() {
+    fn one_abandoned_pty_per_command_alerts_then_rotates_once() {
         let mut sc = Scorer::new(Thresholds::default());
-        let mut alerts = 0;
-        let mut rotates = 0;
+        let (mut alerts, mut rotates) = (0, 0);
         for i in 0..40 {
-            let (_, c) = sc.observe(&sample(i, i, i, i));
-            for x in c {
+            let mut s = abandoned(i, i);
+            s.pty_per_command = (i >= 10).then_some(1.0);
+            for x in sc.observe(&s).1 {
                 match x {
                     Crossing::Alert { .. } => alerts += 1,
                     Crossing::Rotate { .. } => rotates += 1,
@@ -252,37 +273,50 @@ mod tests {
         assert!(sc.leak_seen);
         assert!(sc.last.health < 50.0);
         assert!(sc.last.leak_score > 10.0);
-        assert!((sc.last.pty_per_command - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_few_abandoned_ptys_are_not_yet_a_leak() {
+        // 3 abandoned PTYs (leak 9) is suspicious, not a verdict; the fourth makes it one.
+        let mut sc = Scorer::new(Thresholds::default());
+        assert!(!sc.observe(&abandoned(1, 3)).0.leaking);
+        assert!(sc.observe(&abandoned(2, 4)).0.leaking);
+    }
+
+    #[test]
+    fn more_residual_ptys_than_max_is_red_and_a_leak() {
+        let mut sc = Scorer::new(Thresholds { leak_score: 1000.0, ..Thresholds::default() });
+        let (s, _) = sc.observe(&Sample { left_behind_ptys: 7, ..Sample::default() });
+        assert!(s.leaking);
+        assert!(s.reasons.iter().any(|r| r.contains("red above 6")), "{:?}", s.reasons);
     }
 
     #[test]
     fn hysteresis_prevents_flapping_and_rearms_after_recovery() {
         let mut sc = Scorer::new(Thresholds::default());
         let mut alerts = 0;
-        // Health oscillates 66 (8 PTYs held) / 76 (3 orphaned PTYs) around the alert line (70)
+        // Health oscillates 68 (4 abandoned) / 76 (3 abandoned) around the alert line (70)
         // without recovering to 80: a single alert.
         for i in 0..10 {
-            let s = if i % 2 == 0 {
-                Sample { ts_ns: i, ptys: 8, ..Sample::default() }
-            } else {
-                Sample { ts_ns: i, orphaned_ptys: 3, ..Sample::default() }
-            };
-            let (sc_now, c) = sc.observe(&s);
-            assert!(sc_now.health == 66.0 || sc_now.health == 76.0, "{}", sc_now.health);
+            let (now, c) = sc.observe(&abandoned(i, if i % 2 == 0 { 4 } else { 3 }));
+            assert!(now.health == 68.0 || now.health == 76.0, "{}", now.health);
             alerts += c.iter().filter(|x| matches!(x, Crossing::Alert { .. })).count();
         }
         assert_eq!(alerts, 1);
         // Full recovery re-arms; the next drop alerts again.
-        sc.observe(&Sample { ts_ns: 20, ..Sample::default() });
-        let (_, c) = sc.observe(&Sample { ts_ns: 21, ptys: 8, ..Sample::default() });
+        sc.observe(&abandoned(20, 0));
+        let (_, c) = sc.observe(&abandoned(21, 4));
         assert_eq!(c.len(), 1);
     }
 
     #[test]
-    fn exhaustion_estimate_is_labelled() {
+    fn exhaustion_is_estimated_only_from_sustained_growth_and_labelled() {
         let mut sc = Scorer::new(Thresholds::default());
-        sc.observe(&Sample { ts_ns: 0, fds: 10, nofile_headroom: Some(1000), ..Sample::default() });
-        let (s, _) = sc.observe(&Sample { ts_ns: 60_000_000_000, fds: 510, nofile_headroom: Some(500), ..Sample::default() });
+        let grow = Sample { fd_per_command: Some(3.0), fd_per_minute: 500.0, nofile_headroom: Some(500), ..Sample::default() };
+        let (s, _) = sc.observe(&Sample { fd_growth_sustained: false, ..grow.clone() });
+        assert_eq!(s.est_seconds_to_exhaustion, None, "not a trend: no estimate");
+        assert!(!s.leaking);
+        let (s, _) = sc.observe(&Sample { fd_growth_sustained: true, ..grow });
         let e = s.est_seconds_to_exhaustion.unwrap();
         assert!((e - 60.0).abs() < 1.0, "{e}");
         assert!(s.reasons.iter().any(|r| r.contains("(estimate)")));

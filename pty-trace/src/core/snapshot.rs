@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
+    evidence::{Findings, LeakEvidence},
     model::{FdKind, Model, pty::orphaned_indexes},
     records::{
-        AlertRec, DecisionAction, DecisionRec, DescendantRec, EndReason, FdRec, HookRec, LeakedFd, Metrics,
+        AlertRec, DecisionAction, DecisionRec, DescendantRec, EndReason, Evidence, FdRec, HookRec, LeakedFd, Metrics,
         ProcessRec, PtyPair, SnapshotRec, SummaryRec, Totals, TracerCost, Verdict,
     },
     score::{Crossing, Sample, Scorer, Thresholds},
@@ -39,10 +40,10 @@ pub struct SessionBook {
     pub alerts: Vec<AlertRec>,
     pub actions: Vec<DecisionRec>,
     pub summarized: bool,
-    /// PTY indexes orphaned at the previous snapshot. The scorer counts a PTY as orphaned only
-    /// when it still is one interval later: a healthy agent holds a master without slave for a
-    /// moment between reaping its child and closing the master.
-    orphaned_before: BTreeSet<u32>,
+    /// What the scores rest on (see `evidence`).
+    evidence: LeakEvidence,
+    /// The findings of the latest snapshot, for the alerts and decisions it causes.
+    pub findings: Findings,
 }
 
 impl SessionBook {
@@ -55,12 +56,43 @@ impl SessionBook {
             alerts: Vec::new(),
             actions: Vec::new(),
             summarized: false,
-            orphaned_before: BTreeSet::new(),
+            evidence: LeakEvidence::default(),
+            findings: Findings::default(),
         }
     }
 
-    pub fn verdict(&self) -> Verdict {
-        Verdict::from_leak_seen(self.scorer.leak_seen)
+    /// The sample the scorer takes from the evidence.
+    fn sample(&self, model: &Model, facts: &Facts, rows: &[ProcessRec], f: &Findings, died_holding: u64) -> Sample {
+        let root = self.root;
+        // Headroom of the session's own processes that can open anything at all: a sandboxed
+        // helper running with RLIMIT_NOFILE at or below its open fds opens nothing more.
+        let core = model.sessions.get(&root).map(|s| &s.core_pids);
+        let nofile_headroom = rows
+            .iter()
+            .filter(|r| core.is_some_and(|c| c.contains(&r.pid)))
+            .filter_map(|r| facts.nofile_limits.get(&r.pid).map(|l| (*l, r.fds as u64)))
+            .filter(|(limit, fds)| limit > fds)
+            .map(|(limit, fds)| limit - fds)
+            .min();
+        let root_command = model.procs.get(&root).and_then(|p| p.command);
+        let lingering = model
+            .processes_in(root)
+            .filter(|p| p.pid != root && p.command.is_some() && p.command == root_command && p.ppid == 1)
+            .count() as u64;
+        Sample {
+            ts_ns: facts.now_ns,
+            abandoned_ptys: f.abandoned.len() as u64,
+            left_behind_ptys: f.left_behind.len() as u64,
+            died_holding,
+            pty_per_command: f.pty_per_command,
+            fd_per_command: f.fd_per_command,
+            fd_growth_sustained: f.fd_growth.is_some(),
+            pty_per_minute: f.pty_per_minute,
+            fd_per_minute: f.fd_per_minute,
+            lingering,
+            nofile_headroom,
+            pty_headroom: (facts.pty_max > 0).then(|| facts.pty_max.saturating_sub(facts.pty_nr)),
+        }
     }
 
     /// Scores the session now and builds its `snapshot`; returns the threshold crossings for
@@ -73,30 +105,15 @@ impl SessionBook {
         let (rows, mut totals) = session_counts(model, root, now);
         totals.orphaned_ptys = ptys.iter().filter(|p| p.orphaned).count();
         totals.ptys = distinct_ptys(&ptys);
-        let orphaned_now = orphaned_indexes(&ptys);
-        let persistent_orphans = orphaned_now.intersection(&self.orphaned_before).count() as u64;
-        self.orphaned_before = orphaned_now;
-        let headroom = rows
-            .iter()
-            .filter_map(|r| facts.nofile_limits.get(&r.pid).map(|l| l.saturating_sub(r.fds as u64)))
-            .min();
         let (commands, execs) = model.sessions.get(&root).map(|s| (s.commands.len(), s.execs.len())).unwrap_or((0, 0));
-        let root_command = model.procs.get(&root).and_then(|p| p.command);
-        let lingering = model
-            .processes_in(root)
-            .filter(|p| p.pid != root && p.command.is_some() && p.command == root_command && p.ppid == 1)
-            .count() as u64;
-        let sample = Sample {
-            ts_ns: now,
-            commands: commands as u64,
-            fds: totals.fds as u64,
-            ptys: totals.ptys as u64,
-            orphaned_ptys: persistent_orphans,
-            lingering,
-            nofile_headroom: headroom,
-            pty_headroom: Some(facts.pty_max.saturating_sub(facts.pty_nr)),
-        };
+        let findings = self.evidence.observe(model, root, &ptys, now, &self.scorer.th);
+        let sample = self.sample(model, facts, &rows, &findings, 0);
         let (scores, crossings) = self.scorer.observe(&sample);
+        let residual_ptys = findings.residual_ptys();
+        let mut evidence = findings.abandoned.clone();
+        evidence.extend(findings.left_behind.iter().cloned());
+        evidence.extend(findings.fd_growth.iter().cloned());
+        self.findings = findings;
         self.fd_peak = self.fd_peak.max(totals.fds);
         self.pty_peak = self.pty_peak.max(totals.ptys);
         let snap = SnapshotRec {
@@ -118,22 +135,42 @@ impl SessionBook {
             untracked_children: facts.untracked_children,
             drift: model.stats.drift,
             drift_by_cause: drift_by_cause(model),
+            residual_ptys,
+            evidence,
         };
         (snap, crossings)
     }
 
     /// Keeps an alert for the summary and returns its record.
     pub fn record_alert(&mut self, ts: &str, health: f64, reasons: Vec<String>) -> AlertRec {
-        let a = AlertRec { session: self.root, ts: ts.to_string(), health, reasons };
+        let evidence = self.current_evidence();
+        let a = AlertRec { session: self.root, ts: ts.to_string(), health, reasons, evidence };
         self.alerts.push(a.clone());
         AlertRec { ts: String::new(), ..a }
     }
 
     /// Keeps a rotate decision for the summary and returns its record.
     pub fn record_decision(&mut self, ts: &str, health: f64, reasons: Vec<String>, hook: Option<HookRec>) -> DecisionRec {
-        let d = DecisionRec { action: DecisionAction::Rotate, session: self.root, ts: ts.to_string(), health, reasons, hook };
+        let evidence = self.current_evidence();
+        let d = DecisionRec { action: DecisionAction::Rotate, session: self.root, ts: ts.to_string(), health, reasons, evidence, hook };
         self.actions.push(d.clone());
         DecisionRec { ts: String::new(), ..d }
+    }
+
+    /// The verdict as it stands (the live view's): leaking now if the latest snapshot still has
+    /// evidence.
+    pub fn verdict_so_far(&self) -> Verdict {
+        let f = &self.findings;
+        Verdict::of(self.scorer.leak_seen, self.scorer.leak_seen && (f.residual_ptys() > 0 || f.fd_growth.is_some()))
+    }
+
+    /// The latest snapshot's evidence that holds now (abandoned, left behind, fd growth).
+    fn current_evidence(&self) -> Vec<Evidence> {
+        let f = &self.findings;
+        let mut out = f.abandoned.clone();
+        out.extend(f.left_behind.iter().cloned());
+        out.extend(f.fd_growth.iter().cloned());
+        out
     }
 
     /// The session's `summary`. Marks the book summarized.
@@ -156,14 +193,32 @@ impl SessionBook {
                 command: p.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
             })
             .collect();
-        let orphaned = orphaned_indexes(&model.pty_registry(root, &facts.slaves_held_outside));
+        let registry = model.pty_registry(root, &facts.slaves_held_outside);
+        let orphaned = orphaned_indexes(&registry);
+        // A last look: PTYs released since the last snapshot (at the root's exit, say) are
+        // judged as they were when released.
+        let findings = self.evidence.observe(model, root, &registry, now, &self.scorer.th);
+        let root_end = s.ended_ns.unwrap_or(u64::MAX);
+        let at_end: Vec<Evidence> = findings.died_holding_since(root_end).cloned().collect();
+        let (rows, _) = session_counts(model, root, now);
+        let sample = self.sample(model, facts, &rows, &findings, at_end.len() as u64);
+        self.scorer.observe(&sample);
+        let mut evidence = findings.abandoned.clone();
+        evidence.extend(findings.left_behind.iter().cloned());
+        evidence.extend(at_end);
+        evidence.extend(findings.fd_growth.iter().cloned());
+        let leaking_at_end = self.scorer.leak_seen && !evidence.is_empty();
+        let verdict = Verdict::of(self.scorer.leak_seen, leaking_at_end);
+        let mut recovered = findings.recovered.clone();
+        recovered.extend(findings.died_holding_before(root_end).cloned());
+        self.findings = findings;
         self.summarized = true;
         Some(SummaryRec {
             session: root,
             start: (end.ts_of)(s.started_ns),
             end: (end.ts_of)(ended),
             duration_s: ended.saturating_sub(s.started_ns) as f64 / 1e9,
-            verdict: self.verdict(),
+            verdict,
             end_reason: reason,
             metrics: Metrics {
                 total_commands: s.commands.len(),
@@ -185,6 +240,8 @@ impl SessionBook {
             drift_examples: model.stats.drift_examples.clone(),
             exit_status: if Some(root) == end.child { end.exit_status } else { None },
             final_scores: self.scorer.last.clone(),
+            evidence,
+            recovered,
             tracer: end.cost.clone(),
         })
     }

@@ -86,6 +86,13 @@ pub fn descendants(root: u32) -> Vec<ProcInfo> {
 }
 
 /// `tty-index:` of `/proc/PID/fdinfo/FD` (PTY masters only).
+/// `/proc/PID/cmdline` as argv; None when it cannot be read or is empty (a zombie, a kernel
+/// thread, a process that is gone).
+pub fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let argv = Process::new(pid as i32).ok()?.cmdline().ok()?;
+    (!argv.is_empty()).then_some(argv)
+}
+
 pub fn tty_index(pid: u32, fd: i32) -> Option<u32> {
     fdinfo(pid, fd).and_then(|(_, idx)| idx)
 }

@@ -88,6 +88,8 @@ pub struct Tracer {
     /// When tracing was stopped by us (signal, quit key, --duration, --exit-on-rotate).
     stopped_at: Option<u64>,
     pub view: Option<LiveView>,
+    /// `attach`: processes whose /proc cmdline could not be read (shown in `start`).
+    unreadable_cmdlines: u64,
 }
 
 /// Result of a finished trace: the exit code `main` should use, and what to print after.
@@ -133,6 +135,7 @@ impl Tracer {
             rotate_fired: false,
             stopped_at: None,
             view: None,
+            unreadable_cmdlines: 0,
         };
         // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open as long as it is
         // registered with the reactor.
@@ -156,6 +159,7 @@ impl Tracer {
             load_ms: tr.probes.load_time.as_secs_f64() * 1e3,
             ready_ms: t0.elapsed().as_secs_f64() * 1e3,
             interval_ms: tr.opts.interval.as_millis() as u64,
+            unreadable_cmdlines: tr.unreadable_cmdlines,
         };
         let ts = tr.clock.ts(monotonic_ns());
         tr.out.write(RecordKind::Start, &ts, &start)?;
@@ -199,6 +203,18 @@ impl Tracer {
             if !added {
                 break;
             }
+        }
+        // What the processes found here were running: the kernel saw none of their execs.
+        let mut pids: Vec<u32> = self.model.procs.keys().copied().collect();
+        pids.sort_unstable();
+        for pid in pids {
+            match procfs::cmdline(pid) {
+                Some(argv) => self.model.set_preexisting_command(pid, &argv),
+                None => self.unreadable_cmdlines += 1,
+            }
+        }
+        for root in self.books.keys().copied().collect::<Vec<_>>() {
+            self.model.look_through_wrappers(root);
         }
         Ok(())
     }
@@ -327,7 +343,7 @@ impl Tracer {
                     alerts.chain(actions)
                 })
                 .collect();
-            let verdicts = self.books.iter().map(|(k, b)| (*k, b.verdict())).collect();
+            let verdicts = self.books.iter().map(|(k, b)| (*k, b.verdict_so_far())).collect();
             v.update(ViewInput {
                 snapshots: &snaps,
                 fd_details: &fd_details,

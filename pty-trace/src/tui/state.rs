@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::{
-    records::{FdRec, ProcessRec, SnapshotRec, Verdict},
+    records::{EvidenceKind, FdRec, ProcessRec, SnapshotRec, Verdict},
     score::Thresholds,
 };
 
@@ -70,14 +70,14 @@ pub struct ProcView {
     pub fds: usize,
     pub masters: usize,
     pub slaves: usize,
-    /// Orphaned PTY masters this process holds.
+    /// Abandoned PTYs this process is the holder of (the one that opened the master, not a
+    /// child that inherited a copy).
     pub orphaned: usize,
     pub age_s: f64,
-    /// This process's share of the leak score: 3 per orphaned PTY, 1 per PTY master above
-    /// `max_ptys` (the same weights the session's leak score gives them).
+    /// This process's share of the leak score: 3 per PTY it abandoned or left behind (the
+    /// weight the session's leak score gives them).
     pub leak_score: f64,
-    /// Marked `!`: it holds an orphaned PTY, or its leak score reaches the `leak_score`
-    /// threshold.
+    /// Marked `!`: the evidence names it as the holder of an abandoned or left-behind PTY.
     pub leaking: bool,
     pub fd_list: Vec<FdView>,
 }
@@ -149,7 +149,7 @@ pub struct ViewState {
     pub pty_max: u64,
     /// (alert health, rotate health).
     pub thresholds: (f64, f64),
-    /// A row whose leak score reaches this is marked leaking (`Thresholds::leak_score`).
+    /// A session whose leak score passes this is leaking (`Thresholds::leak_score`).
     pub leak_threshold: f64,
 }
 
@@ -182,12 +182,12 @@ impl ViewState {
                 fds: s.totals.fds,
                 reasons: s.reasons.clone(),
             });
-            let orphan_holders: BTreeSet<(u32, i32)> =
-                s.ptys.iter().filter(|p| p.orphaned).flat_map(|p| p.masters.iter().map(|h| (h.pid, h.fd))).collect();
+            // Inherited copies do not make a process leaky: the evidence names each PTY's holder.
+            let named = |pid: u32, kind: EvidenceKind| s.evidence.iter().filter(|e| e.kind == kind && e.pid == Some(pid)).count();
             for (p, depth) in tree_order(s) {
-                let orphaned = orphan_holders.iter().filter(|(hp, _)| *hp == p.pid).count();
-                let over = p.pty_masters.saturating_sub(usize::try_from(th.max_ptys).unwrap_or(usize::MAX));
-                let leak_score = 3.0 * orphaned as f64 + over as f64;
+                let orphaned = named(p.pid, EvidenceKind::AbandonedPty);
+                let left_behind = named(p.pid, EvidenceKind::LeftBehindPty);
+                let leak_score = 3.0 * (orphaned + left_behind) as f64;
                 v.procs.push(ProcView {
                     pid: p.pid,
                     session: s.session,
@@ -200,7 +200,7 @@ impl ViewState {
                     orphaned,
                     age_s: p.age_s,
                     leak_score,
-                    leaking: orphaned > 0 || leak_score >= th.leak_score,
+                    leaking: orphaned + left_behind > 0,
                     fd_list: input.fd_details.get(&p.pid).map(|l| l.iter().map(FdView::from).collect()).unwrap_or_default(),
                 });
             }

@@ -440,7 +440,10 @@ fn render_help(f: &mut Frame, area: Rect, state: &ViewState, p: &Palette) {
     lines.push(Line::from(""));
     lines.push(Line::from(format!("health below {alert:.0}: ALERT (yellow); below {rotate:.0}: MUST ROTATE (red)")));
     lines.push(Line::from("PTYs held: PTY masters open in the session; machine: pty/nr of pty/max"));
-    lines.push(Line::from(format!("! marks a leaking process (orphaned PTYs or leak score >= {:.0})", state.leak_threshold)));
+    lines.push(Line::from(format!(
+        "! marks the process holding PTYs it abandoned or left behind (a session leaks above leak score {:.0})",
+        state.leak_threshold
+    )));
     lines.push(Line::from("PTM/PTS: PTY masters/slaves; ORPH: masters whose slave nobody holds"));
     let w = (lines.iter().map(Line::width).max().unwrap_or(0) as u16).saturating_add(4);
     let popup = centered(area, w, lines.len() as u16 + 2);

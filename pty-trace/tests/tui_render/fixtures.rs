@@ -90,7 +90,7 @@ pub(crate) fn session(health: f64, leak_seen: bool, ptys: usize, orphaned: usize
         root: ROOT,
         health,
         leak_score: 3.0 * orphaned as f64,
-        verdict: Verdict::from_leak_seen(leak_seen),
+        verdict: Verdict::of(leak_seen, leak_seen),
         commands,
         ptys,
         orphaned,

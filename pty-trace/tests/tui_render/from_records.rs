@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use pty_trace::{
     core::{
-        records::{FdKind, FdRec, Holder, ProcessRec, PtyPair, SnapshotRec, Totals, Verdict},
+        records::{Evidence, EvidenceKind, FdKind, FdRec, Holder, ProcessRec, PtyPair, SnapshotRec, Totals, Verdict},
         score::Thresholds,
     },
     tui::{FeedItem, FeedKind, UiState, ViewInput, ViewState},
@@ -16,7 +16,8 @@ use crate::fixtures::{ROOT, draw, text, ui};
 // ---------------------------------------------------------------- the view state from records
 
 /// A snapshot as the tracer writes it: the agent (root) holds `masters` PTY masters, the
-/// first `orphaned` of them orphaned; a shell under it, and a process whose parent is gone.
+/// first `orphaned` of them abandoned (the shell under it holds inherited copies of them);
+/// a shell under it, and a process whose parent is gone.
 fn snapshot(masters: usize, orphaned: usize) -> SnapshotRec {
     let proc_ = |pid: u32, ppid: u32, comm: &str, fds: usize, m: usize| ProcessRec {
         pid,
@@ -31,7 +32,11 @@ fn snapshot(masters: usize, orphaned: usize) -> SnapshotRec {
     let ptys = (0..masters)
         .map(|i| PtyPair {
             index: Some(i as u32),
-            masters: vec![Holder { pid: ROOT, fd: 10 + i as i32 }],
+            masters: if i < orphaned {
+                vec![Holder { pid: ROOT, fd: 10 + i as i32 }, Holder { pid: 4250, fd: 10 + i as i32 }]
+            } else {
+                vec![Holder { pid: ROOT, fd: 10 + i as i32 }]
+            },
             slaves: vec![],
             slave_held_outside: false,
             orphaned: i < orphaned,
@@ -57,6 +62,20 @@ fn snapshot(masters: usize, orphaned: usize) -> SnapshotRec {
         untracked_children: 2,
         drift: 0,
         drift_by_cause: BTreeMap::new(),
+        residual_ptys: orphaned,
+        evidence: (0..orphaned)
+            .map(|i| Evidence {
+                kind: EvidenceKind::AbandonedPty,
+                pty: Some(i as u32),
+                pid: Some(ROOT),
+                fd: Some(10 + i as i32),
+                command: Some(vec!["sh".into()]),
+                since_s: 6.0,
+                commands_since: 2,
+                ended: None,
+                why: format!("PTY {i}: abandoned"),
+            })
+            .collect(),
     }
 }
 
@@ -105,15 +124,17 @@ fn the_view_state_is_built_from_snapshot_records() {
 }
 
 #[test]
-fn the_leak_marker_follows_the_configured_thresholds() {
-    // 8 masters, none orphaned: 2 above the default max_ptys of 6, leak 2 < 10: not marked.
-    let snap = snapshot(8, 0);
-    let v = build(&snap, &Thresholds::default());
-    assert_eq!((v.procs[0].leak_score, v.procs[0].leaking), (2.0, false));
-    // With max_ptys 2 and leak_score 5 the same process is 6 above, and marked.
-    let th = Thresholds { max_ptys: 2, leak_score: 5.0, ..Thresholds::default() };
-    let v = build(&snap, &th);
-    assert_eq!((v.procs[0].leak_score, v.procs[0].leaking), (6.0, true));
+fn the_leak_marker_follows_the_evidence_not_the_totals() {
+    // 8 masters in use, none abandoned: a multiplexer's windows. Not marked.
+    let v = build(&snapshot(8, 0), &Thresholds::default());
+    assert_eq!((v.procs[0].leak_score, v.procs[0].leaking), (0.0, false));
+    // 3 abandoned: the root, which the evidence names, is marked; the shell holding inherited
+    // copies of the same masters is not.
+    let v = build(&snapshot(4, 3), &Thresholds::default());
+    assert_eq!((v.procs[0].pid, v.procs[0].orphaned, v.procs[0].leak_score, v.procs[0].leaking), (ROOT, 3, 9.0, true));
+    assert_eq!((v.procs[1].pid, v.procs[1].leaking), (4250, false));
+    let th = Thresholds { leak_score: 5.0, ..Thresholds::default() };
+    let v = build(&snapshot(4, 3), &th);
     assert_eq!(v.leak_threshold, 5.0);
-    assert!(text(&draw(&v, &UiState { help: true, ..ui() }, 100, 30)).contains("leak score >= 5"));
+    assert!(text(&draw(&v, &UiState { help: true, ..ui() }, 120, 30)).contains("leak score 5"));
 }

@@ -1,0 +1,426 @@
+//! Leak evidence for one session: which PTYs it abandoned or left behind, and whether what its
+//! own processes hold grows with its commands. Pure: it reads the model and the PTY registry
+//! of a snapshot, and keeps what it needs across snapshots.
+//!
+//! The rules (docs/health.md explains them to users):
+//! - A PTY is **in use** while some process other than its master's holders holds its slave
+//!   (a window's shell, an agent's running command), or one outside the traced sessions does.
+//! - A PTY is **abandoned** when its master is held and nothing else holds its slave (the
+//!   child exited and the master was kept, or the slave was never handed out), and it stayed
+//!   so for `abandon_grace_s` or while `abandon_commands` later commands started. The moment
+//!   it became orphaned comes from events (see `model::lifecycle`), so a PTY orphaned and
+//!   released between two snapshots counts the same at any interval.
+//! - A PTY is **left behind** when only a non-interactive command holds its slave and that
+//!   command has run for `abandon_grace_s` while `abandon_commands` later commands started
+//!   (an agent's command hung at a prompt, given up on but never killed), or the command has
+//!   ended `abandon_grace_s` ago and only what it left running holds the slave.
+//!   Interactive shells (a window's, a login's) wait at their prompt by design: never left
+//!   behind.
+//! - **fd growth** is measured on what the session's own processes (the root and its helpers,
+//!   not its running commands) hold at each command's end, PTY ends excluded: over the last
+//!   `window_commands` command ends, at least `min_commands` of them, the rise from the median
+//!   of the first five to the median of the last five, per command, and it counts only when
+//!   it rose at a third of those command ends (one-off growth, like a cache opened on first
+//!   use, is not a trend).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::{
+    model::{CommandId, FdKind, Model, PtyRelease, fd::PtyRole},
+    records::{Evidence, EvidenceEnd, EvidenceKind, PtyPair},
+    score::Thresholds,
+};
+
+/// A PTY's identity over time: its index and when its master was opened (indexes are reused).
+type PtyKey = (u32, u64);
+
+/// What the evidence says now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Findings {
+    /// Abandoned PTYs still held.
+    pub abandoned: Vec<Evidence>,
+    /// Left-behind PTYs still held.
+    pub left_behind: Vec<Evidence>,
+    /// Abandoned or left-behind PTYs released only because their holder exited (with when):
+    /// the session never gave them back itself.
+    pub died_holding: Vec<(u64, Evidence)>,
+    /// Abandoned or left-behind PTYs the session later closed itself.
+    pub recovered: Vec<Evidence>,
+    /// Abandoned or left-behind PTYs ever, per command, over the growth window (None: fewer
+    /// than `min_commands` commands in it).
+    pub pty_per_command: Option<f64>,
+    /// fds gained per command by the session's own processes over the window (None: too few
+    /// command ends), and whether that growth is a sustained trend.
+    pub fd_per_command: Option<f64>,
+    pub fd_growth: Option<Evidence>,
+    /// Abandoned or left-behind PTYs per minute since the first one (0 without any).
+    pub pty_per_minute: f64,
+    /// Sustained fd growth per minute of the session's own processes (0 without a trend).
+    pub fd_per_minute: f64,
+}
+
+impl Findings {
+    /// PTYs the session holds without use now (abandoned + left behind).
+    pub fn residual_ptys(&self) -> usize {
+        self.abandoned.len() + self.left_behind.len()
+    }
+
+    /// PTYs given back only by their holder's exit at or after `ts` (the root's end).
+    pub fn died_holding_since(&self, ts: u64) -> impl Iterator<Item = &Evidence> {
+        self.died_holding.iter().filter(move |(t, _)| *t >= ts).map(|(_, e)| e)
+    }
+
+    /// PTYs given back by their holder's exit before `ts`: over before the end.
+    pub fn died_holding_before(&self, ts: u64) -> impl Iterator<Item = &Evidence> {
+        self.died_holding.iter().filter(move |(t, _)| *t < ts).map(|(_, e)| e)
+    }
+}
+
+/// One session's evidence state across snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct LeakEvidence {
+    /// Releases of `Session::pty_releases` already taken.
+    releases_seen: usize,
+    /// PTYs seen orphaned or idle at a snapshot without an event-given onset: when first seen.
+    first_seen_unused: BTreeMap<PtyKey, u64>,
+    /// PTYs whose slave some untraced process held at a snapshot (their orphaning time is not
+    /// known from events).
+    held_outside: BTreeSet<PtyKey>,
+    /// PTYs judged abandoned or left behind (live), by key.
+    residual: BTreeMap<PtyKey, Evidence>,
+    /// Keys ever judged residual (for the per-command rate).
+    ever_residual: BTreeSet<PtyKey>,
+    died_holding: Vec<(u64, Evidence)>,
+    recovered: Vec<Evidence>,
+    /// (commands started, PTYs ever residual) each time the command count changed.
+    pty_series: VecDeque<(usize, usize)>,
+    first_residual_ns: Option<u64>,
+}
+
+impl LeakEvidence {
+    /// Updates the evidence from the model and this snapshot's PTY registry of the session.
+    pub fn observe(&mut self, model: &Model, root: u32, ptys: &[PtyPair], now: u64, th: &Thresholds) -> Findings {
+        let Some(session) = model.sessions.get(&root) else { return Findings::default() };
+        let grace = (th.abandon_grace_s * 1e9) as u64;
+        let started = |from: u64, to: u64| commands_started_between(model, &session.commands, from, to);
+
+        // PTYs released since the last look: judge them as they were at their release.
+        for r in &session.pty_releases[self.releases_seen.min(session.pty_releases.len())..] {
+            let key = (r.index, r.opened_ns);
+            let known = self.residual.remove(&key);
+            let judged = known.or_else(|| {
+                let since = r.orphaned_since.filter(|_| !self.held_outside.contains(&key))?;
+                let later = started(since, r.released_ns);
+                let qualifies = r.released_ns.saturating_sub(since) >= grace || later >= th.abandon_commands;
+                qualifies.then(|| abandoned_evidence(model, root, r.index, released_holder(r), r.opened_ns, since, r.released_ns, later))
+            });
+            self.first_seen_unused.remove(&key);
+            self.held_outside.remove(&key);
+            if let Some(mut ev) = judged {
+                self.ever_residual.insert(key);
+                self.first_residual_ns.get_or_insert(r.released_ns);
+                ev.ended = Some(if r.by_exit { EvidenceEnd::HolderExited } else { EvidenceEnd::Closed });
+                ev.why.push_str(if r.by_exit {
+                    "; released only when its holder exited"
+                } else {
+                    "; closed later by the session"
+                });
+                if r.by_exit { self.died_holding.push((r.released_ns, ev)) } else { self.recovered.push(ev) }
+            }
+        }
+        self.releases_seen = session.pty_releases.len();
+
+        // PTYs held now.
+        let mut live = BTreeSet::new();
+        let mut abandoned = Vec::new();
+        let mut left_behind = Vec::new();
+        for pair in ptys {
+            let Some(index) = pair.index else { continue };
+            // The holder is the process that opened the master, when it still holds it: a
+            // child that inherited a copy is not the one leaking it.
+            let entry_of = |h: &crate::core::model::pty::Holder| model.table_of(h.pid).and_then(|t| t.fds.get(&h.fd));
+            let Some(first) = pair
+                .masters
+                .iter()
+                .find(|h| entry_of(h).is_some_and(|e| e.opener_pid == h.pid))
+                .or_else(|| pair.masters.first())
+            else {
+                continue;
+            };
+            let Some(entry) = entry_of(first) else { continue };
+            let key = (index, entry.opened_ns);
+            live.insert(key);
+            if pair.slave_held_outside {
+                self.held_outside.insert(key);
+            }
+            let master_tables: BTreeSet<_> = pair.masters.iter().filter_map(|h| model.procs.get(&h.pid).map(|p| p.table)).collect();
+            let other_slave_holders: Vec<u32> = pair
+                .slaves
+                .iter()
+                .filter(|h| model.procs.get(&h.pid).is_some_and(|p| !master_tables.contains(&p.table)))
+                .map(|h| h.pid)
+                .collect();
+            let holder = (first.pid, first.fd);
+            if other_slave_holders.is_empty() && !pair.slave_held_outside {
+                // Orphaned (no slave holder) or idle (only the master's holders hold it).
+                let event_onset = (pair.orphaned && !self.held_outside.contains(&key))
+                    .then(|| model.slave_last_dropped(index).unwrap_or(0).max(entry.opened_ns));
+                let seen = *self.first_seen_unused.entry(key).or_insert(now);
+                let since = event_onset.unwrap_or(seen);
+                let later = started(since, now);
+                if now.saturating_sub(since) >= grace || later >= th.abandon_commands {
+                    let ev = abandoned_evidence(model, root, index, holder, entry.opened_ns, since, now, later);
+                    self.mark_residual(key, now);
+                    self.residual.insert(key, ev.clone());
+                    abandoned.push(ev);
+                } else {
+                    self.residual.remove(&key);
+                }
+                continue;
+            }
+            self.first_seen_unused.remove(&key);
+            match left_behind_evidence(model, root, index, holder, &other_slave_holders, pair.slave_held_outside, now, grace, th) {
+                Some(ev) => {
+                    self.mark_residual(key, now);
+                    self.residual.insert(key, ev.clone());
+                    left_behind.push(ev);
+                }
+                None => {
+                    self.residual.remove(&key);
+                }
+            }
+        }
+        // Forget PTYs no longer held that no release accounted for (their index is unknown now).
+        self.residual.retain(|k, _| live.contains(k));
+        self.first_seen_unused.retain(|k, _| live.contains(k));
+        self.held_outside.retain(|k| live.contains(k));
+
+        // Growth per command.
+        let commands = session.commands.len();
+        if self.pty_series.back().is_none_or(|b| b.0 != commands) {
+            self.pty_series.push_back((commands, self.ever_residual.len()));
+        } else if let Some(b) = self.pty_series.back_mut() {
+            b.1 = self.ever_residual.len();
+        }
+        while self.pty_series.len() > th.window_commands + 1 {
+            self.pty_series.pop_front();
+        }
+        let pty_per_command = match (self.pty_series.front(), self.pty_series.back()) {
+            (Some(a), Some(b)) if b.0 >= a.0 + th.min_commands.max(1) => Some((b.1 - a.1) as f64 / (b.0 - a.0) as f64),
+            _ => None,
+        };
+        let pty_per_minute = match self.first_residual_ns {
+            Some(t0) if now > t0 + 3_000_000_000 => self.ever_residual.len() as f64 / ((now - t0) as f64 / 60e9),
+            _ => 0.0,
+        };
+        let (fd_per_command, fd_growth, fd_per_minute) = fd_trend(model, root, now, th);
+        Findings {
+            abandoned,
+            left_behind,
+            died_holding: self.died_holding.clone(),
+            recovered: self.recovered.clone(),
+            pty_per_command,
+            fd_per_command,
+            fd_growth,
+            pty_per_minute,
+            fd_per_minute,
+        }
+    }
+
+    fn mark_residual(&mut self, key: PtyKey, now: u64) {
+        self.ever_residual.insert(key);
+        self.first_residual_ns.get_or_insert(now);
+    }
+}
+
+fn released_holder(r: &PtyRelease) -> (u32, i32) {
+    (r.opener_pid, -1)
+}
+
+/// Session commands whose exec is in `(from, to]`.
+fn commands_started_between(model: &Model, commands: &[CommandId], from: u64, to: u64) -> u64 {
+    let ts = |c: &CommandId| model.commands[*c].ts_ns;
+    let a = commands.partition_point(|c| ts(c) <= from);
+    let b = commands.partition_point(|c| ts(c) <= to);
+    b.saturating_sub(a) as u64
+}
+
+/// The command a PTY opened at `opened_ns` was for: the first session command started at or
+/// after it (a PTY is opened just before its command is forked), else the one running then.
+fn command_for(model: &Model, root: u32, opened_ns: u64) -> Option<CommandId> {
+    let s = model.sessions.get(&root)?;
+    let i = s.commands.partition_point(|&c| model.commands[c].ts_ns < opened_ns);
+    s.commands.get(i).or_else(|| i.checked_sub(1).and_then(|j| s.commands.get(j))).copied()
+}
+
+fn argv_of(model: &Model, c: Option<CommandId>) -> Option<Vec<String>> {
+    c.and_then(|c| model.command(c)).map(|c| c.argv.clone())
+}
+
+fn command_words(model: &Model, root: u32, c: Option<CommandId>) -> String {
+    let Some(c) = c else { return "no command seen".into() };
+    let n = model.sessions.get(&root).and_then(|s| s.commands.iter().position(|&x| x == c)).map(|i| i + 1);
+    let argv = model.command(c).map(|c| c.argv.join(" ")).unwrap_or_default();
+    let argv = if argv.chars().count() > 60 { format!("{}...", argv.chars().take(57).collect::<String>()) } else { argv };
+    match n {
+        Some(n) => format!("`{argv}` (command {n})"),
+        None => format!("`{argv}`"),
+    }
+}
+
+fn secs(ns: u64) -> f64 {
+    (ns as f64 / 1e8).round() / 10.0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn abandoned_evidence(model: &Model, root: u32, index: u32, holder: (u32, i32), opened_ns: u64, since: u64, now: u64, later: u64) -> Evidence {
+    let cmd = command_for(model, root, opened_ns);
+    let comm = model.procs.get(&holder.0).map(|p| p.comm.clone()).unwrap_or_default();
+    let held = if holder.1 >= 0 { format!("{comm} (pid {}, fd {})", holder.0, holder.1) } else { format!("pid {}", holder.0) };
+    let why = if since == opened_ns {
+        format!("PTY {index}: master held by {held}, its slave never handed to a process, for {:.1} s while {later} later command(s) started; opened for {}", secs(now - since), command_words(model, root, cmd))
+    } else {
+        format!("PTY {index}: master held by {held} {:.1} s after the last process holding its slave let go, while {later} later command(s) started; opened for {}", secs(now - since), command_words(model, root, cmd))
+    };
+    Evidence {
+        kind: EvidenceKind::AbandonedPty,
+        pty: Some(index),
+        pid: Some(holder.0),
+        fd: (holder.1 >= 0).then_some(holder.1),
+        command: argv_of(model, cmd),
+        since_s: secs(now.saturating_sub(since)),
+        commands_since: later,
+        ended: None,
+        why,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn left_behind_evidence(
+    model: &Model,
+    root: u32,
+    index: u32,
+    holder: (u32, i32),
+    slave_holders: &[u32],
+    held_outside: bool,
+    now: u64,
+    grace: u64,
+    th: &Thresholds,
+) -> Option<Evidence> {
+    if held_outside {
+        return None;
+    }
+    let s = model.sessions.get(&root)?;
+    // Every slave holder must belong to one command that is not interactive.
+    let mut units = slave_holders.iter().map(|pid| model.procs.get(pid).and_then(|p| p.unit));
+    let first = units.next()??;
+    if !units.all(|u| u == Some(first)) {
+        return None;
+    }
+    let cmd = model.command(first)?;
+    if cmd.interactive || cmd.preexisting {
+        return None;
+    }
+    let later = commands_started_between(model, &s.commands, cmd.ts_ns, now);
+    let why = match cmd.ended_ns {
+        Some(end) if now.saturating_sub(end) >= grace => format!(
+            "PTY {index}: {} ended {:.1} s ago, and what it left running still holds the slave (pid {})",
+            command_words(model, root, Some(first)),
+            secs(now - end),
+            slave_holders[0]
+        ),
+        Some(_) => return None,
+        None if now.saturating_sub(cmd.ts_ns) >= grace && later >= th.abandon_commands => format!(
+            "PTY {index}: {} has run for {:.1} s while {later} later command(s) started: given up on but not stopped, its PTY kept by pid {} (fd {})",
+            command_words(model, root, Some(first)),
+            secs(now - cmd.ts_ns),
+            holder.0,
+            holder.1
+        ),
+        None => return None,
+    };
+    Some(Evidence {
+        kind: EvidenceKind::LeftBehindPty,
+        pty: Some(index),
+        pid: Some(holder.0),
+        fd: Some(holder.1),
+        command: Some(cmd.argv.clone()),
+        since_s: secs(now.saturating_sub(cmd.ts_ns)),
+        commands_since: later,
+        ended: None,
+        why,
+    })
+}
+
+fn median(v: &[usize]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 { v[n / 2] as f64 } else { (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0 }
+}
+
+/// fd growth of the session's own processes over the window of command ends: (per command,
+/// evidence when sustained, per minute when sustained).
+fn fd_trend(model: &Model, root: u32, now: u64, th: &Thresholds) -> (Option<f64>, Option<Evidence>, f64) {
+    let Some(s) = model.sessions.get(&root) else { return (None, None, 0.0) };
+    let ends = &s.command_ends[s.command_ends.len().saturating_sub(th.window_commands)..];
+    let n = ends.len();
+    if n < th.min_commands.max(6) {
+        return (None, None, 0.0);
+    }
+    let fds: Vec<usize> = ends.iter().map(|e| e.core_fds).collect();
+    let head = median(&fds[..5]);
+    let tail = median(&fds[n - 5..]);
+    let rate = (tail - head) / (n - 5) as f64;
+    let rises = fds.windows(2).filter(|w| w[1] > w[0]).count();
+    let sustained = rate > th.fd_growth_per_command && rises * 3 >= n - 1;
+    if !sustained {
+        return (Some(rate), None, 0.0);
+    }
+    let from = ends[0].ts_ns;
+    let minutes = (ends[n - 1].ts_ns.saturating_sub(from)) as f64 / 60e9;
+    let per_minute = if minutes > 0.0 { (tail - head) / minutes } else { 0.0 };
+    // Which fds: what the session's own processes opened since the window began and still hold.
+    let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut example = None;
+    let mut tables = BTreeSet::new();
+    for pid in &s.core_pids {
+        let Some(p) = model.procs.get(pid) else { continue };
+        if !tables.insert(p.table) {
+            continue;
+        }
+        let Some(t) = model.tables.get(&p.table) else { continue };
+        for (fd, e) in &t.fds {
+            if e.from_proc || e.opened_ns < from || e.kind.pty_role() != PtyRole::None {
+                continue;
+            }
+            *kinds.entry(e.kind.as_str()).or_default() += 1;
+            if example.is_none() && e.kind != FdKind::Unknown {
+                example = Some((p.pid, p.comm.clone(), *fd, e.target.clone(), command_for(model, root, e.opened_ns)));
+            }
+        }
+    }
+    let what = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ");
+    let mut why = format!(
+        "the session's own processes gained {rate:.2} fds per command over its last {n} commands (it rose at {rises} of them); still open since the window began: {}",
+        if what.is_empty() { "none identified".to_string() } else { what }
+    );
+    if let Some((pid, comm, fd, target, cmd)) = &example {
+        why.push_str(&format!("; e.g. {comm} (pid {pid}) fd {fd} {target}, opened during {}", command_words(model, root, *cmd)));
+    }
+    let ev = Evidence {
+        kind: EvidenceKind::FdGrowth,
+        pty: None,
+        pid: example.as_ref().map(|e| e.0),
+        fd: example.as_ref().map(|e| e.2),
+        command: example.as_ref().and_then(|e| argv_of(model, e.4)),
+        since_s: secs(now.saturating_sub(from)),
+        commands_since: n as u64,
+        ended: None,
+        why,
+    };
+    (Some(rate), Some(ev), per_minute)
+}

@@ -1,0 +1,417 @@
+//! The verdict end to end in the pure core: event sequences shaped like the real software
+//! (careful and leaky agents, multiplexers, hung commands, bursts, slow leaks, long sessions)
+//! go through the model, the evidence and the scorer exactly as the tracer drives them, at
+//! several snapshot intervals. The same sequence must give the same verdict at every interval.
+
+use std::collections::BTreeSet;
+
+use pty_trace_common::{SyscallKind as K, TIOCGPTN};
+
+use super::{
+    model::{Event, Header, Model},
+    records::{EndReason, EvidenceKind, SummaryRec, TracerCost, Verdict},
+    score::{Crossing, Thresholds},
+    snapshot::{Facts, SessionBook, SummaryContext},
+};
+
+const ROOT: u32 = 1000;
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+const O_RDWR: u64 = 2;
+const O_CLOEXEC: u64 = 0o2000000;
+
+/// A session driven by events, snapshotted every `interval` as the tracer would.
+struct Sim {
+    m: Model,
+    book: SessionBook,
+    ts: u64,
+    interval: u64,
+    next_snapshot: u64,
+    next_pid: u32,
+    next_pty: i32,
+    alerts: usize,
+    rotates: usize,
+    /// Command count when the first alert fired.
+    first_alert_at: Option<usize>,
+    slaves_outside: BTreeSet<u32>,
+}
+
+impl Sim {
+    fn new(interval: u64) -> Sim {
+        Self::with(interval, Thresholds::default())
+    }
+
+    fn with(interval: u64, th: Thresholds) -> Sim {
+        let mut m = Model::new();
+        m.add_session(ROOT, 0);
+        m.add_process(ROOT, 1, ROOT, "agent", 0);
+        Sim {
+            m,
+            book: SessionBook::new(ROOT, th),
+            ts: 0,
+            interval,
+            next_snapshot: interval,
+            next_pid: ROOT + 1,
+            next_pty: 0,
+            alerts: 0,
+            rotates: 0,
+            first_alert_at: None,
+            slaves_outside: BTreeSet::new(),
+        }
+    }
+
+    /// Moves the clock, taking every snapshot due on the way.
+    fn wait(&mut self, ns: u64) {
+        let until = self.ts + ns;
+        while self.next_snapshot <= until {
+            self.ts = self.next_snapshot;
+            self.snapshot();
+            self.next_snapshot += self.interval;
+        }
+        self.ts = until;
+    }
+
+    fn facts(&self) -> Facts {
+        Facts { now_ns: self.ts, pty_nr: 10, pty_max: 4096, slaves_held_outside: self.slaves_outside.clone(), ..Facts::default() }
+    }
+
+    fn snapshot(&mut self) {
+        let facts = self.facts();
+        let (_, crossings) = self.book.snapshot(&self.m, &facts);
+        for c in crossings {
+            match c {
+                Crossing::Alert { health, reasons } => {
+                    self.alerts += 1;
+                    self.first_alert_at.get_or_insert(self.m.sessions[&ROOT].commands.len());
+                    self.book.record_alert("t", health, reasons);
+                }
+                Crossing::Rotate { health, reasons } => {
+                    self.rotates += 1;
+                    self.book.record_decision("t", health, reasons, None);
+                }
+            }
+        }
+    }
+
+    fn h(&mut self, pid: u32) -> Header {
+        self.ts += 10_000;
+        Header { tgid: pid, tid: pid, session: ROOT, ts_ns: self.ts }
+    }
+
+    fn apply(&mut self, ev: Event) {
+        self.m.apply(&ev);
+    }
+
+    fn open(&mut self, pid: u32, fd: i32, path: &str, flags: u64) {
+        let h = self.h(pid);
+        self.apply(Event::Open { h, kind: K::OpenAt, ret: fd as i64, dirfd: -100, flags, path: path.into() });
+    }
+
+    fn close(&mut self, pid: u32, fd: i32) {
+        let h = self.h(pid);
+        self.apply(Event::Syscall { h, kind: K::Close, ret: 0, args: [fd as u64, 0, 0, 0, 0, 0], aux: [-1, -1], user_flags: 0 });
+    }
+
+    /// A new PTY master at `fd` in `pid`; returns its index.
+    fn master(&mut self, pid: u32, fd: i32, cloexec: bool) -> i32 {
+        let index = self.next_pty;
+        self.next_pty += 1;
+        self.open(pid, fd, "/dev/ptmx", O_RDWR | if cloexec { O_CLOEXEC } else { 0 });
+        let h = self.h(pid);
+        self.apply(Event::Syscall { h, kind: K::Ioctl, ret: 0, args: [fd as u64, TIOCGPTN, 0x7ffd, 0, 0, 0], aux: [index, -1], user_flags: 0 });
+        index
+    }
+
+    /// fork + exec of `argv` under `parent`; returns the child's pid.
+    fn spawn(&mut self, parent: u32, argv: &[&str]) -> u32 {
+        let child = self.next_pid;
+        self.next_pid += 1;
+        let h = self.h(parent);
+        self.apply(Event::Fork { h, child, clone_flags: Some(17) });
+        let h = self.h(child);
+        self.apply(Event::ExecArgv { h, argv: argv.iter().map(|s| s.to_string()).collect(), truncated: false });
+        let h = self.h(child);
+        self.apply(Event::Exec { h, old_tid: child, filename: argv[0].into() });
+        child
+    }
+
+    fn exit(&mut self, pid: u32) {
+        let h = self.h(pid);
+        self.apply(Event::Exit { h });
+    }
+
+    /// One command through a fresh PTY, the agent's way: master opened (close-on-exec, as
+    /// node-pty and pty.openpty do), the child takes the slave as its terminal, runs for
+    /// `runs`, exits; then the agent closes the master after `close_after` (None: keeps it).
+    fn pty_command(&mut self, fd: i32, runs: u64, close_after: Option<u64>) -> u32 {
+        let index = self.master(ROOT, fd, true);
+        let child = self.spawn(ROOT, &["/bin/bash", "-c", "echo step"]);
+        self.open(child, 0, &format!("/dev/pts/{index}"), O_RDWR);
+        self.wait(runs);
+        self.exit(child);
+        if let Some(after) = close_after {
+            self.wait(after);
+            self.close(ROOT, fd);
+        }
+        child
+    }
+
+    fn summary(&mut self, stopped: bool) -> SummaryRec {
+        let facts = self.facts();
+        let ts_of = |_: u64| String::from("t");
+        let end = SummaryContext {
+            reason: if stopped { EndReason::Interrupted } else { EndReason::RootExited },
+            stopped_at_ns: stopped.then_some(self.ts),
+            child: None,
+            exit_status: None,
+            cost: TracerCost::default(),
+            ts_of: &ts_of,
+        };
+        self.book.summary(&self.m, &facts, &end).expect("a summary")
+    }
+
+    fn commands(&self) -> usize {
+        self.m.sessions[&ROOT].commands.len()
+    }
+}
+
+const INTERVALS: [u64; 3] = [150 * MS, 250 * MS, S];
+
+#[test]
+fn a_careful_agent_is_healthy_at_every_interval() {
+    for interval in INTERVALS {
+        let mut sim = Sim::new(interval);
+        // The master is closed a moment after the child is reaped: orphaned for 20 ms.
+        for i in 0..30 {
+            sim.pty_command(20 + i % 3, 120 * MS, Some(20 * MS));
+            sim.wait(30 * MS);
+        }
+        sim.wait(2 * S);
+        sim.exit(ROOT);
+        let s = sim.summary(false);
+        assert_eq!(s.verdict, Verdict::Healthy, "interval {interval}: {:?}", s.evidence);
+        assert_eq!((sim.alerts, sim.rotates), (0, 0));
+        assert_eq!(s.metrics.total_commands, 30);
+    }
+}
+
+#[test]
+fn a_leaky_agent_is_caught_at_every_interval_even_when_it_exits_between_snapshots() {
+    for interval in INTERVALS {
+        // 16 commands in about 1.5 s, then the agent exits: at 1 s only one snapshot sees it.
+        let mut sim = Sim::new(interval);
+        for i in 0..16 {
+            sim.pty_command(20 + i, 60 * MS, None);
+            sim.wait(30 * MS);
+        }
+        sim.exit(ROOT);
+        let s = sim.summary(false);
+        assert_eq!(s.verdict, Verdict::LeakDetected, "interval {interval}");
+        // Every PTY but the last two was abandoned while two later commands started.
+        let abandoned = s.evidence.iter().filter(|e| e.kind == EvidenceKind::AbandonedPty).count();
+        assert_eq!(abandoned, 14, "interval {interval}: {:#?}", s.evidence);
+        assert!(s.evidence.iter().all(|e| e.command.as_deref() == Some(&["/bin/bash".to_string(), "-c".into(), "echo step".into()][..])));
+    }
+}
+
+#[test]
+fn a_leak_seen_live_raises_one_alert_and_one_decision_naming_its_evidence() {
+    let mut sim = Sim::new(250 * MS);
+    for i in 0..20 {
+        sim.pty_command(20 + i, 100 * MS, None);
+        sim.wait(100 * MS);
+    }
+    assert_eq!((sim.alerts, sim.rotates), (1, 1));
+    let a = &sim.book.alerts[0];
+    assert!(!a.evidence.is_empty() && a.evidence.iter().all(|e| e.kind == EvidenceKind::AbandonedPty));
+    assert!(a.evidence[0].why.contains("PTY 0: master held by agent"), "{}", a.evidence[0].why);
+    // Four abandoned PTYs (leak 12, health 68) first hold once the 6th command has started;
+    // at 200 ms per command the next 250 ms snapshot comes during the 6th or the 7th.
+    assert!(matches!(sim.first_alert_at, Some(6 | 7)), "{:?}", sim.first_alert_at);
+}
+
+#[test]
+fn a_multiplexer_holding_a_pty_per_window_is_healthy() {
+    for interval in INTERVALS {
+        let mut sim = Sim::new(interval);
+        let mut windows = Vec::new();
+        // 8 windows (more than max_ptys), each a login shell holding its slave, plus the
+        // utempter helper tmux runs per window; two windows closed and one opened later.
+        for i in 0..8 {
+            let index = sim.master(ROOT, 20 + i, true);
+            let shell = sim.spawn(ROOT, &["-bash"]);
+            sim.open(shell, 0, &format!("/dev/pts/{index}"), O_RDWR);
+            let helper = sim.spawn(ROOT, &["/usr/lib/x86_64-linux-gnu/utempter/utempter", "add"]);
+            sim.exit(helper);
+            windows.push((20 + i, shell));
+            sim.wait(300 * MS);
+        }
+        sim.wait(10 * S);
+        for (fd, shell) in windows.drain(..2) {
+            sim.exit(shell);
+            sim.close(ROOT, fd);
+        }
+        let index = sim.master(ROOT, 40, true);
+        let shell = sim.spawn(ROOT, &["/bin/bash"]);
+        sim.open(shell, 0, &format!("/dev/pts/{index}"), O_RDWR);
+        sim.wait(10 * S);
+        let s = sim.summary(true);
+        assert_eq!(s.verdict, Verdict::Healthy, "interval {interval}: {:?}", s.final_scores);
+        assert_eq!((sim.alerts, sim.rotates), (0, 0));
+        assert_eq!(s.metrics.total_commands, 9, "a window's shell is a command, utempter is not");
+    }
+}
+
+#[test]
+fn commands_hung_at_a_prompt_and_given_up_on_are_left_behind() {
+    for interval in INTERVALS {
+        let mut sim = Sim::new(interval);
+        // Each command waits at a y/N prompt forever; the agent gives up after 1 s, starts the
+        // next one, and keeps the IPty (no kill).
+        for i in 0..12 {
+            let index = sim.master(ROOT, 20 + i, true);
+            let child = sim.spawn(ROOT, &["/bin/bash", "-c", "read -p 'continue? [y/N] '"]);
+            sim.open(child, 0, &format!("/dev/pts/{index}"), O_RDWR);
+            sim.wait(S);
+        }
+        sim.wait(5 * S);
+        let s = sim.summary(true);
+        assert_eq!(s.verdict, Verdict::LeakDetected, "interval {interval}");
+        let left = s.evidence.iter().filter(|e| e.kind == EvidenceKind::LeftBehindPty).count();
+        assert_eq!(left, 10, "all but the last two: {:#?}", s.evidence);
+    }
+}
+
+#[test]
+fn a_burst_of_parallel_commands_is_healthy() {
+    for interval in INTERVALS {
+        let mut sim = Sim::new(interval);
+        for _round in 0..5 {
+            let mut running = Vec::new();
+            for i in 0..8 {
+                let index = sim.master(ROOT, 20 + i, true);
+                let child = sim.spawn(ROOT, &["/bin/sh", "-c", "make -j1 part"]);
+                sim.open(child, 0, &format!("/dev/pts/{index}"), O_RDWR);
+                running.push((20 + i, child));
+            }
+            sim.wait(2 * S);
+            for (fd, child) in running {
+                sim.exit(child);
+                sim.wait(50 * MS);
+                sim.close(ROOT, fd);
+            }
+            sim.wait(200 * MS);
+        }
+        sim.exit(ROOT);
+        let s = sim.summary(false);
+        assert_eq!(s.verdict, Verdict::Healthy, "interval {interval}: {:?}", s.evidence);
+        assert_eq!((sim.alerts, sim.rotates), (0, 0));
+    }
+}
+
+#[test]
+fn a_slow_leak_of_one_pty_per_20_commands_is_caught_within_100_commands() {
+    let mut sim = Sim::new(S);
+    for i in 0..200 {
+        let keep = i % 20 == 19;
+        sim.pty_command(100 + i, 20 * MS, if keep { None } else { Some(5 * MS) });
+        sim.wait(40 * MS);
+    }
+    let at = sim.first_alert_at.expect("the slow leak must alert");
+    assert!(at <= 100, "alerted at command {at}");
+    sim.exit(ROOT);
+    assert_eq!(sim.summary(false).verdict, Verdict::LeakDetected);
+}
+
+#[test]
+fn a_long_healthy_session_of_1000_commands_never_alerts() {
+    let mut sim = Sim::new(S);
+    // The root also opens a few things on first use (a cache, a log), once.
+    sim.open(ROOT, 5, "/var/cache/agent.db", 0);
+    for i in 0..1000 {
+        if i == 3 {
+            for fd in 6..26 {
+                sim.open(ROOT, fd, "/home/u/.agent/log", 0);
+            }
+        }
+        sim.pty_command(50, 8 * MS, Some(2 * MS));
+        sim.wait(5 * MS);
+    }
+    sim.exit(ROOT);
+    let s = sim.summary(false);
+    assert_eq!(s.verdict, Verdict::Healthy, "{:?}", s.evidence);
+    assert_eq!((sim.alerts, sim.rotates, s.metrics.total_commands), (0, 0, 1000));
+}
+
+#[test]
+fn fds_kept_by_the_session_per_command_are_a_sustained_leak() {
+    let mut sim = Sim::new(250 * MS);
+    let mut fd = 10;
+    for _ in 0..30 {
+        let child = sim.spawn(ROOT, &["/bin/sh", "-c", "curl -s x"]);
+        // The agent opens two pipes per command and forgets to close them.
+        for _ in 0..2 {
+            sim.open(ROOT, fd, "/tmp/agent-fifo", 0);
+            fd += 1;
+        }
+        sim.wait(80 * MS);
+        sim.exit(child);
+        sim.wait(20 * MS);
+    }
+    sim.wait(S);
+    let s = sim.summary(true);
+    assert_eq!(s.verdict, Verdict::LeakDetected);
+    let e = s.evidence.iter().find(|e| e.kind == EvidenceKind::FdGrowth).expect("fd growth evidence");
+    assert!(e.why.contains("2.00 fds per command"), "{}", e.why);
+    assert!((s.final_scores.fd_per_command - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn abandoned_ptys_closed_later_are_a_recovery() {
+    let mut sim = Sim::new(250 * MS);
+    for i in 0..8 {
+        sim.pty_command(20 + i, 100 * MS, None);
+        sim.wait(100 * MS);
+    }
+    sim.wait(6 * S);
+    assert!(sim.book.scorer.leak_seen);
+    // The agent's garbage collector finally closes them all.
+    for i in 0..8 {
+        sim.close(ROOT, 20 + i);
+    }
+    sim.wait(S);
+    let s = sim.summary(true);
+    assert_eq!(s.verdict, Verdict::Recovered);
+    assert!(s.evidence.is_empty(), "{:?}", s.evidence);
+    assert_eq!(s.recovered.len(), 8);
+}
+
+#[test]
+fn a_sandboxed_process_that_can_open_nothing_gives_no_estimate() {
+    let mut sim = Sim::new(S);
+    let sandbox = sim.spawn(ROOT, &["/usr/sbin/sshd", "-R"]);
+    for fd in 0..9 {
+        sim.open(sandbox, fd, "/dev/null", 0);
+    }
+    sim.wait(3 * S);
+    let mut facts = sim.facts();
+    facts.nofile_limits.insert(sandbox, 1);
+    facts.nofile_limits.insert(ROOT, 1024);
+    let (snap, _) = sim.book.snapshot(&sim.m, &facts);
+    assert_eq!(snap.est_seconds_to_exhaustion, None);
+    assert_eq!(snap.health, 100.0, "{:?}", snap.reasons);
+}
+
+#[test]
+fn a_pty_whose_slave_an_untraced_process_holds_is_in_use() {
+    let mut sim = Sim::new(250 * MS);
+    for i in 0..6 {
+        let index = sim.master(ROOT, 20 + i, true);
+        sim.slaves_outside.insert(index as u32);
+        sim.wait(S);
+    }
+    sim.wait(10 * S);
+    let s = sim.summary(true);
+    assert_eq!(s.verdict, Verdict::Healthy, "{:?}", s.evidence);
+    assert_eq!(sim.commands(), 0);
+}
