@@ -174,6 +174,15 @@ impl TraceArgs {
     if let Some(v) = a.max_ptys {
         th.max_ptys = v;
     }
+    if !(th.abandon_grace_s.is_finite() && th.abandon_grace_s >= 0.0) {
+        return Err(AppError::BadInput(format!("abandon_grace_s ({}) must be a number of seconds, 0 or more", th.abandon_grace_s)));
+    }
+    if th.window_commands < th.min_commands {
+        return Err(AppError::BadInput(format!(
+            "window_commands ({}) must be at least min_commands ({})",
+            th.window_commands, th.min_commands
+        )));
+    }
     if th.rotate_health > th.alert_health {
         return Err(AppError::BadInput(format!(
             "rotate health ({}) must not be above alert health ({})",
