@@ -2,7 +2,9 @@
 //! pty-trace, one step per function:
 //! 1. Debian packages (the eBPF toolchain and the tools tests and benchmarks use),
 //! 2. bpf-linker 0.13.0 built against Debian's LLVM 22,
-//! 3. tracefs mounted (tracepoints attach through it).
+//! 3. tracefs mounted (tracepoints attach through it),
+//! 4. the corpus tests' packages: pinned PyPI packages in the machine's `python3`, and node-pty
+//!    (`npm ci` in `tests/corpus/node`, built against the local Node headers).
 //!
 //! Each step checks first and acts only when something is missing, so a warm run takes a few
 //! milliseconds and prints a single summary line. The decisions are pure functions over the
@@ -27,7 +29,9 @@ mod tracefs_mounts;
 
 /// Debian packages: `rustc-web`/`cargo-web`/`rust-web-src` are a rustc with its library source
 /// (needed for `-Z build-std=core`), `llvm-22-dev` is what bpf-linker links against; the rest are
-/// used by the end-to-end tests and the benchmarks.
+/// used by the end-to-end tests and the benchmarks (`screen`, `openssh-*`, `bsdutils`'s
+/// `script` and `tmux` by the corpus tests, `g++`/`make` to build node-pty, `python3-pip` for
+/// the corpus's PyPI packages when `python3` is Debian's).
 pub const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -42,7 +46,30 @@ pub const PACKAGES: &[&str] = &[
     "tmux",
     "util-linux",
     "procps",
+    "screen",
+    "openssh-server",
+    "openssh-client",
+    "bsdutils",
+    "python3-pip",
+    "g++",
+    "make",
 ];
+
+/// The PyPI packages the corpus tests' workloads import (`tests/corpus/*.py`), pinned, installed
+/// into the `python3` on PATH (the tests run the interpreter it resolves to).
+pub const PYPI_PACKAGES: &[(&str, &str)] = &[
+    ("pexpect", "4.9.0"),
+    ("ptyprocess", "0.7.0"),
+    ("asciinema", "2.4.0"),
+    ("terminado", "0.18.1"),
+    ("tornado", "6.5.2"),
+];
+/// node-pty as pinned in `tests/corpus/node/package.json` (checked by a unit test below).
+pub const NODE_PTY_VERSION: &str = "1.1.0";
+/// The corpus's Node project, relative to the workspace root.
+const CORPUS_NODE_DIR: &str = "tests/corpus/node";
+/// Where the Node headers of the machine's Node.js are (`npm ci --nodedir`: no download).
+const NODE_DIR: &str = "/usr";
 
 /// The bpf-linker release the eBPF build is known to work with.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -60,8 +87,10 @@ pub fn run() -> Result<()> {
     check_rust_src()?;
     let linker = ensure_bpf_linker()?;
     let tracefs = ensure_tracefs()?;
+    let python = ensure_corpus_python()?;
+    let node = ensure_corpus_node()?;
     eprintln!(
-        "setup: ok ({toolchain}, bpf-linker {linker}, tracefs at {tracefs}) in {}",
+        "setup: ok ({toolchain}, bpf-linker {linker}, tracefs at {tracefs}, {python}, {node}) in {}",
         util::secs(start.elapsed())
     );
     Ok(())
@@ -266,6 +295,201 @@ pub fn tracefs_mount_point(mounts: &str) -> Option<String> {
     tracefs_mounts::choose_tracefs(&points).map(|p| p.display().to_string())
 }
 
+// ---------------------------------------------------------------- step 4: corpus packages
+
+/// Makes the `python3` on PATH have `PYPI_PACKAGES` at their pinned versions. Running a Python
+/// (a pyenv shim) costs a few hundred ms, so a stamp in the target dir records what the last
+/// check found (the pins, and each package's `.dist-info` directory): while the pins are the
+/// same and those directories exist, nothing is run.
+fn ensure_corpus_python() -> Result<String> {
+    let stamp = util::target_dir().join("xtask-corpus-python.stamp");
+    if let Ok(text) = std::fs::read_to_string(&stamp)
+        && python_stamp_is_current(&text, |p| p.is_dir())
+    {
+        return Ok("corpus PyPI packages present".into());
+    }
+    let python = find_program("python3")
+        .context("python3 not found on PATH: the corpus tests need it (with pip)")?;
+    let report = python_report(&python)?;
+    let missing = missing_python_packages(&report);
+    let (what, report) = if missing.is_empty() {
+        ("corpus PyPI packages present".to_string(), report)
+    } else {
+        eprintln!(
+            "setup: pip-installing {} into {}",
+            missing.join(" "),
+            python.display()
+        );
+        let mut pip = Command::new(&python);
+        pip.args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+        ]);
+        if report.lines().any(|l| l == "externally-managed") {
+            pip.arg("--break-system-packages"); // Debian's python3: a test machine, pinned set
+        }
+        pip.args(
+            PYPI_PACKAGES
+                .iter()
+                .map(|(name, version)| format!("{name}=={version}")),
+        );
+        pip.stdout(Stdio::from(std::io::stderr()));
+        run_checked(&mut pip, "pip install (the corpus's PyPI packages)")?;
+        let report = python_report(&python)?;
+        let still = missing_python_packages(&report);
+        if !still.is_empty() {
+            bail!(
+                "pip reported success but {} still lacks {}",
+                python.display(),
+                still.join(" ")
+            );
+        }
+        (format!("installed {}", missing.join(" ")), report)
+    };
+    if let Some(dir) = stamp.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&stamp, python_stamp(&report))
+        .with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(what)
+}
+
+/// What `python` has: a line `NAME VERSION DIST_INFO_DIR` per package of `PYPI_PACKAGES` it
+/// has, and `externally-managed` when pip needs `--break-system-packages` (PEP 668).
+fn python_report(python: &Path) -> Result<String> {
+    const SCRIPT: &str = r#"
+import importlib.metadata as m, os, sys, sysconfig
+for name in sys.argv[1:]:
+    try:
+        d = m.distribution(name)
+    except m.PackageNotFoundError:
+        continue
+    print(name, d.version, getattr(d, "_path", ""))
+if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")):
+    print("externally-managed")
+"#;
+    let out = Command::new(python)
+        .args(["-c", SCRIPT])
+        .args(PYPI_PACKAGES.iter().map(|(name, _)| *name))
+        .output()
+        .with_context(|| format!("could not run {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed listing its packages: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `name==version` for each pin that `report` (see `python_report`) lacks or has at another
+/// version.
+pub fn missing_python_packages(report: &str) -> Vec<String> {
+    PYPI_PACKAGES
+        .iter()
+        .filter(|(name, version)| {
+            !report.lines().any(|line| {
+                let mut w = line.split_whitespace();
+                w.next() == Some(name) && w.next() == Some(version)
+            })
+        })
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect()
+}
+
+/// The pins, one line, as the stamp's first line.
+fn python_pins() -> String {
+    let pins: Vec<String> = PYPI_PACKAGES
+        .iter()
+        .map(|(n, v)| format!("{n}=={v}"))
+        .collect();
+    format!("pins {}", pins.join(" "))
+}
+
+/// The stamp for a complete `report`: the pins, then each package's dist-info directory.
+pub fn python_stamp(report: &str) -> String {
+    let mut s = python_pins() + "\n";
+    for line in report.lines() {
+        if let Some(dir) = line.splitn(3, ' ').nth(2).filter(|d| !d.is_empty()) {
+            s += &format!("{dir}\n");
+        }
+    }
+    s
+}
+
+/// Whether a stamp still holds: same pins, one directory per package, all present.
+pub fn python_stamp_is_current(stamp: &str, exists: impl Fn(&Path) -> bool) -> bool {
+    let mut lines = stamp.lines();
+    if lines.next() != Some(python_pins().as_str()) {
+        return false;
+    }
+    let dirs: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    dirs.len() == PYPI_PACKAGES.len() && dirs.iter().all(|d| exists(Path::new(d)))
+}
+
+/// Runs `npm ci` in the corpus's Node project unless node-pty `NODE_PTY_VERSION` is built there.
+fn ensure_corpus_node() -> Result<String> {
+    let dir = util::workspace_root().join(CORPUS_NODE_DIR);
+    let installed = std::fs::read_to_string(dir.join("node_modules/node-pty/package.json")).ok();
+    let built = dir
+        .join("node_modules/node-pty/build/Release/pty.node")
+        .is_file();
+    if built
+        && installed
+            .as_deref()
+            .is_some_and(|p| package_json_version(p) == Some(NODE_PTY_VERSION))
+    {
+        return Ok(format!("node-pty {NODE_PTY_VERSION}"));
+    }
+    let npm = find_program("npm").context(
+        "npm not found on PATH: the corpus tests need Node.js and npm (the machine's, /usr/bin/node)",
+    )?;
+    if !Path::new(NODE_DIR).join("include/node/node.h").is_file() {
+        bail!(
+            "{NODE_DIR}/include/node/node.h is missing: node-pty builds against the machine's Node headers"
+        );
+    }
+    eprintln!(
+        "setup: npm ci in {} (builds node-pty {NODE_PTY_VERSION})",
+        dir.display()
+    );
+    let mut cmd = Command::new(npm);
+    cmd.args([
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        &format!("--nodedir={NODE_DIR}"),
+    ])
+    .current_dir(&dir)
+    .stdout(Stdio::from(std::io::stderr()));
+    run_checked(&mut cmd, "npm ci (tests/corpus/node)")?;
+    if !dir
+        .join("node_modules/node-pty/build/Release/pty.node")
+        .is_file()
+    {
+        bail!(
+            "npm ci succeeded but node-pty's native module was not built (were install scripts disabled?)"
+        );
+    }
+    Ok(format!("node-pty {NODE_PTY_VERSION} (installed)"))
+}
+
+/// The top-level `"version"` of a package.json (the first `"version": "..."`, which npm writes
+/// before any nested one).
+pub fn package_json_version(text: &str) -> Option<&str> {
+    let rest = &text[text.find("\"version\"")? + "\"version\"".len()..];
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +506,14 @@ mod tests {
         lsof\tinstall ok installed\n\
         tmux\tinstall ok installed\n\
         util-linux\tinstall ok installed\n\
-        procps\tinstall ok installed\n";
+        procps\tinstall ok installed\n\
+        screen\tinstall ok installed\n\
+        openssh-server\tinstall ok installed\n\
+        openssh-client\tinstall ok installed\n\
+        bsdutils\tinstall ok installed\n\
+        python3-pip\tinstall ok installed\n\
+        g++\tinstall ok installed\n\
+        make\tinstall ok installed\n";
 
     #[test]
     fn nothing_missing_when_all_installed() {
@@ -370,5 +601,47 @@ mod tests {
             tracefs_mount_point("/dev/sda1 /mnt/tracefs ext4 rw 0 0\n"),
             None
         );
+    }
+
+    #[test]
+    fn python_packages_missing_or_at_other_versions() {
+        let all = "pexpect 4.9.0 /p/pexpect-4.9.0.dist-info\nptyprocess 0.7.0 /p/x\n\
+                   asciinema 2.4.0 /p/a\nterminado 0.18.1 /p/t\ntornado 6.5.2 /p/to\n";
+        assert!(missing_python_packages(all).is_empty());
+        assert_eq!(missing_python_packages("").len(), PYPI_PACKAGES.len());
+        let old = all.replace("pexpect 4.9.0", "pexpect 4.8.0");
+        assert_eq!(missing_python_packages(&old), ["pexpect==4.9.0"]);
+        let stamp = python_stamp(all);
+        assert!(stamp.starts_with("pins pexpect==4.9.0 "));
+        assert!(python_stamp_is_current(&stamp, |_| true));
+        assert!(!python_stamp_is_current(&stamp, |p| p != Path::new("/p/t")));
+        assert!(!python_stamp_is_current(
+            &stamp.replace("4.9.0", "4.8.0"),
+            |_| true
+        ));
+        // A report without a dist-info path for one package never makes a current stamp.
+        let partial = python_stamp(&all.replace(" /p/to", ""));
+        assert!(!python_stamp_is_current(&partial, |_| true));
+        assert!(!python_stamp_is_current("", |_| true));
+    }
+
+    #[test]
+    fn node_pty_pin_matches_the_corpus_package_json() {
+        let pkg = include_str!("../../tests/corpus/node/package.json");
+        assert!(
+            pkg.contains(&format!("\"node-pty\": \"{NODE_PTY_VERSION}\"")),
+            "{pkg}"
+        );
+        assert_eq!(
+            package_json_version(
+                "{\n  \"name\": \"node-pty\",\n  \"version\": \"1.1.0\",\n  \"dependencies\": {}\n}"
+            ),
+            Some("1.1.0")
+        );
+        assert_eq!(
+            package_json_version("{\"version\":\"2.0.0-beta.1\"}"),
+            Some("2.0.0-beta.1")
+        );
+        assert_eq!(package_json_version("{}"), None);
     }
 }
