@@ -174,8 +174,10 @@ impl TraceArgs {
     if let Some(v) = a.max_ptys {
         th.max_ptys = v;
     }
-    if !(th.abandon_grace_s.is_finite() && th.abandon_grace_s >= 0.0) {
-        return Err(AppError::BadInput(format!("abandon_grace_s ({}) must be a number of seconds, 0 or more", th.abandon_grace_s)));
+    for (key, v) in [("abandon_grace_s", th.abandon_grace_s), ("overtaken_after_s", th.overtaken_after_s)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(AppError::BadInput(format!("{key} ({v}) must be a number of seconds, 0 or more")));
+        }
     }
     if th.window_commands < th.min_commands {
         return Err(AppError::BadInput(format!(

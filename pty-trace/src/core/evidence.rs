@@ -10,10 +10,12 @@
 //!   so for `abandon_grace_s` or while `abandon_commands` later commands started. The moment
 //!   it became orphaned comes from events (see `model::lifecycle`), so a PTY orphaned and
 //!   released between two snapshots counts the same at any interval.
-//! - A PTY is **left behind** when only a non-interactive command holds its slave and that
-//!   command has run for `abandon_grace_s` while `abandon_commands` later commands started
-//!   (an agent's command hung at a prompt, given up on but never killed), or the command has
-//!   ended `abandon_grace_s` ago and only what it left running holds the slave.
+//! - A PTY is **left behind** when only a non-interactive command holds its slave and the
+//!   session has moved on from that command: `abandon_commands` later commands were started
+//!   `overtaken_after_s` or more after it with no command ending in between (an agent's
+//!   command hung at a prompt, given up on but never killed), or `abandon_commands` later
+//!   commands were started `abandon_grace_s` or more after it; or the command ended
+//!   `abandon_grace_s` ago and only what it left running holds the slave.
 //!   Interactive shells (a window's, a login's) wait at their prompt by design: never left
 //!   behind.
 //! - **fd growth** is measured on what the session's own processes (the root and its helpers,
@@ -26,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{
-    model::{CommandId, FdKind, Model, PtyRelease, fd::PtyRole},
+    model::{CommandId, FdKind, Model, fd::PtyRole},
     records::{Evidence, EvidenceEnd, EvidenceKind, PtyPair},
     score::Thresholds,
 };
@@ -108,11 +110,18 @@ impl LeakEvidence {
         for r in &session.pty_releases[self.releases_seen.min(session.pty_releases.len())..] {
             let key = (r.index, r.opened_ns);
             let known = self.residual.remove(&key);
+            let outside = self.held_outside.contains(&key);
             let judged = known.or_else(|| {
-                let since = r.orphaned_since.filter(|_| !self.held_outside.contains(&key))?;
+                if outside {
+                    return None;
+                }
+                let Some(since) = r.orphaned_since else {
+                    // Still in use when released: was it left behind by then?
+                    return left_behind_evidence(model, root, r.index, (r.opener_pid, -1), &r.slave_units, None, r.released_ns, th);
+                };
                 let later = started(since, r.released_ns);
                 let qualifies = r.released_ns.saturating_sub(since) >= grace || later >= th.abandon_commands;
-                qualifies.then(|| abandoned_evidence(model, root, r.index, released_holder(r), r.opened_ns, since, r.released_ns, later))
+                qualifies.then(|| abandoned_evidence(model, root, r.index, (r.opener_pid, -1), r.opened_ns, since, r.released_ns, later))
             });
             self.first_seen_unused.remove(&key);
             self.held_outside.remove(&key);
@@ -153,7 +162,15 @@ impl LeakEvidence {
             if pair.slave_held_outside {
                 self.held_outside.insert(key);
             }
-            let master_tables: BTreeSet<_> = pair.masters.iter().filter_map(|h| model.procs.get(&h.pid).map(|p| p.table)).collect();
+            // Tables holding the master as opened (not a copy a child inherited): a slave held
+            // only there is idle; a child holding an inherited master copy and its own slave
+            // (node-pty's masters are not close-on-exec) is using the PTY.
+            let master_tables: BTreeSet<_> = pair
+                .masters
+                .iter()
+                .filter(|h| entry_of(h).is_some_and(|e| e.opener_pid == h.pid))
+                .filter_map(|h| model.procs.get(&h.pid).map(|p| p.table))
+                .collect();
             let other_slave_holders: Vec<u32> = pair
                 .slaves
                 .iter()
@@ -179,7 +196,13 @@ impl LeakEvidence {
                 continue;
             }
             self.first_seen_unused.remove(&key);
-            match left_behind_evidence(model, root, index, holder, &other_slave_holders, pair.slave_held_outside, now, grace, th) {
+            let units: Vec<_> = other_slave_holders.iter().map(|pid| model.procs.get(pid).and_then(|p| p.unit)).collect();
+            let found = if pair.slave_held_outside {
+                None
+            } else {
+                left_behind_evidence(model, root, index, holder, &units, other_slave_holders.first().copied(), now, th)
+            };
+            match found {
                 Some(ev) => {
                     self.mark_residual(key, now);
                     self.residual.insert(key, ev.clone());
@@ -231,10 +254,6 @@ impl LeakEvidence {
         self.ever_residual.insert(key);
         self.first_residual_ns.get_or_insert(now);
     }
-}
-
-fn released_holder(r: &PtyRelease) -> (u32, i32) {
-    (r.opener_pid, -1)
 }
 
 /// Session commands whose exec is in `(from, to]`.
@@ -295,55 +314,83 @@ fn abandoned_evidence(model: &Model, root: u32, index: u32, holder: (u32, i32), 
     }
 }
 
+/// Later commands that overtook one started at `start`: started `overtaken_after_s` or more
+/// after it, before any command of the session ended, up to `now`. An agent that gives up on a
+/// command without stopping it starts the next one with nothing ended; a pool of parallel
+/// commands starts its next one when one ends, and a burst starts its commands together.
+fn overtakers(model: &Model, root: u32, start: u64, now: u64, th: &Thresholds) -> u64 {
+    let Some(s) = model.sessions.get(&root) else { return 0 };
+    let first_end = s.command_ends.iter().map(|e| e.ts_ns).filter(|&t| t > start).min().unwrap_or(u64::MAX);
+    let from = start.saturating_add((th.overtaken_after_s * 1e9) as u64);
+    let to = now.min(first_end);
+    if from >= to {
+        return 0;
+    }
+    commands_started_between(model, &s.commands, from.saturating_sub(1), to)
+}
+
+/// A PTY in use only by `units` (the commands of its slave's holders other than the master's),
+/// judged at `now`: left behind, or None.
 #[allow(clippy::too_many_arguments)]
 fn left_behind_evidence(
     model: &Model,
     root: u32,
     index: u32,
     holder: (u32, i32),
-    slave_holders: &[u32],
-    held_outside: bool,
+    units: &[Option<CommandId>],
+    slave_pid: Option<u32>,
     now: u64,
-    grace: u64,
     th: &Thresholds,
 ) -> Option<Evidence> {
-    if held_outside {
-        return None;
-    }
     let s = model.sessions.get(&root)?;
+    let grace = (th.abandon_grace_s * 1e9) as u64;
     // Every slave holder must belong to one command that is not interactive.
-    let mut units = slave_holders.iter().map(|pid| model.procs.get(pid).and_then(|p| p.unit));
-    let first = units.next()??;
-    if !units.all(|u| u == Some(first)) {
+    let first = (*units.first()?)?;
+    if !units.iter().all(|u| *u == Some(first)) {
         return None;
     }
     let cmd = model.command(first)?;
-    if cmd.interactive || cmd.preexisting {
+    if cmd.interactive || cmd.preexisting || !cmd.top_level {
         return None;
     }
     let later = commands_started_between(model, &s.commands, cmd.ts_ns, now);
-    let why = match cmd.ended_ns {
+    let held_by = |h: (u32, i32)| if h.1 >= 0 { format!("pid {} (fd {})", h.0, h.1) } else { format!("pid {}", h.0) };
+    let why = match cmd.ended_ns.filter(|&e| e <= now) {
         Some(end) if now.saturating_sub(end) >= grace => format!(
-            "PTY {index}: {} ended {:.1} s ago, and what it left running still holds the slave (pid {})",
+            "PTY {index}: {} ended {:.1} s ago, and what it left running{} still holds the slave",
             command_words(model, root, Some(first)),
             secs(now - end),
-            slave_holders[0]
+            slave_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         ),
         Some(_) => return None,
-        None if now.saturating_sub(cmd.ts_ns) >= grace && later >= th.abandon_commands => format!(
-            "PTY {index}: {} has run for {:.1} s while {later} later command(s) started: given up on but not stopped, its PTY kept by pid {} (fd {})",
-            command_words(model, root, Some(first)),
-            secs(now - cmd.ts_ns),
-            holder.0,
-            holder.1
-        ),
-        None => return None,
+        None => {
+            let overtaken = overtakers(model, root, cmd.ts_ns, now, th);
+            // The session went on starting commands long after this one started (a burst's
+            // commands start together and are not that).
+            let long = commands_started_between(model, &s.commands, cmd.ts_ns.saturating_add(grace), now) >= th.abandon_commands;
+            if overtaken >= th.abandon_commands {
+                format!(
+                    "PTY {index}: {} still runs, given up on: {overtaken} later command(s) were started after it with none ending in between; its PTY is kept by {}",
+                    command_words(model, root, Some(first)),
+                    held_by(holder)
+                )
+            } else if long {
+                format!(
+                    "PTY {index}: {} has run for {:.1} s, and the session still starts commands long after it ({later} so far): left running, its PTY kept by {}",
+                    command_words(model, root, Some(first)),
+                    secs(now - cmd.ts_ns),
+                    held_by(holder)
+                )
+            } else {
+                return None;
+            }
+        }
     };
     Some(Evidence {
         kind: EvidenceKind::LeftBehindPty,
         pty: Some(index),
         pid: Some(holder.0),
-        fd: Some(holder.1),
+        fd: (holder.1 >= 0).then_some(holder.1),
         command: Some(cmd.argv.clone()),
         since_s: secs(now.saturating_sub(cmd.ts_ns)),
         commands_since: later,

@@ -32,6 +32,9 @@ pub struct Thresholds {
     pub abandon_grace_s: f64,
     /// ...or unused while this many later commands started.
     pub abandon_commands: u64,
+    /// A running command is given up on when this many later commands started at least this
+    /// long (seconds) after it with no command ending in between (see `evidence`).
+    pub overtaken_after_s: f64,
 }
 
 impl Default for Thresholds {
@@ -48,6 +51,7 @@ impl Default for Thresholds {
             min_commands: 10,
             abandon_grace_s: 5.0,
             abandon_commands: 2,
+            overtaken_after_s: 0.25,
         }
     }
 }

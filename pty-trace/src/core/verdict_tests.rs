@@ -294,7 +294,8 @@ fn a_burst_of_parallel_commands_is_healthy() {
                 sim.open(child, 0, &format!("/dev/pts/{index}"), O_RDWR);
                 running.push((20 + i, child));
             }
-            sim.wait(2 * S);
+            // Long ones: longer than the grace period.
+            sim.wait(8 * S);
             for (fd, child) in running {
                 sim.exit(child);
                 sim.wait(50 * MS);
@@ -414,4 +415,60 @@ fn a_pty_whose_slave_an_untraced_process_holds_is_in_use() {
     let s = sim.summary(true);
     assert_eq!(s.verdict, Verdict::Healthy, "{:?}", s.evidence);
     assert_eq!(sim.commands(), 0);
+}
+
+#[test]
+fn prompts_given_up_on_quickly_are_caught_at_every_interval_when_the_agent_exits() {
+    // node-pty's leaky agent: each command hangs at a prompt, the agent waits 200 ms for the
+    // prompt, moves on, and exits after 14 commands (under 3 s): no snapshot needs to see it.
+    for interval in INTERVALS {
+        let mut sim = Sim::new(interval);
+        for i in 0..14 {
+            let index = sim.master(ROOT, 20 + i, false);
+            let child = sim.spawn(ROOT, &["/bin/bash", "-c", "read -p 'Apply? y/N ' a"]);
+            sim.open(child, 0, &format!("/dev/pts/{index}"), O_RDWR);
+            sim.wait(200 * MS);
+        }
+        sim.exit(ROOT);
+        let s = sim.summary(false);
+        assert_eq!(s.verdict, Verdict::LeakDetected, "interval {interval}: {:?}", s.final_scores);
+        // Overtaken twice, 250 ms or more after it started (the 2nd and 3rd commands after it,
+        // at 200 ms apart): the first 11 of 14.
+        let left = s.evidence.iter().filter(|e| e.kind == EvidenceKind::LeftBehindPty).count();
+        assert_eq!(left, 11, "interval {interval}: {:#?}", s.evidence);
+        assert!(s.evidence[0].why.contains("given up on"), "{}", s.evidence[0].why);
+    }
+}
+
+#[test]
+fn a_pool_of_long_parallel_commands_refilled_as_they_end_is_healthy() {
+    for interval in INTERVALS {
+        let mut sim = Sim::new(interval);
+        // 6 slots; each command runs 3 s; a new one starts as soon as one ends. The first six
+        // start 100 ms apart (a staggered start).
+        let mut slots = Vec::new();
+        for i in 0..6 {
+            let index = sim.master(ROOT, 20 + i, true);
+            let child = sim.spawn(ROOT, &["/bin/sh", "-c", "pytest shard"]);
+            sim.open(child, 0, &format!("/dev/pts/{index}"), O_RDWR);
+            slots.push((20 + i, child));
+            sim.wait(100 * MS);
+        }
+        for round in 0..24 {
+            sim.wait(400 * MS);
+            let (fd, child) = slots.remove(0);
+            sim.exit(child);
+            sim.close(ROOT, fd);
+            if round < 18 {
+                let index = sim.master(ROOT, fd, true);
+                let child = sim.spawn(ROOT, &["/bin/sh", "-c", "pytest shard"]);
+                sim.open(child, 0, &format!("/dev/pts/{index}"), O_RDWR);
+                slots.push((fd, child));
+            }
+        }
+        sim.exit(ROOT);
+        let s = sim.summary(false);
+        assert_eq!(s.verdict, Verdict::Healthy, "interval {interval}: {:#?}", s.evidence);
+        assert_eq!((sim.alerts, sim.rotates), (0, 0));
+    }
 }

@@ -23,6 +23,9 @@ pub struct PtyRelease {
     /// No process held its slave when it was released: orphaned since then (the later of the
     /// master's opening and its slave's last holder going away).
     pub orphaned_since: Option<u64>,
+    /// The commands (`Process::unit`) of the processes holding its slave when it was released
+    /// (None: a process of no command).
+    pub slave_units: Vec<Option<CommandId>>,
 }
 
 impl Model {
@@ -57,6 +60,7 @@ impl Model {
                 // The PTY is gone; its index may be handed out again.
                 self.slave_last_drop.remove(&d.index);
             }
+            let slave_units = if slaves > 0 { self.slave_holder_units(d.index) } else { Vec::new() };
             if let Some(s) = self.sessions.get_mut(&session) {
                 s.pty_releases.push(PtyRelease {
                     index: d.index,
@@ -66,6 +70,7 @@ impl Model {
                     released_ns: d.ts,
                     by_exit,
                     orphaned_since,
+                    slave_units,
                 });
             }
         }
@@ -86,6 +91,19 @@ impl Model {
             }
         }
         (m, s)
+    }
+
+    /// The commands of the processes holding PTY `index`'s slave.
+    fn slave_holder_units(&self, index: u32) -> Vec<Option<CommandId>> {
+        self.procs
+            .values()
+            .filter(|p| {
+                self.tables
+                    .get(&p.table)
+                    .is_some_and(|t| t.fds.values().any(|e| e.kind == FdKind::PtySlave && e.pty_index == Some(index)))
+            })
+            .map(|p| p.unit)
+            .collect()
     }
 
     /// When PTY `index`'s slave last lost a holder, if that is known.
