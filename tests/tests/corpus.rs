@@ -89,6 +89,10 @@ struct Outcome {
     verdict: String,
     problems: Vec<String>,
     proc_check: Option<String>,
+    /// Leaky runs: seconds from the oldest evidence's onset (a PTY's first moment unused, or
+    /// its command's start) to the first alert; None when the leak was first named by the
+    /// summary (the workload ended before a snapshot could alert).
+    latency_s: Option<f64>,
 }
 
 struct Row {
@@ -99,6 +103,7 @@ struct Row {
     interval: &'static str,
     verdict: String,
     ok: bool,
+    latency_s: Option<f64>,
 }
 
 static TABLE: Mutex<Vec<Row>> = Mutex::new(Vec::new());
@@ -379,6 +384,7 @@ fn corpus_matrix(software: &'static str, variants: Vec<Variant>) {
                         interval,
                         verdict: out.verdict,
                         ok,
+                        latency_s: out.latency_s,
                     });
                 }
             }
@@ -403,19 +409,29 @@ fn corpus_matrix(software: &'static str, variants: Vec<Variant>) {
 /// software × variant × mode × interval → the verdicts seen (count each), and whether all
 /// runs of that cell were right.
 fn confusion(rows: &[&Row]) -> String {
-    let mut cells: BTreeMap<(&str, &str, Mode, usize, &str), (Truth, BTreeMap<&str, usize>, bool)> = BTreeMap::new();
+    type Cell<'a> = (Truth, BTreeMap<&'a str, usize>, bool, Vec<Option<f64>>);
+    let mut cells: BTreeMap<(&str, &str, Mode, usize, &str), Cell> = BTreeMap::new();
     for r in rows {
         let order = INTERVALS.iter().position(|i| *i == r.interval).unwrap_or(0);
-        let c = cells.entry((r.software, r.variant, r.mode, order, r.interval)).or_insert((r.truth, BTreeMap::new(), true));
+        let c = cells.entry((r.software, r.variant, r.mode, order, r.interval)).or_insert((r.truth, BTreeMap::new(), true, Vec::new()));
         *c.1.entry(r.verdict.as_str()).or_default() += 1;
         c.2 &= r.ok;
+        c.3.push(r.latency_s);
     }
-    let mut s = format!("{:<13} {:<8} {:<7} {:<6} {:<8} {:<4} verdicts\n", "software", "variant", "mode", "every", "truth", "ok");
-    for ((sw, var, mode, _, iv), (truth, verdicts, ok)) in cells {
+    let mut s = format!(
+        "{:<13} {:<8} {:<7} {:<6} {:<8} {:<4} {:<26} verdicts\n",
+        "software", "variant", "mode", "every", "truth", "ok", "onset->alert s (each run)"
+    );
+    for ((sw, var, mode, _, iv), (truth, verdicts, ok, latencies)) in cells {
         let seen: Vec<String> = verdicts.iter().map(|(v, n)| format!("{v} x{n}")).collect();
+        let lat = if truth == Truth::Healthy {
+            "-".to_string()
+        } else {
+            latencies.iter().map(|l| l.map_or("summary".into(), |x| format!("{x:.1}"))).collect::<Vec<_>>().join(" ")
+        };
         let truth = if truth == Truth::Healthy { "healthy" } else { "leaky" };
         s += &format!(
-            "{sw:<13} {var:<8} {:<7} {iv:<6} {truth:<8} {:<4} {}\n",
+            "{sw:<13} {var:<8} {:<7} {iv:<6} {truth:<8} {:<4} {lat:<26} {}\n",
             mode.name(),
             if ok { "yes" } else { "NO" },
             seen.join(", ")
@@ -577,6 +593,7 @@ fn run_case(software: &str, v: &Variant, mode: Mode, interval: &str, run: usize,
     }
 
     let recs = read_jsonl_partial(&jsonl);
+    let mut latency_s = None;
     let summaries = of_type(&recs, "summary");
     let verdict = match summaries.as_slice() {
         [s] => s["verdict"].as_str().unwrap_or("?").to_string(),
@@ -591,21 +608,31 @@ fn run_case(software: &str, v: &Variant, mode: Mode, interval: &str, run: usize,
     };
     if let [s] = summaries.as_slice() {
         let decisions = of_type(&recs, "decision").len();
+        let alerts = of_type(&recs, "alert");
         match v.truth {
             Truth::Healthy => {
-                if verdict == "LEAK DETECTED" {
-                    problems.push(format!("false alarm: LEAK DETECTED ({})", s["final_scores"]["reasons"]));
+                // Any alert on a healthy session is a false alarm too (a RECOVERED verdict
+                // needs one).
+                if verdict != "HEALTHY" {
+                    problems.push(format!("false alarm: {verdict} ({}; evidence {})", s["final_scores"]["reasons"], s["evidence"]));
                 }
-                if decisions > 0 {
-                    problems.push(format!("false alarm: {decisions} decision record(s)"));
+                if decisions > 0 || !alerts.is_empty() {
+                    problems.push(format!("false alarm: {} alert(s), {decisions} decision(s): {:?}", alerts.len(), alerts.first().map(|a| a["reasons"].clone())));
                 }
             }
             Truth::Leaky => {
-                if verdict != "LEAK DETECTED" && verdict != "LEAKED EARLIER, RECOVERED" {
+                // The leaky workloads keep what they leak until they exit.
+                if verdict != "LEAK DETECTED" {
                     problems.push(format!("leak missed: {verdict} (pty_peak {})", s["metrics"]["pty_peak"]));
+                }
+                if s["evidence"].as_array().is_none_or(|e| e.is_empty()) {
+                    problems.push("LEAK DETECTED without evidence in the summary".into());
                 }
             }
         }
+        latency_s = alerts.first().and_then(|a| {
+            a["evidence"].as_array()?.iter().filter_map(|e| e["since_s"].as_f64()).reduce(f64::max)
+        });
         if s["lost_events"] != 0 {
             problems.push(format!("lost_events {}", s["lost_events"]));
         }
@@ -621,7 +648,7 @@ fn run_case(software: &str, v: &Variant, mode: Mode, interval: &str, run: usize,
     {
         problems.push(format!("snapshot rows differ from /proc: {mismatch}"));
     }
-    Outcome { verdict, problems, proc_check }
+    Outcome { verdict, problems, proc_check, latency_s }
 }
 
 /// Waits until the workload blocks at its checkpoint, compares the per-process rows of a

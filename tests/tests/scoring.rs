@@ -64,7 +64,7 @@ fn leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command() {
     let commands = m["total_commands"].as_u64().unwrap();
     let ptys = m["pty_peak"].as_u64().unwrap();
     assert_eq!(ptys, N, "every forgotten master is held at the end");
-    assert_eq!(commands, N + 1, "the agent itself and its N shell calls");
+    assert_eq!(commands, N, "its N shell calls (the agent's own exec is the session, not a command)");
     let per_command = ptys as f64 / commands as f64;
     assert!((0.8..=1.0).contains(&per_command), "about one PTY per command, got {per_command:.2}");
     assert!(m["health_score_min"].as_f64().unwrap() < 50.0);
@@ -84,7 +84,8 @@ fn leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command() {
     assert!(text.contains("VERDICT: LEAK DETECTED"), "{text}");
     assert!(text.contains(&format!("pid {}", agent["pid"])), "report names the leaking pid: {text}");
     assert!(text.contains("python"), "{text}");
-    assert!(text.contains("close the master when the child is reaped"), "{text}");
+    assert!(text.contains("close the master when its child is reaped"), "{text}");
+    assert!(text.contains("evidence: PTY "), "the report lists the evidence: {text}");
     let rep = Command::new(pty_trace_bin()).args(["report", "--json"]).arg(&jsonl).output().unwrap();
     let v: Value = serde_json::from_slice(&rep.stdout).unwrap();
     assert_eq!(v["verdict"], "LEAK DETECTED");
@@ -103,7 +104,8 @@ fn agent_that_closes_its_masters_is_healthy() {
     assert!(s["actions"].as_array().unwrap().is_empty());
     assert!(of_type(&recs, "decision").is_empty());
     assert!(s["metrics"]["health_score_min"].as_f64().unwrap() >= 70.0);
-    assert_eq!(s["metrics"]["total_commands"].as_u64().unwrap(), N + 1);
+    assert_eq!(s["metrics"]["total_commands"].as_u64().unwrap(), N);
+    assert!(s.get("evidence").is_none(), "no evidence on a healthy run: {s}");
     assert!(s["metrics"]["pty_peak"].as_u64().unwrap() <= 1);
     assert_eq!(s["drift"], 0, "{}", s["drift_examples"]);
 }
@@ -134,7 +136,7 @@ fn on_rotate_runs_the_hook_and_exit_on_rotate_exits_10() {
     let parts: Vec<&str> = text.trim().split('|').collect();
     assert_eq!(parts[0], s["session"].to_string());
     assert!(parts[1].parse::<f64>().unwrap() < 50.0);
-    assert!(parts[2].contains("orphaned"), "{text}");
+    assert!(parts[2].contains("abandoned PTY"), "{text}");
 }
 
 /// Debian's python3 when present (not a shim that runs commands of its own).
