@@ -626,7 +626,9 @@ fn real_demo_output_validates() {
             "demo",
             "--no-tui",
             "--commands",
-            "8",
+            // More abandoned PTYs than max_ptys (the last two are never abandoned: no two
+            // commands start after them), so the leaky agent decides to rotate.
+            "12",
             "--delay",
             "50ms",
             "--interval",

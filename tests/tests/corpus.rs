@@ -633,6 +633,19 @@ fn run_case(software: &str, v: &Variant, mode: Mode, interval: &str, run: usize,
         latency_s = alerts.first().and_then(|a| {
             a["evidence"].as_array()?.iter().filter_map(|e| e["since_s"].as_f64()).reduce(f64::max)
         });
+        // The slow leak (one PTY kept per 20 commands) must be caught within 100 commands:
+        // the snapshot written with the first alert says how many had started.
+        if software == "slow-leak" {
+            let at = alerts.first().and_then(|a| {
+                of_type(&recs, "snapshot").into_iter().find(|s| s["ts"] == a["ts"]).and_then(|s| s["commands"].as_u64())
+            });
+            match at {
+                Some(n) if n <= 100 => {}
+                Some(n) => problems.push(format!("slow leak alerted only at command {n} (target: within 100)")),
+                None => problems.push("slow leak: no alert while it ran".into()),
+            }
+            eprintln!("corpus slow-leak/{}/{interval}#{run}: first alert at command {at:?}", mode.name());
+        }
         if s["lost_events"] != 0 {
             problems.push(format!("lost_events {}", s["lost_events"]));
         }

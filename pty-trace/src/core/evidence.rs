@@ -46,8 +46,8 @@ pub struct Findings {
     /// Abandoned or left-behind PTYs released only because their holder exited (with when):
     /// the session never gave them back itself.
     pub died_holding: Vec<(u64, Evidence)>,
-    /// Abandoned or left-behind PTYs the session later closed itself.
-    pub recovered: Vec<Evidence>,
+    /// Abandoned or left-behind PTYs the session later closed itself (with when).
+    pub recovered: Vec<(u64, Evidence)>,
     /// Abandoned or left-behind PTYs ever, per command, over the growth window (None: fewer
     /// than `min_commands` commands in it).
     pub pty_per_command: Option<f64>,
@@ -76,6 +76,33 @@ impl Findings {
     pub fn died_holding_before(&self, ts: u64) -> impl Iterator<Item = &Evidence> {
         self.died_holding.iter().filter(move |(t, _)| *t < ts).map(|(_, e)| e)
     }
+
+    /// Closed PTYs split into (teardown, recovered): a close after which the session started no
+    /// command and then ended (`root_end`) is its teardown (an interpreter closing what it kept
+    /// as it exits, pexpect's `__del__`), not a recovery.
+    pub fn closes(&self, model: &Model, root: u32, root_end: Option<u64>) -> (Vec<Evidence>, Vec<Evidence>) {
+        let last_start = model
+            .sessions
+            .get(&root)
+            .and_then(|s| s.commands.last())
+            .map(|&c| model.commands[c].ts_ns)
+            .unwrap_or(0);
+        let (teardown, recovered): (Vec<_>, Vec<_>) =
+            self.recovered.iter().partition(|(t, _)| root_end.is_some() && *t >= last_start);
+        let words = |v: Vec<&(u64, Evidence)>, end: &str| {
+            v.into_iter()
+                .map(|(_, e)| {
+                    let mut e = e.clone();
+                    if let Some(i) = e.why.rfind("; closed later by the session") {
+                        e.why.truncate(i);
+                        e.why.push_str(end);
+                    }
+                    e
+                })
+                .collect()
+        };
+        (words(teardown, "; closed only as the session ended"), words(recovered, "; closed later by the session"))
+    }
 }
 
 /// One session's evidence state across snapshots.
@@ -93,7 +120,7 @@ pub struct LeakEvidence {
     /// Keys ever judged residual (for the per-command rate).
     ever_residual: BTreeSet<PtyKey>,
     died_holding: Vec<(u64, Evidence)>,
-    recovered: Vec<Evidence>,
+    recovered: Vec<(u64, Evidence)>,
     /// (commands started, PTYs ever residual) each time the command count changed.
     pty_series: VecDeque<(usize, usize)>,
     first_residual_ns: Option<u64>,
@@ -134,7 +161,7 @@ impl LeakEvidence {
                 } else {
                     "; closed later by the session"
                 });
-                if r.by_exit { self.died_holding.push((r.released_ns, ev)) } else { self.recovered.push(ev) }
+                if r.by_exit { self.died_holding.push((r.released_ns, ev)) } else { self.recovered.push((r.released_ns, ev)) }
             }
         }
         self.releases_seen = session.pty_releases.len();

@@ -102,6 +102,10 @@ pub struct Scores {
     pub leaking: bool,
 }
 
+/// Residual PTYs that make a steady leak on their own (*fixed*): three PTYs, each abandoned for
+/// the grace period or across later commands, and none given back.
+pub const STEADY_LEAK_PTYS: u64 = 3;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Crossing {
     Alert { health: f64, reasons: Vec<String> },
@@ -194,6 +198,11 @@ impl Scorer {
             leak += 3.0 * s.died_holding as f64;
             reasons.push(format!("{} abandoned PTY(s) were given back only when their holder exited", s.died_holding));
         }
+        if residual >= STEADY_LEAK_PTYS {
+            penalty += 10.0;
+            leak += 2.0;
+            reasons.push(format!("{residual} PTYs abandoned or left behind and not given back: a steady leak"));
+        }
         if residual > th.max_ptys {
             penalty += (30.0 + 2.0 * (residual - th.max_ptys) as f64).min(45.0);
             leak += (residual - th.max_ptys) as f64;
@@ -280,11 +289,15 @@ mod tests {
     }
 
     #[test]
-    fn a_few_abandoned_ptys_are_not_yet_a_leak() {
-        // 3 abandoned PTYs (leak 9) is suspicious, not a verdict; the fourth makes it one.
+    fn three_abandoned_ptys_are_a_steady_leak_two_are_not() {
+        // 2 abandoned PTYs (leak 6, health 84) are a warning; the third makes a steady leak
+        // (leak 11, health 66: an alert).
         let mut sc = Scorer::new(Thresholds::default());
-        assert!(!sc.observe(&abandoned(1, 3)).0.leaking);
-        assert!(sc.observe(&abandoned(2, 4)).0.leaking);
+        let (two, c) = sc.observe(&abandoned(1, 2));
+        assert!(!two.leaking && c.is_empty() && two.health == 84.0, "{two:?}");
+        let (three, c) = sc.observe(&abandoned(2, 3));
+        assert!(three.leaking && three.health == 66.0, "{three:?}");
+        assert_eq!(c.len(), 1);
     }
 
     #[test]
@@ -299,17 +312,18 @@ mod tests {
     fn hysteresis_prevents_flapping_and_rearms_after_recovery() {
         let mut sc = Scorer::new(Thresholds::default());
         let mut alerts = 0;
-        // Health oscillates 68 (4 abandoned) / 76 (3 abandoned) around the alert line (70)
-        // without recovering to 80: a single alert.
+        // Health oscillates 66 (3 abandoned) / 77 (1 abandoned, 5 lingering descendants)
+        // around the alert line (70) without recovering to 80: a single alert.
         for i in 0..10 {
-            let (now, c) = sc.observe(&abandoned(i, if i % 2 == 0 { 4 } else { 3 }));
-            assert!(now.health == 68.0 || now.health == 76.0, "{}", now.health);
+            let s = if i % 2 == 0 { abandoned(i, 3) } else { Sample { lingering: 5, abandoned_ptys: 1, ..Sample::default() } };
+            let (now, c) = sc.observe(&s);
+            assert!(now.health == 66.0 || now.health == 77.0, "{}", now.health);
             alerts += c.iter().filter(|x| matches!(x, Crossing::Alert { .. })).count();
         }
         assert_eq!(alerts, 1);
         // Full recovery re-arms; the next drop alerts again.
         sc.observe(&abandoned(20, 0));
-        let (_, c) = sc.observe(&abandoned(21, 4));
+        let (_, c) = sc.observe(&abandoned(21, 3));
         assert_eq!(c.len(), 1);
     }
 

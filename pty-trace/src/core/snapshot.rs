@@ -199,7 +199,9 @@ impl SessionBook {
         // judged as they were when released.
         let findings = self.evidence.observe(model, root, &registry, now, &self.scorer.th);
         let root_end = s.ended_ns.unwrap_or(u64::MAX);
-        let at_end: Vec<Evidence> = findings.died_holding_since(root_end).cloned().collect();
+        let mut at_end: Vec<Evidence> = findings.died_holding_since(root_end).cloned().collect();
+        let (teardown, closed_earlier) = findings.closes(model, root, s.ended_ns);
+        at_end.extend(teardown);
         let (rows, _) = session_counts(model, root, now);
         let sample = self.sample(model, facts, &rows, &findings, at_end.len() as u64);
         self.scorer.observe(&sample);
@@ -209,7 +211,7 @@ impl SessionBook {
         evidence.extend(findings.fd_growth.iter().cloned());
         let leaking_at_end = self.scorer.leak_seen && !evidence.is_empty();
         let verdict = Verdict::of(self.scorer.leak_seen, leaking_at_end);
-        let mut recovered = findings.recovered.clone();
+        let mut recovered = closed_earlier;
         recovered.extend(findings.died_holding_before(root_end).cloned());
         self.findings = findings;
         self.summarized = true;
