@@ -198,6 +198,10 @@ pub struct SnapshotRec<P = Vec<ProcessRec>, Y = Vec<PtyPair>> {
     /// What the scores rest on (empty when healthy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// Taken between intervals, because an orphaned PTY came due as evidence (a leak is named
+    /// as soon as its evidence holds, whatever the interval).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early: bool,
 }
 
 /// `alert`: health fell below `alert_health`.

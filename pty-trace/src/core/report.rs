@@ -569,6 +569,7 @@ pub(crate) mod tests {
                     why: format!("PTY {i}: abandoned"),
                 })
                 .collect(),
+            early: false,
         };
         serde_json::to_string(&Envelope { kind: RecordKind::Snapshot, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()
     }

@@ -137,6 +137,7 @@ impl SessionBook {
             drift_by_cause: drift_by_cause(model),
             residual_ptys,
             evidence,
+            early: false,
         };
         (snap, crossings)
     }

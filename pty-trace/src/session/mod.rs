@@ -43,6 +43,8 @@ use crate::{
 
 /// How often the ring buffer is drained when the kernel has not woken us.
 const DRAIN_PERIOD: Duration = Duration::from_millis(20);
+/// Least time between two early snapshots (see `Tracer::early_snapshots`).
+const EARLY_SNAPSHOT_SPACING: Duration = Duration::from_millis(100);
 
 /// What to trace.
 #[derive(Clone, Debug)]
@@ -90,6 +92,8 @@ pub struct Tracer {
     pub view: Option<LiveView>,
     /// `attach`: processes whose /proc cmdline could not be read (shown in `start`).
     unreadable_cmdlines: u64,
+    /// No early snapshot before this (monotonic ns).
+    next_early_ns: u64,
 }
 
 /// Result of a finished trace: the exit code `main` should use, and what to print after.
@@ -136,6 +140,7 @@ impl Tracer {
             stopped_at: None,
             view: None,
             unreadable_cmdlines: 0,
+            next_early_ns: 0,
         };
         // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open as long as it is
         // registered with the reactor.
@@ -304,12 +309,41 @@ impl Tracer {
 
     fn write_snapshots(&mut self) -> anyhow::Result<()> {
         let roots = self.unsummarized();
+        self.write_snapshots_of(roots, false)
+    }
+
+    /// Scores at once the sessions where an orphaned PTY has come due (see
+    /// `Model::take_due_orphans`), at most every `EARLY_SNAPSHOT_SPACING`: a leak is named as
+    /// soon as its evidence holds, whatever the interval.
+    fn early_snapshots(&mut self) -> anyhow::Result<()> {
+        let now = monotonic_ns();
+        if now < self.next_early_ns {
+            return Ok(());
+        }
+        let th = &self.opts.thresholds;
+        let (commands, grace) = (th.abandon_commands, (th.abandon_grace_s * 1e9) as u64);
+        let due: Vec<u32> = self
+            .unsummarized()
+            .into_iter()
+            .filter(|&r| self.model.take_due_orphans(r, commands, grace, now))
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.next_early_ns = now + EARLY_SNAPSHOT_SPACING.as_nanos() as u64;
+        self.write_snapshots_of(due, true)
+    }
+
+    /// Scores `roots` and writes their snapshots (and any alert or decision); `early`: between
+    /// intervals (the live view waits for the next interval).
+    fn write_snapshots_of(&mut self, roots: Vec<u32>, early: bool) -> anyhow::Result<()> {
         let facts = self.facts(&roots);
         let ts = self.clock.ts(facts.now_ns);
         let mut snaps = Vec::new();
         for root in roots {
             let Some(book) = self.books.get_mut(&root) else { continue };
-            let (snap, crossings) = book.snapshot(&self.model, &facts);
+            let (mut snap, crossings) = book.snapshot(&self.model, &facts);
+            snap.early = early;
             for c in crossings {
                 match c {
                     Crossing::Alert { health, reasons } => {
@@ -332,6 +366,9 @@ impl Tracer {
             snaps.push(snap);
         }
         self.out.flush()?;
+        if early {
+            return Ok(());
+        }
         if let Some(v) = self.view.as_mut() {
             let fd_details = snaps.iter().flat_map(|s| snapshot::fd_details(&self.model, s, facts.now_ns)).collect();
             let feed = self
@@ -444,8 +481,12 @@ impl Tracer {
                     g.clear_ready();
                     drop(g);
                     self.drain();
+                    self.early_snapshots()?;
                 }
-                _ = drain_timer.tick() => self.drain(),
+                _ = drain_timer.tick() => {
+                    self.drain();
+                    self.early_snapshots()?;
+                }
                 _ = tick.tick() => {
                     self.drain();
                     self.tick()?;

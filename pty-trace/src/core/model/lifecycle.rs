@@ -46,6 +46,15 @@ impl Model {
         // Slaves first: a table dropping both ends of a PTY at once leaves it without a slave.
         for d in drops.iter().filter(|d| d.kind == FdKind::PtySlave) {
             self.slave_last_drop.insert(d.index, d.ts);
+            // A master still held with no slave left: it may become abandoned before the next
+            // snapshot (see `take_due_orphans`).
+            if drops.iter().all(|m| m.kind != FdKind::PtyMaster || m.index != d.index)
+                && let (1.., 0) = self.pty_holders(d.index)
+                && let Some(s) = self.sessions.get_mut(&session)
+            {
+                let commands = s.commands.len();
+                s.orphan_candidates.push((d.index, commands, d.ts));
+            }
         }
         for d in drops.iter().filter(|d| d.kind == FdKind::PtyMaster) {
             let (masters, slaves) = self.pty_holders(d.index);
@@ -59,6 +68,9 @@ impl Model {
             if slaves == 0 {
                 // The PTY is gone; its index may be handed out again.
                 self.slave_last_drop.remove(&d.index);
+            }
+            for s in self.sessions.values_mut() {
+                s.orphan_candidates.retain(|c| c.0 != d.index);
             }
             let slave_units = if slaves > 0 { self.slave_holder_units(d.index) } else { Vec::new() };
             if let Some(s) = self.sessions.get_mut(&session) {
@@ -104,6 +116,19 @@ impl Model {
             })
             .map(|p| p.unit)
             .collect()
+    }
+
+    /// Whether a PTY orphaned since the last look has come due: `commands` later commands have
+    /// started or `grace_ns` has passed since it lost its last slave holder. The due ones are
+    /// taken; the tracer then scores the session at once instead of at the next interval, so
+    /// how soon a leak is named does not depend on the interval.
+    pub fn take_due_orphans(&mut self, session: u32, commands: u64, grace_ns: u64, now: u64) -> bool {
+        let Some(s) = self.sessions.get_mut(&session) else { return false };
+        let started = s.commands.len();
+        let before = s.orphan_candidates.len();
+        s.orphan_candidates
+            .retain(|&(_, at, ts)| ((started - at.min(started)) as u64) < commands && now.saturating_sub(ts) < grace_ns);
+        s.orphan_candidates.len() < before
     }
 
     /// When PTY `index`'s slave last lost a holder, if that is known.

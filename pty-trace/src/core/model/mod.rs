@@ -52,6 +52,9 @@ pub struct Session {
     pub command_ends: Vec<CommandEnd>,
     /// PTYs released since the leak evidence last took them (see `lifecycle`).
     pub pty_releases: Vec<PtyRelease>,
+    /// PTYs that lost their last slave holder while their master is held: (index, commands
+    /// started then, when). See `Model::take_due_orphans`.
+    pub orphan_candidates: Vec<(u32, usize, u64)>,
 }
 
 /// A command ended (its process exited).
@@ -187,6 +190,7 @@ impl Model {
             core_pids: BTreeSet::new(),
             command_ends: Vec::new(),
             pty_releases: Vec::new(),
+            orphan_candidates: Vec::new(),
         });
     }
 

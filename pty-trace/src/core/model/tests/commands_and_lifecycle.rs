@@ -144,3 +144,33 @@ fn a_master_never_used_is_orphaned_since_it_was_opened_and_released_by_exit() {
     assert!(r[0].by_exit);
     assert_eq!(r[0].orphaned_since, Some(opened));
 }
+
+#[test]
+fn an_orphaned_master_comes_due_after_two_commands_unless_it_is_closed() {
+    let mut t = T::new();
+    // Careful: the master is closed right after its child exits: never a candidate for long.
+    t.master(ROOT, 3, 1);
+    t.spawn(ROOT, 101, &["/bin/sh", "-c", "ls"]);
+    t.open(101, 0, "/dev/pts/1", O_RDWR);
+    t.exit(101);
+    assert_eq!(t.m.sessions[&SID].orphan_candidates.len(), 1);
+    t.sys(ROOT, K::Close, 0, &[3]);
+    assert!(t.m.sessions[&SID].orphan_candidates.is_empty(), "released: nothing to judge");
+    // Leaky: kept; due once two more commands started.
+    t.master(ROOT, 4, 2);
+    t.spawn(ROOT, 102, &["/bin/sh", "-c", "ls"]);
+    t.open(102, 0, "/dev/pts/2", O_RDWR);
+    t.exit(102);
+    t.spawn(ROOT, 103, &["/bin/true"]);
+    assert!(!t.m.take_due_orphans(SID, 2, u64::MAX, t.ts));
+    t.spawn(ROOT, 104, &["/bin/true"]);
+    assert!(t.m.take_due_orphans(SID, 2, u64::MAX, t.ts));
+    assert!(!t.m.take_due_orphans(SID, 2, u64::MAX, t.ts), "taken once");
+    // Or once the grace period passed.
+    t.master(ROOT, 5, 3);
+    t.open(ROOT, 6, "/dev/pts/3", O_RDWR);
+    t.sys(ROOT, K::Close, 0, &[6]);
+    let dropped = t.ts;
+    assert!(!t.m.take_due_orphans(SID, 2, 1000, dropped + 999));
+    assert!(t.m.take_due_orphans(SID, 2, 1000, dropped + 1000));
+}
