@@ -48,7 +48,17 @@ impl Tracer {
             if debug_drift && !r.seeding && r.corrections() > 0 {
                 for fd in r.added.iter().chain(&r.removed).chain(&r.corrected).chain(&r.cloexec_corrected) {
                     let model = before.as_ref().and_then(|t| t.fds.get(fd).cloned());
-                    eprintln!("pty-trace: drift pid {} fd {fd}: model {:?} /proc {:?}", o.pid, model, o.fds.get(fd));
+                    let p = self.model.procs.get(&o.pid);
+                    let exec_ts = p.and_then(|p| p.command).and_then(|c| self.model.command(c)).map(|c| c.ts_ns);
+                    eprintln!(
+                        "pty-trace: drift pid {} fd {fd}: model {:?} /proc {:?} (process started {:?}, its exec at {exec_ts:?}, seeded at {:?}, scan at {})",
+                        o.pid,
+                        model,
+                        o.fds.get(fd),
+                        p.map(|p| p.started_ns),
+                        p.map(|p| p.seeded_at),
+                        o.scan_start_ns
+                    );
                 }
             }
         }
