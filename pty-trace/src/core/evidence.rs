@@ -33,6 +33,9 @@ use super::{
     score::Thresholds,
 };
 
+/// Most ended pieces of evidence kept (given back by exit, or closed); the summary says how many.
+const MAX_ENDED_EVIDENCE: usize = 256;
+
 /// A PTY's identity over time: its index and when its master was opened (indexes are reused).
 type PtyKey = (u32, u64);
 
@@ -78,9 +81,10 @@ impl Findings {
     }
 
     /// Closed PTYs split into (teardown, recovered): a close after which the session started no
-    /// command and then ended (`root_end`) is its teardown (an interpreter closing what it kept
+    /// command and ended (`root_end`) within `abandon_grace_s` is its teardown (an interpreter closing what it kept
     /// as it exits, pexpect's `__del__`), not a recovery.
-    pub fn closes(&self, model: &Model, root: u32, root_end: Option<u64>) -> (Vec<Evidence>, Vec<Evidence>) {
+    pub fn closes(&self, model: &Model, root: u32, root_end: Option<u64>, th: &Thresholds) -> (Vec<Evidence>, Vec<Evidence>) {
+        let grace = (th.abandon_grace_s * 1e9) as u64;
         let last_start = model
             .sessions
             .get(&root)
@@ -88,7 +92,7 @@ impl Findings {
             .map(|&c| model.commands[c].ts_ns)
             .unwrap_or(0);
         let (teardown, recovered): (Vec<_>, Vec<_>) =
-            self.recovered.iter().partition(|(t, _)| root_end.is_some() && *t >= last_start);
+            self.recovered.iter().partition(|(t, _)| root_end.is_some_and(|end| *t >= last_start && end.saturating_sub(*t) <= grace));
         let words = |v: Vec<&(u64, Evidence)>, end: &str| {
             v.into_iter()
                 .map(|(_, e)| {
@@ -108,8 +112,8 @@ impl Findings {
 /// One session's evidence state across snapshots.
 #[derive(Clone, Debug, Default)]
 pub struct LeakEvidence {
-    /// Releases of `Session::pty_releases` already taken.
-    releases_seen: usize,
+    /// Releases of `Session::pty_releases` already taken (by number).
+    releases_seen: u64,
     /// PTYs seen orphaned or idle at a snapshot without an event-given onset: when first seen.
     first_seen_unused: BTreeMap<PtyKey, u64>,
     /// PTYs whose slave some untraced process held at a snapshot (their orphaning time is not
@@ -117,8 +121,8 @@ pub struct LeakEvidence {
     held_outside: BTreeSet<PtyKey>,
     /// PTYs judged abandoned or left behind (live), by key.
     residual: BTreeMap<PtyKey, Evidence>,
-    /// Keys ever judged residual (for the per-command rate).
-    ever_residual: BTreeSet<PtyKey>,
+    /// PTYs ever judged residual (for the per-command rate).
+    ever_residual: usize,
     died_holding: Vec<(u64, Evidence)>,
     recovered: Vec<(u64, Evidence)>,
     /// (commands started, PTYs ever residual) each time the command count changed.
@@ -131,12 +135,22 @@ impl LeakEvidence {
     pub fn observe(&mut self, model: &Model, root: u32, ptys: &[PtyPair], now: u64, th: &Thresholds) -> Findings {
         let Some(session) = model.sessions.get(&root) else { return Findings::default() };
         let grace = (th.abandon_grace_s * 1e9) as u64;
+        let min = (th.overtaken_after_s * 1e9) as u64;
         let started = |from: u64, to: u64| commands_started_between(model, &session.commands, from, to);
+        // Unused for the grace period, or across later commands for a moment at least (a pool
+        // that starts the next command before closing the last one's master is not leaking).
+        let qualifies = |since: u64, now: u64, later: u64| {
+            let age = now.saturating_sub(since);
+            age >= grace || later >= th.abandon_commands && age >= min
+        };
 
         // PTYs released since the last look: judge them as they were at their release.
-        for r in &session.pty_releases[self.releases_seen.min(session.pty_releases.len())..] {
+        let unseen = session.pty_releases_total.saturating_sub(self.releases_seen) as usize;
+        let skip = session.pty_releases.len().saturating_sub(unseen);
+        for r in session.pty_releases.iter().skip(skip) {
             let key = (r.index, r.opened_ns);
             let known = self.residual.remove(&key);
+            let was_known = known.is_some();
             let outside = self.held_outside.contains(&key);
             let judged = known.or_else(|| {
                 if outside {
@@ -147,13 +161,14 @@ impl LeakEvidence {
                     return left_behind_evidence(model, root, r.index, (r.opener_pid, -1), &r.slave_units, None, r.released_ns, th);
                 };
                 let later = started(since, r.released_ns);
-                let qualifies = r.released_ns.saturating_sub(since) >= grace || later >= th.abandon_commands;
-                qualifies.then(|| abandoned_evidence(model, root, r.index, (r.opener_pid, -1), r.opened_ns, since, r.released_ns, later))
+                qualifies(since, r.released_ns, later).then(|| abandoned_evidence(model, root, r.index, (r.opener_pid, -1), r.opened_ns, since, r.released_ns, later))
             });
             self.first_seen_unused.remove(&key);
             self.held_outside.remove(&key);
             if let Some(mut ev) = judged {
-                self.ever_residual.insert(key);
+                if !was_known {
+                    self.ever_residual += 1;
+                }
                 self.first_residual_ns.get_or_insert(r.released_ns);
                 ev.ended = Some(if r.by_exit { EvidenceEnd::HolderExited } else { EvidenceEnd::Closed });
                 ev.why.push_str(if r.by_exit {
@@ -161,10 +176,13 @@ impl LeakEvidence {
                 } else {
                     "; closed later by the session"
                 });
-                if r.by_exit { self.died_holding.push((r.released_ns, ev)) } else { self.recovered.push((r.released_ns, ev)) }
+                let list = if r.by_exit { &mut self.died_holding } else { &mut self.recovered };
+                if list.len() < MAX_ENDED_EVIDENCE {
+                    list.push((r.released_ns, ev));
+                }
             }
         }
-        self.releases_seen = session.pty_releases.len();
+        self.releases_seen = session.pty_releases_total;
 
         // PTYs held now.
         let mut live = BTreeSet::new();
@@ -186,6 +204,19 @@ impl LeakEvidence {
             let Some(entry) = entry_of(first) else { continue };
             let key = (index, entry.opened_ns);
             live.insert(key);
+            if entry.opener_pid != first.pid && model.procs.contains_key(&entry.opener_pid) {
+                // Held only through copies children inherited (node-pty's masters are not
+                // close-on-exec) while the opener, alive, closed its own: it gave the PTY up;
+                // what was already found stands. (Once the opener is gone, the copies are all
+                // that is left of it and are judged as usual.)
+                if let Some(ev) = self.residual.get(&key) {
+                    match ev.kind {
+                        EvidenceKind::LeftBehindPty => left_behind.push(ev.clone()),
+                        _ => abandoned.push(ev.clone()),
+                    }
+                }
+                continue;
+            }
             if pair.slave_held_outside {
                 self.held_outside.insert(key);
             }
@@ -212,10 +243,9 @@ impl LeakEvidence {
                 let seen = *self.first_seen_unused.entry(key).or_insert(now);
                 let since = event_onset.unwrap_or(seen);
                 let later = started(since, now);
-                if now.saturating_sub(since) >= grace || later >= th.abandon_commands {
+                if qualifies(since, now, later) {
                     let ev = abandoned_evidence(model, root, index, holder, entry.opened_ns, since, now, later);
-                    self.mark_residual(key, now);
-                    self.residual.insert(key, ev.clone());
+                    self.mark_residual(key, now, ev.clone());
                     abandoned.push(ev);
                 } else {
                     self.residual.remove(&key);
@@ -231,8 +261,7 @@ impl LeakEvidence {
             };
             match found {
                 Some(ev) => {
-                    self.mark_residual(key, now);
-                    self.residual.insert(key, ev.clone());
+                    self.mark_residual(key, now, ev.clone());
                     left_behind.push(ev);
                 }
                 None => {
@@ -248,11 +277,12 @@ impl LeakEvidence {
         // Growth per command.
         let commands = session.commands.len();
         if self.pty_series.back().is_none_or(|b| b.0 != commands) {
-            self.pty_series.push_back((commands, self.ever_residual.len()));
+            self.pty_series.push_back((commands, self.ever_residual));
         } else if let Some(b) = self.pty_series.back_mut() {
-            b.1 = self.ever_residual.len();
+            b.1 = self.ever_residual;
         }
-        while self.pty_series.len() > th.window_commands + 1 {
+        // The window spans the last `window_commands` commands.
+        while self.pty_series.len() >= 2 && self.pty_series[1].0 + th.window_commands <= commands {
             self.pty_series.pop_front();
         }
         let pty_per_command = match (self.pty_series.front(), self.pty_series.back()) {
@@ -260,7 +290,7 @@ impl LeakEvidence {
             _ => None,
         };
         let pty_per_minute = match self.first_residual_ns {
-            Some(t0) if now > t0 + 3_000_000_000 => self.ever_residual.len() as f64 / ((now - t0) as f64 / 60e9),
+            Some(t0) if now > t0 + 3_000_000_000 => self.ever_residual as f64 / ((now - t0) as f64 / 60e9),
             _ => 0.0,
         };
         let (fd_per_command, fd_growth, fd_per_minute) = fd_trend(model, root, now, th);
@@ -277,8 +307,11 @@ impl LeakEvidence {
         }
     }
 
-    fn mark_residual(&mut self, key: PtyKey, now: u64) {
-        self.ever_residual.insert(key);
+    /// Keeps `ev` as the live evidence about `key`, counting it the first time.
+    fn mark_residual(&mut self, key: PtyKey, now: u64, ev: Evidence) {
+        if self.residual.insert(key, ev).is_none() {
+            self.ever_residual += 1;
+        }
         self.first_residual_ns.get_or_insert(now);
     }
 }
@@ -305,7 +338,8 @@ fn argv_of(model: &Model, c: Option<CommandId>) -> Option<Vec<String>> {
 
 fn command_words(model: &Model, root: u32, c: Option<CommandId>) -> String {
     let Some(c) = c else { return "no command seen".into() };
-    let n = model.sessions.get(&root).and_then(|s| s.commands.iter().position(|&x| x == c)).map(|i| i + 1);
+    // Commands are in exec order, and so in id order.
+    let n = model.sessions.get(&root).and_then(|s| s.commands.binary_search(&c).ok()).map(|i| i + 1);
     let argv = model.command(c).map(|c| c.argv.join(" ")).unwrap_or_default();
     let argv = if argv.chars().count() > 60 { format!("{}...", argv.chars().take(57).collect::<String>()) } else { argv };
     match n {
@@ -324,9 +358,9 @@ fn abandoned_evidence(model: &Model, root: u32, index: u32, holder: (u32, i32), 
     let comm = model.procs.get(&holder.0).map(|p| p.comm.clone()).unwrap_or_default();
     let held = if holder.1 >= 0 { format!("{comm} (pid {}, fd {})", holder.0, holder.1) } else { format!("pid {}", holder.0) };
     let why = if since == opened_ns {
-        format!("PTY {index}: master held by {held}, its slave never handed to a process, for {:.1} s while {later} later command(s) started; opened for {}", secs(now - since), command_words(model, root, cmd))
+        format!("PTY {index}: master held by {held}, its slave never handed to a process, for {:.1} s while {later} later command(s) started; opened for {}", secs(now.saturating_sub(since)), command_words(model, root, cmd))
     } else {
-        format!("PTY {index}: master held by {held} {:.1} s after the last process holding its slave let go, while {later} later command(s) started; opened for {}", secs(now - since), command_words(model, root, cmd))
+        format!("PTY {index}: master held by {held} {:.1} s after the last process holding its slave let go, while {later} later command(s) started; opened for {}", secs(now.saturating_sub(since)), command_words(model, root, cmd))
     };
     Evidence {
         kind: EvidenceKind::AbandonedPty,
@@ -377,7 +411,7 @@ fn left_behind_evidence(
         return None;
     }
     let cmd = model.command(first)?;
-    if cmd.interactive || cmd.preexisting || !cmd.top_level {
+    if cmd.interactive || cmd.preexisting || !cmd.top_level || model.work_root_is_multiplexer(root) {
         return None;
     }
     let later = commands_started_between(model, &s.commands, cmd.ts_ns, now);
@@ -386,7 +420,7 @@ fn left_behind_evidence(
         Some(end) if now.saturating_sub(end) >= grace => format!(
             "PTY {index}: {} ended {:.1} s ago, and what it left running{} still holds the slave",
             command_words(model, root, Some(first)),
-            secs(now - end),
+            secs(now.saturating_sub(end)),
             slave_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         ),
         Some(_) => return None,
@@ -405,7 +439,7 @@ fn left_behind_evidence(
                 format!(
                     "PTY {index}: {} has run for {:.1} s, and the session still starts commands long after it ({later} so far): left running, its PTY kept by {}",
                     command_words(model, root, Some(first)),
-                    secs(now - cmd.ts_ns),
+                    secs(now.saturating_sub(cmd.ts_ns)),
                     held_by(holder)
                 )
             } else {

@@ -198,6 +198,9 @@ pub struct SnapshotRec<P = Vec<ProcessRec>, Y = Vec<PtyPair>> {
     /// What the scores rest on (empty when healthy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// The scorer judged this sample leaking (see docs/health.md).
+    #[serde(default)]
+    pub leaking: bool,
     /// Taken between intervals, because an orphaned PTY came due as evidence (a leak is named
     /// as soon as its evidence holds, whatever the interval).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -68,6 +68,8 @@ pub struct SessionReport {
     pub residual_last: u64,
     /// Highest leak score of a snapshot.
     pub leak_score_peak: f64,
+    /// Some snapshot was leaking (its `leaking` flag; older recordings lack it).
+    pub leaking_seen: bool,
     /// What the verdict rests on: the summary's evidence, or the last snapshot's when the
     /// recording has no summary.
     pub evidence: Vec<Evidence>,
@@ -179,6 +181,7 @@ impl SessionReport {
         self.residual_peak = self.residual_peak.max(rec.residual_ptys as u64);
         self.residual_last = rec.residual_ptys as u64;
         self.leak_score_peak = self.leak_score_peak.max(rec.leak_score);
+        self.leaking_seen |= rec.leaking;
         if self.verdict.is_none() {
             self.evidence = rec.evidence;
         }
@@ -229,6 +232,7 @@ impl SessionReport {
         }
         self.residual_peak = self.residual_peak.max(b.residual_peak);
         self.leak_score_peak = self.leak_score_peak.max(b.leak_score_peak);
+        self.leaking_seen |= b.leaking_seen;
         if !b.last_ts.is_empty() {
             self.last_ts = b.last_ts;
         }
@@ -358,11 +362,11 @@ impl Aggregate {
         for mut s in self.sessions.into_values() {
             if s.verdict.is_none() {
                 // Cut short before its summary: judge from what the snapshots showed. A leak
-                // was seen if a snapshot's leak score passed the default line (10) or the
-                // tracer decided to rotate; it was still leaking if the last snapshot still
-                // held residual PTYs.
-                let seen = s.leak_score_peak > DEFAULT_LEAK_SCORE || !s.decisions.is_empty();
-                s.verdict = Some(Verdict::of(seen, seen && s.residual_last > 0));
+                // was seen if a snapshot was leaking (older recordings: its leak score passed
+                // the default line, 10) or the tracer decided to rotate; it was still leaking if
+                // the last snapshot still had evidence.
+                let seen = s.leaking_seen || s.leak_score_peak > DEFAULT_LEAK_SCORE || !s.decisions.is_empty();
+                s.verdict = Some(Verdict::of(seen, seen && (s.residual_last > 0 || !s.evidence.is_empty())));
             }
             s.recommendations = recommend(&s);
             r.sessions.push(s);
@@ -569,6 +573,7 @@ pub(crate) mod tests {
                     why: format!("PTY {i}: abandoned"),
                 })
                 .collect(),
+            leaking: false,
             early: false,
         };
         serde_json::to_string(&Envelope { kind: RecordKind::Snapshot, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()

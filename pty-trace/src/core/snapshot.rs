@@ -137,6 +137,7 @@ impl SessionBook {
             drift_by_cause: drift_by_cause(model),
             residual_ptys,
             evidence,
+            leaking: scores.leaking,
             early: false,
         };
         (snap, crossings)
@@ -201,7 +202,7 @@ impl SessionBook {
         let findings = self.evidence.observe(model, root, &registry, now, &self.scorer.th);
         let root_end = s.ended_ns.unwrap_or(u64::MAX);
         let mut at_end: Vec<Evidence> = findings.died_holding_since(root_end).cloned().collect();
-        let (teardown, closed_earlier) = findings.closes(model, root, s.ended_ns);
+        let (teardown, closed_earlier) = findings.closes(model, root, s.ended_ns, &self.scorer.th);
         at_end.extend(teardown);
         let (rows, _) = session_counts(model, root, now);
         let sample = self.sample(model, facts, &rows, &findings, at_end.len() as u64);

@@ -44,7 +44,7 @@ use crate::{
 /// How often the ring buffer is drained when the kernel has not woken us.
 const DRAIN_PERIOD: Duration = Duration::from_millis(20);
 /// Least time between two early snapshots (see `Tracer::early_snapshots`).
-const EARLY_SNAPSHOT_SPACING: Duration = Duration::from_millis(100);
+const EARLY_SNAPSHOT_SPACING: Duration = Duration::from_millis(250);
 
 /// What to trace.
 #[derive(Clone, Debug)]
@@ -209,7 +209,13 @@ impl Tracer {
                 break;
             }
         }
-        // What the processes found here were running: the kernel saw none of their execs.
+        // What the processes found here were running: the kernel saw none of their execs. The
+        // wrappers are looked through first, so that the work root's children are the commands
+        // in flight, and what runs under those belongs to them.
+        let roots: Vec<u32> = self.books.keys().copied().collect();
+        for &root in &roots {
+            self.model.look_through_wrappers(root);
+        }
         let mut pids: Vec<u32> = self.model.procs.keys().copied().collect();
         pids.sort_unstable();
         for pid in pids {
@@ -218,8 +224,8 @@ impl Tracer {
                 None => self.unreadable_cmdlines += 1,
             }
         }
-        for root in self.books.keys().copied().collect::<Vec<_>>() {
-            self.model.look_through_wrappers(root);
+        for &root in &roots {
+            self.model.inherit_units(root);
         }
         Ok(())
     }
@@ -322,10 +328,11 @@ impl Tracer {
         }
         let th = &self.opts.thresholds;
         let (commands, grace) = (th.abandon_commands, (th.abandon_grace_s * 1e9) as u64);
+        let min = (th.overtaken_after_s * 1e9) as u64;
         let due: Vec<u32> = self
             .unsummarized()
             .into_iter()
-            .filter(|&r| self.model.take_due_orphans(r, commands, grace, now))
+            .filter(|&r| self.model.take_due_orphans(r, commands, min, grace, now))
             .collect();
         if due.is_empty() {
             return Ok(());

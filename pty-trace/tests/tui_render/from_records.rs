@@ -76,6 +76,7 @@ fn snapshot(masters: usize, orphaned: usize) -> SnapshotRec {
                 why: format!("PTY {i}: abandoned"),
             })
             .collect(),
+        leaking: false,
         early: false,
     }
 }

@@ -44,11 +44,15 @@ impl Model {
     /// `by_exit`: the drops come from a table that went away with its last process.
     pub(crate) fn settle_pty_drops(&mut self, drops: Vec<PtyDrop>, session: u32, by_exit: bool) {
         // Slaves first: a table dropping both ends of a PTY at once leaves it without a slave.
+        let mut seen = std::collections::BTreeSet::new();
         for d in drops.iter().filter(|d| d.kind == FdKind::PtySlave) {
             self.slave_last_drop.insert(d.index, d.ts);
             // A master still held with no slave left: it may become abandoned before the next
-            // snapshot (see `take_due_orphans`).
-            if drops.iter().all(|m| m.kind != FdKind::PtyMaster || m.index != d.index)
+            // snapshot (see `take_due_orphans`). Only PTYs whose master the model holds are
+            // looked at (not the terminal the traced processes run in), once per settle.
+            if self.master_indexes.contains(&d.index)
+                && seen.insert(d.index)
+                && drops.iter().all(|m| m.kind != FdKind::PtyMaster || m.index != d.index)
                 && let (1.., 0) = self.pty_holders(d.index)
                 && let Some(s) = self.sessions.get_mut(&session)
             {
@@ -56,11 +60,17 @@ impl Model {
                 s.orphan_candidates.push((d.index, commands, d.ts));
             }
         }
+        let mut released = std::collections::BTreeSet::new();
         for d in drops.iter().filter(|d| d.kind == FdKind::PtyMaster) {
+            // Several master fds of one PTY dropped at once (an exit, close_range) release it once.
+            if !released.insert(d.index) {
+                continue;
+            }
             let (masters, slaves) = self.pty_holders(d.index);
             if masters > 0 {
                 continue;
             }
+            self.master_indexes.remove(&d.index);
             let orphaned_since = (slaves == 0).then(|| {
                 let drop = self.slave_last_drop.get(&d.index).copied().unwrap_or(0);
                 drop.max(d.opened_ns)
@@ -74,7 +84,11 @@ impl Model {
             }
             let slave_units = if slaves > 0 { self.slave_holder_units(d.index) } else { Vec::new() };
             if let Some(s) = self.sessions.get_mut(&session) {
-                s.pty_releases.push(PtyRelease {
+                if s.pty_releases.len() >= super::MAX_PTY_RELEASES {
+                    s.pty_releases.pop_front();
+                }
+                s.pty_releases_total += 1;
+                s.pty_releases.push_back(PtyRelease {
                     index: d.index,
                     opened_ns: d.opened_ns,
                     opener_pid: d.opener_pid,
@@ -122,13 +136,21 @@ impl Model {
     /// started or `grace_ns` has passed since it lost its last slave holder. The due ones are
     /// taken; the tracer then scores the session at once instead of at the next interval, so
     /// how soon a leak is named does not depend on the interval.
-    pub fn take_due_orphans(&mut self, session: u32, commands: u64, grace_ns: u64, now: u64) -> bool {
+    pub fn take_due_orphans(&mut self, session: u32, commands: u64, min_ns: u64, grace_ns: u64, now: u64) -> bool {
         let Some(s) = self.sessions.get_mut(&session) else { return false };
         let started = s.commands.len();
         let before = s.orphan_candidates.len();
-        s.orphan_candidates
-            .retain(|&(_, at, ts)| ((started - at.min(started)) as u64) < commands && now.saturating_sub(ts) < grace_ns);
+        s.orphan_candidates.retain(|&(_, at, ts)| {
+            let age = now.saturating_sub(ts);
+            let by_commands = (started - at.min(started)) as u64 >= commands && age >= min_ns;
+            !(by_commands || age >= grace_ns)
+        });
         s.orphan_candidates.len() < before
+    }
+
+    /// Records that PTY `index` has a master in the model (see `master_indexes`).
+    pub(crate) fn note_master(&mut self, index: u32) {
+        self.master_indexes.insert(index);
     }
 
     /// When PTY `index`'s slave last lost a holder, if that is known.

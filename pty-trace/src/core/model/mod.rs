@@ -14,7 +14,7 @@ mod syscalls;
 pub mod table;
 pub mod units;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use pty_trace_common::{CLONE_FILES, CLONE_THREAD};
 
@@ -50,8 +50,11 @@ pub struct Session {
     pub core_pids: BTreeSet<u32>,
     /// Each command's end, with what the session's own processes held then.
     pub command_ends: Vec<CommandEnd>,
-    /// PTYs released since the leak evidence last took them (see `lifecycle`).
-    pub pty_releases: Vec<PtyRelease>,
+    /// The latest PTY releases (see `lifecycle`), at most `MAX_PTY_RELEASES`; the leak
+    /// evidence reads the ones it has not seen by their number (`pty_releases_total`).
+    pub pty_releases: std::collections::VecDeque<PtyRelease>,
+    /// Releases ever pushed.
+    pub pty_releases_total: u64,
     /// PTYs that lost their last slave holder while their master is held: (index, commands
     /// started then, when). See `Model::take_due_orphans`.
     pub orphan_candidates: Vec<(u32, usize, u64)>,
@@ -65,6 +68,13 @@ pub struct CommandEnd {
     /// fds other than PTY ends held by the session's own processes (`core_pids`) right then.
     pub core_fds: usize,
 }
+
+/// An image of the work root shorter-lived than this that exec'd again was a shim: what it ran
+/// were helpers, not commands (see `units`).
+pub const SHIM_IMAGE_NS: u64 = 2_000_000_000;
+
+/// Most PTY releases kept per session (far more than happen between two snapshots).
+pub const MAX_PTY_RELEASES: usize = 4096;
 
 /// Most command ends kept per session (the growth window needs far fewer).
 pub const MAX_COMMAND_ENDS: usize = 512;
@@ -171,6 +181,10 @@ pub struct Model {
     pub(crate) proc_suspects: HashMap<u32, u64>,
     /// PTY index -> when a holder of its slave last let go of it (see `lifecycle`).
     pub(crate) slave_last_drop: HashMap<u32, u64>,
+    /// PTY indexes some table of the model holds a master of (a superset: an index leaves it
+    /// when its last master fd goes). Slave drops of other PTYs (the terminal the traced
+    /// processes run in) need no look at the holders.
+    pub(crate) master_indexes: HashSet<u32>,
 }
 
 impl Model {
@@ -189,7 +203,8 @@ impl Model {
             work_root: root,
             core_pids: BTreeSet::new(),
             command_ends: Vec::new(),
-            pty_releases: Vec::new(),
+            pty_releases: std::collections::VecDeque::new(),
+            pty_releases_total: 0,
             orphan_candidates: Vec::new(),
         });
     }
@@ -265,6 +280,36 @@ impl Model {
             for e in t.fds.values_mut() {
                 if e.from_proc && e.command.is_none() {
                     e.command = Some(id);
+                }
+            }
+        }
+    }
+
+    /// The session's work root runs a terminal multiplexer or server (see `units`).
+    pub fn work_root_is_multiplexer(&self, session: u32) -> bool {
+        let Some(w) = self.sessions.get(&session).and_then(|s| self.procs.get(&s.work_root)) else { return false };
+        units::is_multiplexer(&w.comm) || w.command.and_then(|c| self.commands.get(c)).is_some_and(|c| units::is_multiplexer(&c.filename))
+    }
+
+    /// Attach: processes found under a command in flight belong to it (their fds are its, not
+    /// the session's own). Call after `set_preexisting_command`.
+    pub fn inherit_units(&mut self, session: u32) {
+        let Some(work_root) = self.sessions.get(&session).map(|s| s.work_root) else { return };
+        for _ in 0..64 {
+            let moves: Vec<(u32, CommandId)> = self
+                .processes_in(session)
+                .filter(|p| p.unit.is_none() && p.pid != session && p.pid != work_root)
+                .filter_map(|p| Some((p.pid, self.procs.get(&p.ppid)?.unit?)))
+                .collect();
+            if moves.is_empty() {
+                return;
+            }
+            for (pid, unit) in moves {
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.unit = Some(unit);
+                }
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.core_pids.remove(&pid);
                 }
             }
         }
@@ -434,9 +479,9 @@ impl Model {
             _ => (vec![filename.to_string()], false),
         };
         let pid = h.tgid;
-        let (session, ppid, chained, parent_image, unit) = {
+        let (session, ppid, chained, parent_image, unit, previous_image) = {
             let p = &self.procs[&pid];
-            (p.session, p.ppid, p.execed, p.parent_image, p.unit)
+            (p.session, p.ppid, p.execed, p.parent_image, p.unit, p.command)
         };
         let work_root = self.sessions.get(&session).map_or(session, |s| s.work_root);
         let interactive = units::is_interactive(filename, &argv);
@@ -475,7 +520,12 @@ impl Model {
         if top_level && let Some(p) = self.procs.get_mut(&pid) {
             p.unit = Some(id);
         }
-        if pid == work_root {
+        // A shim on its way to the real program runs for moments; a root that re-execs after
+        // real work (a supervisor restarting itself) keeps its commands.
+        let short_lived = previous_image
+            .and_then(|c| self.commands.get(c))
+            .is_some_and(|c| !c.preexisting && h.ts_ns.saturating_sub(c.ts_ns) < SHIM_IMAGE_NS);
+        if pid == work_root && short_lived {
             self.forget_earlier_image_commands(session, id);
         }
         if self.in_seed(h) {
@@ -606,6 +656,9 @@ impl Model {
             && e.kind.pty_role() != PtyRole::None
         {
             e.pty_index = Some(index);
+            if e.kind == FdKind::PtyMaster {
+                self.master_indexes.insert(index);
+            }
         }
     }
 

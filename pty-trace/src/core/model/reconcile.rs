@@ -68,6 +68,13 @@ impl Model {
     pub fn reconcile(&mut self, obs: &ObservedProcess) -> ReconcileOutcome {
         let out = self.reconcile_fds(obs);
         self.settle_pty_drops_of(obs.pid);
+        let masters: Vec<u32> = self
+            .table_of(obs.pid)
+            .map(|t| t.fds.values().filter(|e| e.kind == FdKind::PtyMaster).filter_map(|e| e.pty_index).collect())
+            .unwrap_or_default();
+        for i in masters {
+            self.note_master(i);
+        }
         out
     }
 

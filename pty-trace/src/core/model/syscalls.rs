@@ -93,11 +93,19 @@ fn dup(m: &mut Model, h: &Header, old: i32, new: i32, cloexec: bool) {
         }
     };
     e.cloexec = cloexec;
+    // A copy of a PTY end is the same PTY: it keeps when and by whom the PTY was opened, so
+    // the leak evidence sees one PTY, not one per fd.
+    let provenance = (e.kind.pty_role() != super::fd::PtyRole::None).then_some((e.opened_ns, e.opener_pid, e.command));
     // dup2/dup3 close the target silently first; that is not a missed close.
     if let Some(t) = m.table_mut(h.tgid) {
         t.remove(new, h.ts_ns);
     }
     install(m, h, new, e);
+    if let Some((opened_ns, opener_pid, command)) = provenance
+        && let Some(e) = m.table_mut(h.tgid).and_then(|t| t.fds.get_mut(&new))
+    {
+        (e.opened_ns, e.opener_pid, e.command) = (opened_ns, opener_pid, command);
+    }
 }
 
 fn new_fd(m: &mut Model, h: &Header, ret: i64, kind: FdKind, target: &str, cloexec: bool) {
@@ -234,6 +242,7 @@ fn apply_ioctl(m: &mut Model, h: &Header, ret: i64, a: &[u64; 6], aux: [i32; 2])
         if let Some(t) = m.table_mut(h.tgid) {
             // Recorded even when the fd is not known yet: an older scan must not seed it.
             t.set_pty_master(fd, aux[0] as u32, h.ts_ns);
+            m.note_master(aux[0] as u32);
         }
     } else if request == TIOCGPTPEER && ret >= 0 {
         let index = m.table_of(h.tgid).and_then(|t| t.fds.get(&fd)).and_then(|e| e.pty_index);

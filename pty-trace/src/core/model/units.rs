@@ -11,6 +11,8 @@
 //!   helper programs (`utempter`); and what a root ran before it exec'd again (a
 //!   version-manager shim's `pyenv-version-name` and friends, run by the shim on its way to
 //!   the real program).
+//! - The commands of a terminal multiplexer or server (`tmux`, `screen`, `sshd`, ...) are its
+//!   windows and logins: never "left behind", whatever they run.
 //! - A command is *interactive* when it is a shell with no script and no `-c`: a window's or
 //!   a login's shell, which waits at its prompt by design. A non-interactive command is
 //!   expected to end.
@@ -24,6 +26,15 @@ pub const WRAPPER_PROGRAMS: &[&str] = &[
     "unbuffer", "flock", "time", "npm", "npx", "pnpm", "yarn", "uv", "uvx", "poetry", "pipenv", "dumb-init", "tini",
     "catatonit",
 ];
+
+/// Terminal multiplexers and servers: each of their commands is a window or a login, long-lived
+/// by design, so never left behind (an abandoned PTY still counts). By basename or comm.
+pub const MULTIPLEXERS: &[&str] =
+    &["tmux", "tmux: server", "screen", "SCREEN", "zellij", "dtach", "abduco", "sshd", "mosh-server", "tmate"];
+
+pub fn is_multiplexer(name: &str) -> bool {
+    MULTIPLEXERS.contains(&basename(name))
+}
 
 /// Shells, by basename.
 pub const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "tcsh", "csh", "ash", "busybox"];

@@ -162,15 +162,15 @@ fn an_orphaned_master_comes_due_after_two_commands_unless_it_is_closed() {
     t.open(102, 0, "/dev/pts/2", O_RDWR);
     t.exit(102);
     t.spawn(ROOT, 103, &["/bin/true"]);
-    assert!(!t.m.take_due_orphans(SID, 2, u64::MAX, t.ts));
+    assert!(!t.m.take_due_orphans(SID, 2, 0, u64::MAX, t.ts));
     t.spawn(ROOT, 104, &["/bin/true"]);
-    assert!(t.m.take_due_orphans(SID, 2, u64::MAX, t.ts));
-    assert!(!t.m.take_due_orphans(SID, 2, u64::MAX, t.ts), "taken once");
+    assert!(t.m.take_due_orphans(SID, 2, 0, u64::MAX, t.ts));
+    assert!(!t.m.take_due_orphans(SID, 2, 0, u64::MAX, t.ts), "taken once");
     // Or once the grace period passed.
     t.master(ROOT, 5, 3);
     t.open(ROOT, 6, "/dev/pts/3", O_RDWR);
     t.sys(ROOT, K::Close, 0, &[6]);
     let dropped = t.ts;
-    assert!(!t.m.take_due_orphans(SID, 2, 1000, dropped + 999));
-    assert!(t.m.take_due_orphans(SID, 2, 1000, dropped + 1000));
+    assert!(!t.m.take_due_orphans(SID, 2, 0, 1000, dropped + 999));
+    assert!(t.m.take_due_orphans(SID, 2, 0, 1000, dropped + 1000));
 }
