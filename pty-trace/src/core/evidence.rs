@@ -70,6 +70,18 @@ impl Findings {
         self.abandoned.len() + self.left_behind.len()
     }
 
+    /// The PTY evidence that holds now: abandoned, then left behind.
+    pub fn pty_evidence(&self) -> Vec<Evidence> {
+        self.abandoned.iter().chain(&self.left_behind).cloned().collect()
+    }
+
+    /// Everything that holds now: the PTY evidence, then fd growth.
+    pub fn live_evidence(&self) -> Vec<Evidence> {
+        let mut out = self.pty_evidence();
+        out.extend(self.fd_growth.iter().cloned());
+        out
+    }
+
     /// PTYs given back only by their holder's exit at or after `ts` (the root's end).
     pub fn died_holding_since(&self, ts: u64) -> impl Iterator<Item = &Evidence> {
         self.died_holding.iter().filter(move |(t, _)| *t >= ts).map(|(_, e)| e)
@@ -341,11 +353,19 @@ fn command_words(model: &Model, root: u32, c: Option<CommandId>) -> String {
     // Commands are in exec order, and so in id order.
     let n = model.sessions.get(&root).and_then(|s| s.commands.binary_search(&c).ok()).map(|i| i + 1);
     let argv = model.command(c).map(|c| c.argv.join(" ")).unwrap_or_default();
-    let argv = if argv.chars().count() > 60 { format!("{}...", argv.chars().take(57).collect::<String>()) } else { argv };
+    let argv = clip(&argv, 60);
     match n {
         Some(n) => format!("`{argv}` (command {n})"),
         None => format!("`{argv}`"),
     }
+}
+
+/// `text` cut to at most `max` characters, ending in `...` when cut (a command line in a sentence).
+pub fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    format!("{}...", text.chars().take(max.saturating_sub(3)).collect::<String>())
 }
 
 fn secs(ns: u64) -> f64 {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
+use super::evidence::clip;
 use super::records::{
     AlertRec, DecisionRec, DescendantRec, Evidence, EvidenceKind, Head, LeakedFd, Metrics, ProcessRec, RecordKind,
     SCHEMA_VERSION, SnapshotRec, SummaryRec, Verdict,
@@ -400,10 +401,7 @@ fn first_command(evidence: &[&Evidence]) -> String {
     evidence
         .iter()
         .find_map(|e| e.command.as_ref())
-        .map(|c| {
-            let t = c.join(" ");
-            if t.chars().count() > 50 { format!(" (e.g. `{}...`)", t.chars().take(47).collect::<String>()) } else { format!(" (e.g. `{t}`)") }
-        })
+        .map(|c| format!(" (e.g. `{}`)", clip(&c.join(" "), 50)))
         .unwrap_or_default()
 }
 

@@ -110,9 +110,7 @@ impl SessionBook {
         let sample = self.sample(model, facts, &rows, &findings, 0);
         let (scores, crossings) = self.scorer.observe(&sample);
         let residual_ptys = findings.residual_ptys();
-        let mut evidence = findings.abandoned.clone();
-        evidence.extend(findings.left_behind.iter().cloned());
-        evidence.extend(findings.fd_growth.iter().cloned());
+        let evidence = findings.live_evidence();
         self.findings = findings;
         self.fd_peak = self.fd_peak.max(totals.fds);
         self.pty_peak = self.pty_peak.max(totals.ptys);
@@ -145,7 +143,7 @@ impl SessionBook {
 
     /// Keeps an alert for the summary and returns its record.
     pub fn record_alert(&mut self, ts: &str, health: f64, reasons: Vec<String>) -> AlertRec {
-        let evidence = self.current_evidence();
+        let evidence = self.findings.live_evidence();
         let a = AlertRec { session: self.root, ts: ts.to_string(), health, reasons, evidence };
         self.alerts.push(a.clone());
         AlertRec { ts: String::new(), ..a }
@@ -153,7 +151,7 @@ impl SessionBook {
 
     /// Keeps a rotate decision for the summary and returns its record.
     pub fn record_decision(&mut self, ts: &str, health: f64, reasons: Vec<String>, hook: Option<HookRec>) -> DecisionRec {
-        let evidence = self.current_evidence();
+        let evidence = self.findings.live_evidence();
         let d = DecisionRec { action: DecisionAction::Rotate, session: self.root, ts: ts.to_string(), health, reasons, evidence, hook };
         self.actions.push(d.clone());
         DecisionRec { ts: String::new(), ..d }
@@ -164,15 +162,6 @@ impl SessionBook {
     pub fn verdict_so_far(&self) -> Verdict {
         let f = &self.findings;
         Verdict::of(self.scorer.leak_seen, self.scorer.leak_seen && (f.residual_ptys() > 0 || f.fd_growth.is_some()))
-    }
-
-    /// The latest snapshot's evidence that holds now (abandoned, left behind, fd growth).
-    fn current_evidence(&self) -> Vec<Evidence> {
-        let f = &self.findings;
-        let mut out = f.abandoned.clone();
-        out.extend(f.left_behind.iter().cloned());
-        out.extend(f.fd_growth.iter().cloned());
-        out
     }
 
     /// The session's `summary`. Marks the book summarized.
@@ -204,11 +193,10 @@ impl SessionBook {
         let mut at_end: Vec<Evidence> = findings.died_holding_since(root_end).cloned().collect();
         let (teardown, closed_earlier) = findings.closes(model, root, s.ended_ns, &self.scorer.th);
         at_end.extend(teardown);
-        let (rows, _) = session_counts(model, root, now);
-        let sample = self.sample(model, facts, &rows, &findings, at_end.len() as u64);
+        // A summary's facts carry no RLIMIT_NOFILE (it estimates nothing): no rows needed.
+        let sample = self.sample(model, facts, &[], &findings, at_end.len() as u64);
         self.scorer.observe(&sample);
-        let mut evidence = findings.abandoned.clone();
-        evidence.extend(findings.left_behind.iter().cloned());
+        let mut evidence = findings.pty_evidence();
         evidence.extend(at_end);
         evidence.extend(findings.fd_growth.iter().cloned());
         let leaking_at_end = self.scorer.leak_seen && !evidence.is_empty();
