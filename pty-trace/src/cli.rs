@@ -55,7 +55,7 @@ Example:\n  sudo pty-trace run --jsonl run.jsonl -- bash -c 'for i in 1 2 3; do 
     Run {
         #[command(flatten)]
         common: TraceArgs,
-        /// With the live view, send the command's stdout/stderr to this file (default: discarded).
+        /// Send the command's stdout and stderr to this file (created 0600; never through a symlink). Without it they go to pty-trace's own (stdout to stderr when JSONL is on stdout), or nowhere under the live view.
         #[arg(long, value_name = "FILE")]
         child_output: Option<PathBuf>,
         /// The command and its arguments.

@@ -23,6 +23,9 @@ pub mod exit_code {
     pub const BAD_INPUT: i32 = 6;
     /// `--exit-on-rotate`: a session must be rotated.
     pub const ROTATE: i32 = 10;
+    /// The reader of the JSONL stream on stdout went away (EPIPE, `| head`): 128 + SIGPIPE,
+    /// what a shell reports for a tool that SIGPIPE ended. Nothing is printed for it.
+    pub const OUTPUT_CLOSED: i32 = 141;
     /// `doctor`: at least one check failed so tracing cannot work.
     pub const DOCTOR_FAILED: i32 = 11;
     /// `run`: the command was found but could not be executed.

@@ -1,7 +1,7 @@
 //! `pty-trace` entry point: parse, dispatch to a subcommand, map errors to one line and an
 //! exit code.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use pty_trace::{
@@ -9,10 +9,9 @@ use pty_trace::{
     core::{records::EndReason, report::render_text},
     demo, doctor,
     error::{AppError, AppResult, exit_code},
-    output::{jsonl::JsonlWriter, summary::render_summaries},
+    output::summary::render_summaries,
     recording,
-    session::{Options, Target, Tracer},
-    tui::LiveView,
+    session::{Options, Output, Target, Tracer},
 };
 
 fn main() {
@@ -23,7 +22,7 @@ fn main() {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pty-trace: {e:#}");
+            let _ = writeln!(std::io::stderr(), "pty-trace: {e:#}");
             e.exit_code()
         }
     };
@@ -79,13 +78,14 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
     let thresholds = a.thresholds()?;
     let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     let tui = tty && !a.no_tui && a.jsonl.as_deref() != Some("-");
-    let out = match a.jsonl.as_deref() {
-        Some("-") => JsonlWriter::stdout(),
-        Some(p) => JsonlWriter::create(std::path::Path::new(p)).map_err(|e| AppError::BadInput(format!("{e:#}")))?,
-        None if tui => JsonlWriter::discard(),
-        None => JsonlWriter::stdout(),
+    // Opened by the tracer once the target and every option have been checked.
+    let output = match a.jsonl.as_deref() {
+        Some("-") => Output::Stdout,
+        Some(p) => Output::File(p.into()),
+        None if tui => Output::Discard,
+        None => Output::Stdout,
     };
-    let jsonl_on_stdout = !out.is_discard() && out.path().is_none();
+    let jsonl_on_stdout = matches!(output, Output::Stdout);
     let opts = Options {
         interval: a.interval,
         duration: a.duration,
@@ -103,22 +103,29 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
         .build()
         .map_err(|e| AppError::Other(e.into()))?;
     let outcome = rt.block_on(async move {
-        let mut tracer = Tracer::start(&target, opts, out)?;
-        if tui {
-            tracer.view = Some(LiveView::open()?);
-        }
-        tracer.run().await
+        let tracer = Tracer::start(&target, opts, &output)?;
+        AppResult::Ok(tracer.run(tui).await)
     })?;
-    // The summary is for people: on stderr when stdout carries JSONL. It is printed before the
-    // probes are detached, which takes the kernel a second or more.
-    let text = render_summaries(&outcome.summaries);
-    if jsonl_on_stdout {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
+    // The summary is for people: on stderr when stdout carries JSONL or the output failed. It
+    // is printed before the probes are detached, which takes the kernel a second or more.
+    // Written with errors ignored: the terminal may be gone (SIGHUP) or stdout closed.
+    let mut text = render_summaries(&outcome.summaries);
+    if outcome.dropped_records > 0 {
+        text.push_str(&format!(
+            "pty-trace: {} JSONL records were not written (the reader was too slow or the output failed)\n",
+            outcome.dropped_records
+        ));
     }
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    if jsonl_on_stdout || outcome.output_failed {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    } else {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
     outcome.probes.detach();
+    if let Some(e) = outcome.error {
+        return Err(e);
+    }
     // `demo` stopped by the user is a normal end, not the agent's SIGTERM status.
     if is_demo && outcome.summaries.iter().all(|s| s.end_reason == EndReason::Interrupted) {
         return Ok(exit_code::OK);

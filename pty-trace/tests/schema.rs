@@ -437,7 +437,7 @@ fn records_from_the_library_validate() {
         interval_ms: 1000,
         unreadable_cmdlines: 0,
     };
-    w.write(RecordKind::Start, &ts(0), &start).unwrap();
+    w.write(RecordKind::Start, &ts(0), &start);
 
     // The same assembly the tracer uses (`SessionBook`), with the /proc facts made up.
     let mut next_fd = 4;
@@ -459,16 +459,16 @@ fn records_from_the_library_validate() {
             match c {
                 Crossing::Alert { health, reasons } => {
                     let a = book.record_alert(&t, health, reasons);
-                    w.write(RecordKind::Alert, &t, &a).unwrap();
+                    w.write(RecordKind::Alert, &t, &a);
                 }
                 Crossing::Rotate { health, reasons } => {
                     let hook = HookRec { argv: vec!["rotate-me".into()], pid: None, error: Some("not found".into()) };
                     let d = book.record_decision(&t, health, reasons, Some(hook));
-                    w.write(RecordKind::Decision, &t, &d).unwrap();
+                    w.write(RecordKind::Decision, &t, &d);
                 }
             }
         }
-        w.write(RecordKind::Snapshot, &t, &snap).unwrap();
+        w.write(RecordKind::Snapshot, &t, &snap);
     }
     assert!(
         !book.alerts.is_empty() && !book.actions.is_empty(),
@@ -482,6 +482,9 @@ fn records_from_the_library_validate() {
         child: None,
         exit_status: None,
         cost: TracerCost { events: sim.m.stats.events, ..TracerCost::default() },
+        unreadable_procs: 0,
+        dropped_records: 0,
+        error: None,
         ts_of: &ts_of,
     };
     let sum = book.summary(&sim.m, &facts, &end).expect("a summary for the session");
@@ -490,9 +493,9 @@ fn records_from_the_library_validate() {
         "{:?}",
         sum.leaked_at_end
     );
-    w.write(RecordKind::Summary, &ts(sim.ts), &sum).unwrap();
-    w.flush().unwrap();
-    drop(w);
+    w.write(RecordKind::Summary, &ts(sim.ts), &sum);
+    w.close(std::time::Duration::from_secs(10));
+    assert_eq!(w.dropped_records(), 0);
 
     let text = std::fs::read_to_string(&path).unwrap();
     let types = validate_jsonl(&val, &text, &path.display().to_string());

@@ -189,6 +189,11 @@ pub struct SnapshotRec<P = Vec<ProcessRec>, Y = Vec<PtyPair>> {
     /// Children the kernel could not add to its TRACKED map (it was full): they run untraced.
     #[serde(default)]
     pub untracked_children: u64,
+    /// Traced processes whose fd table /proc refused to show (EACCES: pty-trace lacks
+    /// CAP_SYS_PTRACE for another user's process) in this interval's scan: their counts are
+    /// from kernel events alone, not checked.
+    #[serde(default)]
+    pub unreadable_procs: u64,
     pub drift: u64,
     #[serde(default)]
     pub drift_by_cause: BTreeMap<String, u64>,
@@ -358,6 +363,11 @@ pub enum EndReason {
     Interrupted,
     /// `--exit-on-rotate` after a rotate decision.
     Rotate,
+    /// The reader of the JSONL stream went away (EPIPE, `| head`).
+    OutputClosed,
+    /// An error stopped tracing (a write error such as ENOSPC, the live view failing); the
+    /// summary's `error` says which.
+    Failed,
 }
 
 impl EndReason {
@@ -367,6 +377,8 @@ impl EndReason {
             EndReason::Duration => "duration",
             EndReason::Interrupted => "interrupted",
             EndReason::Rotate => "rotate",
+            EndReason::OutputClosed => "output_closed",
+            EndReason::Failed => "failed",
         }
     }
 }
@@ -442,6 +454,16 @@ pub struct SummaryRec {
     /// See [`SnapshotRec::untracked_children`].
     #[serde(default)]
     pub untracked_children: u64,
+    /// Most processes /proc refused to show in one scan (see [`SnapshotRec::unreadable_procs`]).
+    #[serde(default)]
+    pub unreadable_procs: u64,
+    /// Records not written: the JSONL reader was too slow (the queue was full) or the output
+    /// failed. Counted up to this summary; the count on stderr includes the ones after it.
+    #[serde(default)]
+    pub dropped_records: u64,
+    /// Why tracing stopped early, when it failed (`end_reason` `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub drift: u64,
     #[serde(default)]
     pub drift_by_cause: BTreeMap<String, u64>,
@@ -498,7 +520,7 @@ mod tests {
         for k in [RecordKind::Start, RecordKind::Snapshot, RecordKind::Alert, RecordKind::Decision, RecordKind::Summary] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
-        for r in [EndReason::RootExited, EndReason::Duration, EndReason::Interrupted, EndReason::Rotate] {
+        for r in [EndReason::RootExited, EndReason::Duration, EndReason::Interrupted, EndReason::Rotate, EndReason::OutputClosed, EndReason::Failed] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
         for v in [Verdict::Healthy, Verdict::LeakDetected] {

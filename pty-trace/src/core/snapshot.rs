@@ -28,6 +28,8 @@ pub struct Facts {
     pub slaves_held_outside: BTreeSet<u32>,
     pub lost_events: u64,
     pub untracked_children: u64,
+    /// Traced processes whose fd table /proc refused to show in the latest scan.
+    pub unreadable_procs: u64,
 }
 
 /// One session's scoring state beyond the model: its scorer, peaks, and what it decided.
@@ -131,6 +133,7 @@ impl SessionBook {
             pty_max: facts.pty_max,
             lost_events: facts.lost_events,
             untracked_children: facts.untracked_children,
+            unreadable_procs: facts.unreadable_procs,
             drift: model.stats.drift,
             drift_by_cause: drift_by_cause(model),
             residual_ptys,
@@ -227,6 +230,9 @@ impl SessionBook {
             processes_seen: s.processes_seen,
             lost_events: facts.lost_events,
             untracked_children: facts.untracked_children,
+            unreadable_procs: end.unreadable_procs,
+            dropped_records: end.dropped_records,
+            error: end.error.clone(),
             drift: model.stats.drift,
             drift_by_cause: drift_by_cause(model),
             drift_examples: model.stats.drift_examples.clone(),
@@ -249,6 +255,12 @@ pub struct SummaryContext<'a> {
     pub child: Option<u32>,
     pub exit_status: Option<i32>,
     pub cost: TracerCost,
+    /// Most processes /proc refused to show in one scan.
+    pub unreadable_procs: u64,
+    /// JSONL records not written so far.
+    pub dropped_records: u64,
+    /// What stopped tracing, for `EndReason::Failed`.
+    pub error: Option<String>,
     /// Monotonic ns -> RFC 3339.
     pub ts_of: &'a dyn Fn(u64) -> String,
 }

@@ -177,6 +177,9 @@ impl Sim {
             child: None,
             exit_status: None,
             cost: TracerCost::default(),
+            unreadable_procs: 0,
+            dropped_records: 0,
+            error: None,
             ts_of: &ts_of,
         };
         self.book.summary(&self.m, &facts, &end).expect("a summary")

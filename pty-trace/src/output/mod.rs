@@ -1,4 +1,6 @@
-//! Where records go: the JSONL writer, and the summary printed for people at the end.
+//! Where records go: output paths opened safely as root, the JSONL writer (a thread behind a
+//! bounded queue), and the summary printed for people at the end.
 
 pub mod jsonl;
+pub mod safe_open;
 pub mod summary;

@@ -30,6 +30,16 @@ pub fn render_summaries(sums: &[SummaryRec]) -> String {
                 s.untracked_children
             );
         }
+        if s.unreadable_procs > 0 {
+            let _ = writeln!(
+                o,
+                "  unreadable processes: {} (/proc refused their fd tables: pty-trace lacks CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH for another user's process; their counts are from kernel events alone)",
+                s.unreadable_procs
+            );
+        }
+        if let Some(e) = &s.error {
+            let _ = writeln!(o, "  stopped by an error: {e}");
+        }
         for a in &s.actions {
             let _ = writeln!(o, "  decision: {} at {} (health {:.0}): {}", a.action.as_str(), a.ts, a.health, a.reasons.join("; "));
         }

@@ -114,20 +114,50 @@ pub fn parse_fdinfo(s: &str) -> (bool, Option<u32>) {
     (flags & 0o2000000 != 0, idx)
 }
 
-/// Reads a process's fd table. `None` when the process is gone or a zombie.
+/// What one scan of a process's fd table found.
+#[derive(Debug)]
+pub enum Scan {
+    Seen(ObservedProcess),
+    /// Gone, or a zombie.
+    Gone,
+    /// /proc refused (EACCES/EPERM): another user's process and no CAP_SYS_PTRACE plus
+    /// CAP_DAC_READ_SEARCH. Never read as "no fds".
+    Denied,
+}
+
+fn denied(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+}
+
+/// Reads a process's fd table. `None` when the process is gone, a zombie, or unreadable.
 pub fn observe(pid: u32) -> Option<ObservedProcess> {
-    let scan_start_ns = monotonic_ns();
-    let info = proc_info(pid)?;
-    if info.zombie {
-        return None;
+    match scan(pid) {
+        Scan::Seen(o) => Some(o),
+        Scan::Gone | Scan::Denied => None,
     }
-    let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+}
+
+/// Reads a process's fd table, telling a process that is gone from one /proc will not show.
+pub fn scan(pid: u32) -> Scan {
+    let scan_start_ns = monotonic_ns();
+    let Some(info) = proc_info(pid) else { return Scan::Gone };
+    if info.zombie {
+        return Scan::Gone;
+    }
+    let dir = match fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(d) => d,
+        Err(e) if denied(&e) => return Scan::Denied,
+        Err(_) => return Scan::Gone,
+    };
     let mut fds = BTreeMap::new();
     for ent in dir.flatten() {
         let Some(fd) = ent.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        // Closed between readdir and readlink: simply not there.
-        let Ok(target) = fs::read_link(ent.path()) else { continue };
-        let target = target.to_string_lossy().into_owned();
+        let target = match fs::read_link(ent.path()) {
+            Ok(t) => t.to_string_lossy().into_owned(),
+            Err(e) if denied(&e) => return Scan::Denied,
+            // Closed between readdir and readlink: simply not there.
+            Err(_) => continue,
+        };
         let (cloexec, tty_index) = match fdinfo(pid, fd) {
             Some((c, i)) => (Some(c), i),
             None => (None, None),
@@ -135,11 +165,11 @@ pub fn observe(pid: u32) -> Option<ObservedProcess> {
         fds.insert(fd, ObservedFd { target, tty_index, cloexec });
     }
     // A process that exited during the scan shows an empty or partial table: not evidence.
-    let still = proc_info(pid)?;
-    if still.zombie {
-        return None;
+    match proc_info(pid) {
+        Some(still) if !still.zombie => {}
+        _ => return Scan::Gone,
     }
-    Some(ObservedProcess {
+    Scan::Seen(ObservedProcess {
         pid,
         ppid: info.ppid,
         comm: info.comm,
@@ -147,6 +177,34 @@ pub fn observe(pid: u32) -> Option<ObservedProcess> {
         scan_start_ns,
         scan_end_ns: monotonic_ns(),
     })
+}
+
+/// Checks at start that /proc shows `pid`'s open files to us, with the fix when it does not.
+pub fn check_fds_readable(pid: u32, comm: &str) -> AppResult<()> {
+    let dir = format!("/proc/{pid}/fd");
+    let refused = |path: &str| {
+        let uid = Process::new(pid as i32).ok().and_then(|p| p.uid().ok());
+        let owner = uid.map_or(String::new(), |u| format!(", uid {u}"));
+        AppError::NoPermission(format!(
+            "cannot read the open files of PID {pid} ({comm}{owner}): {path}: permission denied; \
+             reading another user's fds needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON: \
+             run pty-trace with sudo, or as {}",
+            uid.map_or("that user".to_string(), |u| format!("uid {u}"))
+        ))
+    };
+    let entries = match fs::read_dir(&dir) {
+        Ok(d) => d,
+        Err(e) if denied(&e) => return Err(refused(&dir)),
+        Err(_) => return Err(AppError::NoSuchPid(pid as i32)),
+    };
+    for ent in entries.flatten().take(1) {
+        if let Err(e) = fs::read_link(ent.path())
+            && denied(&e)
+        {
+            return Err(refused(&ent.path().display().to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// PTY indexes among `wanted` whose slave (`/dev/pts/N`) some process not in `exclude` holds.

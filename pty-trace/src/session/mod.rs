@@ -6,6 +6,13 @@
 //! (`core::snapshot` builds them); react to a signal, a key of the live view, the `run`
 //! child's exit or `--duration`. At the end: one `summary` per session. It owns no fd
 //! semantics (the model does) and builds no record fields itself (the core does).
+//!
+//! Every way out goes through [`Tracer::finish`]: the quit key, SIGINT, SIGTERM, SIGHUP and
+//! SIGQUIT, `--duration`, the target exiting, an output error, an error of the loop itself, the
+//! live view failing to open. `finish` stops a `run` child (its process group, then every
+//! traced descendant still alive, like `timeout(1)`), closes the view, writes the summaries and
+//! closes the JSONL writer. The child is also a guard (`spawn::RunChild`) whose drop kills it,
+//! should anything still get past `finish`.
 
 mod hook;
 mod reconcile;
@@ -13,7 +20,7 @@ mod spawn;
 
 use std::{
     collections::BTreeMap,
-    process::{Child, Command},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -24,7 +31,10 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use self::spawn::{AsFdOwned, resolve_program, spawn_registered, status_code};
+use self::{
+    hook::RotateHook,
+    spawn::{AsFdOwned, RunChild, resolve_program, spawn_registered},
+};
 use crate::{
     clock::{Clock, monotonic_ns},
     core::{
@@ -36,7 +46,10 @@ use crate::{
     },
     error::{AppError, AppResult, exit_code},
     kernel::probes::{KernelCounters, Probes, Tracked},
-    output::jsonl::JsonlWriter,
+    output::{
+        jsonl::{JsonlWriter, OutputFailure},
+        safe_open::open_output,
+    },
     procfs,
     tui::{FeedItem, FeedKind, LiveView, UserAction, ViewInput},
 };
@@ -45,6 +58,20 @@ use crate::{
 const DRAIN_PERIOD: Duration = Duration::from_millis(20);
 /// Least time between two early snapshots (see `Tracer::early_snapshots`).
 const EARLY_SNAPSHOT_SPACING: Duration = Duration::from_millis(250);
+/// How long a stopped `run` child and its traced descendants get between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long the summaries may wait for a slow JSONL reader at the end.
+const OUTPUT_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Where the JSONL records go. Opened by [`Tracer::start`] once everything else has been
+/// checked, so a failed start leaves an existing file untouched.
+#[derive(Clone, Debug)]
+pub enum Output {
+    Stdout,
+    File(std::path::PathBuf),
+    /// Built for the live view, not written.
+    Discard,
+}
 
 /// What to trace.
 #[derive(Clone, Debug)]
@@ -83,8 +110,12 @@ pub struct Tracer {
     decode_errors: u64,
     /// The kernel side's loss counters, read every interval.
     counters: KernelCounters,
-    child: Option<Child>,
-    exit_status: Option<i32>,
+    child: Option<RunChild>,
+    /// The checked `--on-rotate` command.
+    hook: Option<RotateHook>,
+    /// Traced processes /proc refused to show in the latest scan, and the most in one scan.
+    unreadable_procs: u64,
+    unreadable_procs_max: u64,
     /// A rotate decision was made (for `--exit-on-rotate`).
     rotate_fired: bool,
     /// When tracing was stopped by us (signal, quit key, --duration, --exit-on-rotate).
@@ -100,6 +131,12 @@ pub struct Tracer {
 pub struct Outcome {
     pub exit_code: i32,
     pub summaries: Vec<SummaryRec>,
+    /// What stopped tracing when it was an error (one line, printed after the summary).
+    pub error: Option<AppError>,
+    /// The JSONL output failed or its reader went away: the summary goes to stderr.
+    pub output_failed: bool,
+    /// Records not written (queue full, output failed, still queued at the end).
+    pub dropped_records: u64,
     /// Still attached: detaching takes a second or more (RCU grace periods), so the caller
     /// prints the summary first and then calls `Probes::detach`.
     pub probes: Probes,
@@ -108,18 +145,36 @@ pub struct Outcome {
 impl Tracer {
     /// Loads the probes and starts tracing `target` (attach: registers the processes; run:
     /// starts the child registered before it execs).
-    pub fn start(target: &Target, opts: Options, out: JsonlWriter) -> AppResult<Tracer> {
+    pub fn start(target: &Target, opts: Options, output: &Output) -> AppResult<Tracer> {
         let t0 = Instant::now();
-        // Bad input is reported before anything is loaded: it needs no privileges to check.
+        // Bad input is reported before anything is loaded or opened: it needs no privileges
+        // to check, and an existing output file is not truncated by a start that fails.
         let roots = match target {
-            Target::Attach(pids) => pids.iter().map(|&pid| procfs::validate_target(pid)).collect::<AppResult<Vec<_>>>()?,
+            Target::Attach(pids) => {
+                let me = std::process::id() as i32;
+                let mut roots = Vec::new();
+                for &pid in pids {
+                    if pid == me {
+                        return Err(AppError::BadTarget(format!("PID {pid} is pty-trace itself: give the PID of the process to watch")));
+                    }
+                    let info = procfs::validate_target(pid)?;
+                    procfs::check_fds_readable(info.pid, &info.comm)?;
+                    roots.push(info);
+                }
+                roots
+            }
             Target::Run(argv) => {
                 let program = argv.first().ok_or_else(|| AppError::BadInput("run: no command given".into()))?;
                 resolve_program(program)?;
                 Vec::new()
             }
         };
+        let hook = match &opts.on_rotate {
+            Some(cmd) => Some(RotateHook::prepare(cmd, opts.on_rotate_shell, opts.tui)?),
+            None => None,
+        };
         let mut probes = Probes::load(opts.ring_bytes, opts.debug_kernel)?;
+        let out = open_jsonl(output)?;
         let clock = Clock::now();
         let tracked = probes.tracked.clone();
         let events = probes.events.take().ok_or_else(|| anyhow!("ring buffer already taken"))?;
@@ -135,7 +190,9 @@ impl Tracer {
             decode_errors: 0,
             counters: KernelCounters::default(),
             child: None,
-            exit_status: None,
+            hook,
+            unreadable_procs: 0,
+            unreadable_procs_max: 0,
             rotate_fired: false,
             stopped_at: None,
             view: None,
@@ -167,8 +224,8 @@ impl Tracer {
             unreadable_cmdlines: tr.unreadable_cmdlines,
         };
         let ts = tr.clock.ts(monotonic_ns());
-        tr.out.write(RecordKind::Start, &ts, &start)?;
-        tr.out.flush()?;
+        tr.out.write(RecordKind::Start, &ts, &start);
+        tr.out.flush();
         Ok(tr)
     }
 
@@ -193,7 +250,9 @@ impl Tracer {
             let mut added = false;
             for root in self.books.keys().copied().collect::<Vec<_>>() {
                 for d in procfs::descendants(root) {
-                    if self.model.procs.contains_key(&d.pid) {
+                    // Attached to an ancestor of its own: the tracer does not trace itself
+                    // (nor, through it, its own rotate hooks).
+                    if self.model.procs.contains_key(&d.pid) || d.pid == std::process::id() {
                         continue;
                     }
                     if !self.model.procs.contains_key(&d.ppid) {
@@ -235,18 +294,26 @@ impl Tracer {
         let program = argv.first().ok_or_else(|| AppError::BadInput("run: no command given".into()))?;
         let mut cmd = Command::new(program);
         cmd.args(&argv[1..]);
-        if self.opts.tui {
+        if let Some(p) = &self.opts.child_output {
+            let out = open_output(p, "child output file").map_err(AppError::BadInput)?.file;
+            cmd.stdout(out.try_clone().context("duplicating the child output fd")?).stderr(out);
+            if self.opts.tui {
+                cmd.stdin(std::process::Stdio::null());
+            }
+        } else if self.opts.tui {
             // The live view owns the terminal: the child must not draw on it.
-            let out = match &self.opts.child_output {
-                Some(p) => std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-                None => std::fs::File::create("/dev/null").context("opening /dev/null")?,
-            };
+            let out = std::fs::File::create("/dev/null").context("opening /dev/null")?;
             cmd.stdin(std::process::Stdio::null()).stdout(out.try_clone().context("dup")?).stderr(out);
         } else if !self.out.is_discard() && self.out.path().is_none() {
             // JSONL goes to stdout: keep the child's output off it so the stream stays parseable.
             cmd.stdout(std::process::Stdio::from(std::io::stderr().as_fd_owned()?));
         }
-        let (child, pid) = spawn_registered(cmd, &self.tracked, program)?;
+        // A child that reads the terminal (no live view, a terminal on stdin) stays in our
+        // process group, the terminal's foreground group; any other leads its own group.
+        use std::io::IsTerminal;
+        let own_group = self.opts.tui || !std::io::stdin().is_terminal();
+        let child = spawn_registered(cmd, &self.tracked, program, own_group)?;
+        let pid = child.pid();
         self.new_session(pid);
         self.model.add_process(pid, std::process::id(), pid, &crate::core::model::comm_of(program), monotonic_ns());
         self.child = Some(child);
@@ -279,10 +346,10 @@ impl Tracer {
     }
 
     /// One interval's work: reconcile with /proc, score, write snapshots.
-    fn tick(&mut self) -> anyhow::Result<()> {
+    fn tick(&mut self) {
         self.counters = self.probes.counters();
         self.reconcile_with_proc();
-        self.write_snapshots()
+        self.write_snapshots();
     }
 
     /// What /proc and the kernel say now, for a snapshot of the sessions in `roots`: machine
@@ -305,6 +372,7 @@ impl Tracer {
             slaves_held_outside: self.slaves_held_outside(roots),
             lost_events: self.counters.lost_events,
             untracked_children: self.counters.untracked_children,
+            unreadable_procs: self.unreadable_procs,
             ..Facts::default()
         }
     }
@@ -313,18 +381,18 @@ impl Tracer {
         self.books.iter().filter(|(_, b)| !b.summarized).map(|(r, _)| *r).collect()
     }
 
-    fn write_snapshots(&mut self) -> anyhow::Result<()> {
+    fn write_snapshots(&mut self) {
         let roots = self.unsummarized();
-        self.write_snapshots_of(roots, false)
+        self.write_snapshots_of(roots, false);
     }
 
     /// Scores at once the sessions where an orphaned PTY has come due (see
     /// `Model::take_due_orphans`), at most every `EARLY_SNAPSHOT_SPACING`: a leak is named as
     /// soon as its evidence holds, whatever the interval.
-    fn early_snapshots(&mut self) -> anyhow::Result<()> {
+    fn early_snapshots(&mut self) {
         let now = monotonic_ns();
         if now < self.next_early_ns {
-            return Ok(());
+            return;
         }
         let th = &self.opts.thresholds;
         let (commands, grace) = (th.abandon_commands, (th.abandon_grace_s * 1e9) as u64);
@@ -335,15 +403,15 @@ impl Tracer {
             .filter(|&r| self.model.take_due_orphans(r, commands, min, grace, now))
             .collect();
         if due.is_empty() {
-            return Ok(());
+            return;
         }
         self.next_early_ns = now + EARLY_SNAPSHOT_SPACING.as_nanos() as u64;
-        self.write_snapshots_of(due, true)
+        self.write_snapshots_of(due, true);
     }
 
     /// Scores `roots` and writes their snapshots (and any alert or decision); `early`: between
     /// intervals (the live view waits for the next interval).
-    fn write_snapshots_of(&mut self, roots: Vec<u32>, early: bool) -> anyhow::Result<()> {
+    fn write_snapshots_of(&mut self, roots: Vec<u32>, early: bool) {
         let facts = self.facts(&roots);
         let ts = self.clock.ts(facts.now_ns);
         let mut snaps = Vec::new();
@@ -355,26 +423,22 @@ impl Tracer {
                 match c {
                     Crossing::Alert { health, reasons } => {
                         let a = book.record_alert(&ts, health, reasons);
-                        self.out.write(RecordKind::Alert, &ts, &a)?;
+                        self.out.write(RecordKind::Alert, &ts, &a);
                     }
                     Crossing::Rotate { health, reasons } => {
-                        let hook = self
-                            .opts
-                            .on_rotate
-                            .as_ref()
-                            .map(|cmd| hook::run_rotate_hook(cmd, self.opts.on_rotate_shell, root, health, &reasons));
+                        let hook = self.hook.as_ref().map(|h| h.run(root, health, &reasons));
                         self.rotate_fired = true;
                         let d = book.record_decision(&ts, health, reasons, hook);
-                        self.out.write(RecordKind::Decision, &ts, &d)?;
+                        self.out.write(RecordKind::Decision, &ts, &d);
                     }
                 }
             }
-            self.out.write(RecordKind::Snapshot, &ts, &snap)?;
+            self.out.write(RecordKind::Snapshot, &ts, &snap);
             snaps.push(snap);
         }
-        self.out.flush()?;
+        self.out.flush();
         if early {
-            return Ok(());
+            return;
         }
         if let Some(v) = self.view.as_mut() {
             let fd_details = snaps.iter().flat_map(|s| snapshot::fd_details(&self.model, s, facts.now_ns)).collect();
@@ -399,10 +463,9 @@ impl Tracer {
                 thresholds: &self.opts.thresholds,
             });
         }
-        Ok(())
     }
 
-    fn summaries(&mut self, reason: EndReason) -> anyhow::Result<Vec<SummaryRec>> {
+    fn summaries(&mut self, reason: EndReason, error: Option<String>) -> Vec<SummaryRec> {
         let roots = self.unsummarized();
         let facts = self.end_facts(&roots);
         let ts = self.clock.ts(facts.now_ns);
@@ -413,7 +476,7 @@ impl Tracer {
             reason,
             stopped_at_ns: self.stopped_at,
             child: self.child_pid(),
-            exit_status: self.exit_status,
+            exit_status: self.exit_status(),
             cost: TracerCost {
                 events: self.model.stats.events,
                 decode_errors: self.decode_errors,
@@ -421,18 +484,21 @@ impl Tracer {
                 max_rss_kib,
                 ring_buffer_bytes: self.opts.ring_bytes,
             },
+            unreadable_procs: self.unreadable_procs_max,
+            dropped_records: self.out.dropped_records(),
+            error,
             ts_of: &ts_of,
         };
         let mut out = Vec::new();
         for root in roots {
             let Some(book) = self.books.get_mut(&root) else { continue };
             if let Some(sum) = book.summary(&self.model, &facts, &end) {
-                self.out.write(RecordKind::Summary, &ts, &sum)?;
+                self.out.write(RecordKind::Summary, &ts, &sum);
                 out.push(sum);
             }
         }
-        self.out.flush()?;
-        Ok(out)
+        self.out.flush();
+        out
     }
 
     /// PTY indexes, among the masters the given sessions hold, whose slave some untraced process
@@ -444,7 +510,11 @@ impl Tracer {
     }
 
     fn child_pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.child.as_ref().map(|c| c.pid())
+    }
+
+    fn exit_status(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| c.status())
     }
 
     fn all_ended(&self) -> bool {
@@ -453,19 +523,47 @@ impl Tracer {
 
     /// Reaps the `run` child if it has exited.
     fn poll_child(&mut self) {
-        if let Some(c) = self.child.as_mut()
-            && self.exit_status.is_none()
-            && let Ok(Some(st)) = c.try_wait()
-        {
-            self.exit_status = Some(status_code(st));
+        if let Some(c) = self.child.as_mut() {
+            c.try_reap();
         }
     }
 
-    /// Runs until every session's root has exited, `--duration` passes, or a signal/quit key.
-    pub async fn run(mut self) -> AppResult<Outcome> {
-        let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        let mut sigchld = signal(SignalKind::child()).context("installing SIGCHLD handler")?;
+    /// Runs until every session's root has exited, `--duration` passes, a signal, the quit
+    /// key, or an error; every one of them ends in [`Self::finish`]. With `view`, the live view
+    /// is opened first (its failure ends tracing the same way).
+    pub async fn run(mut self, view: bool) -> Outcome {
+        let fault = injected_fault();
+        let ended = if view {
+            let opened = match fault {
+                Some(Fault::View) => Err(anyhow!("injected fault: the live view cannot open")),
+                _ => LiveView::open(),
+            };
+            match opened {
+                Ok(v) => {
+                    self.view = Some(v);
+                    self.event_loop().await
+                }
+                Err(e) => Err(AppError::Other(e.context("opening the live view"))),
+            }
+        } else {
+            self.event_loop().await
+        };
+        match ended {
+            Ok(reason) => self.finish(reason, None).await,
+            Err(e) => self.finish(EndReason::Failed, Some(e)).await,
+        }
+    }
+
+    /// The event loop; returns why it stopped.
+    async fn event_loop(&mut self) -> AppResult<EndReason> {
+        let listen = |kind: SignalKind, name: &str| signal(kind).with_context(|| format!("installing the {name} handler"));
+        let mut sigint = listen(SignalKind::interrupt(), "SIGINT")?;
+        let mut sigterm = listen(SignalKind::terminate(), "SIGTERM")?;
+        // A closed terminal or tmux pane (SIGHUP) and Ctrl-\ (SIGQUIT) end like SIGTERM, as
+        // they do for strace: the child is stopped, the summary written, the terminal restored.
+        let mut sighup = listen(SignalKind::hangup(), "SIGHUP")?;
+        let mut sigquit = listen(SignalKind::quit(), "SIGQUIT")?;
+        let mut sigchld = listen(SignalKind::child(), "SIGCHLD")?;
         let mut tick = tokio::time::interval(self.opts.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = self.opts.duration.map(|d| tokio::time::Instant::now() + d);
@@ -474,47 +572,54 @@ impl Tracer {
         // of records is picked up here.
         let mut drain_timer = tokio::time::interval(DRAIN_PERIOD);
         drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reason = EndReason::RootExited;
         // The first snapshot comes after the first scan seeds the model.
         self.drain();
         loop {
             if self.all_ended() {
-                break;
+                return Ok(EndReason::RootExited);
             }
-            let ring = self.ring.as_ref().expect("ring buffer watched");
+            match self.out.failure() {
+                Some(OutputFailure::Closed) => return Ok(EndReason::OutputClosed),
+                Some(OutputFailure::Error(e)) => return Err(AppError::Other(anyhow!(e))),
+                None => {}
+            }
+            let ring = self.ring.as_ref().ok_or_else(|| anyhow!("the ring buffer is not watched"))?;
             tokio::select! {
                 guard = ring.readable() => {
                     let mut g = guard.context("waiting for the ring buffer")?;
                     g.clear_ready();
                     drop(g);
                     self.drain();
-                    self.early_snapshots()?;
+                    self.early_snapshots();
                 }
                 _ = drain_timer.tick() => {
                     self.drain();
-                    self.early_snapshots()?;
+                    self.early_snapshots();
                 }
                 _ = tick.tick() => {
                     self.drain();
-                    self.tick()?;
+                    self.tick();
+                    if matches!(injected_fault(), Some(Fault::Loop)) {
+                        return Err(AppError::Other(anyhow!("injected fault: the event loop failed")));
+                    }
                     if self.opts.exit_on_rotate && self.rotate_fired {
-                        reason = EndReason::Rotate;
-                        break;
+                        return Ok(EndReason::Rotate);
                     }
                 }
-                _ = sigint.recv() => { reason = EndReason::Interrupted; break; }
-                _ = sigterm.recv() => { reason = EndReason::Interrupted; break; }
+                _ = sigint.recv() => return Ok(EndReason::Interrupted),
+                _ = sigterm.recv() => return Ok(EndReason::Interrupted),
+                _ = sighup.recv() => return Ok(EndReason::Interrupted),
+                _ = sigquit.recv() => return Ok(EndReason::Interrupted),
                 _ = sigchld.recv() => { self.poll_child(); }
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
-                    reason = EndReason::Duration;
-                    break;
+                    return Ok(EndReason::Duration);
                 }
                 _ = redraw.tick(), if self.view.is_some() => {
                     let action = self.view.as_mut().map(|v| v.handle_input()).transpose()?.unwrap_or(UserAction::None);
                     match action {
-                        UserAction::Quit => { reason = EndReason::Interrupted; break; }
+                        UserAction::Quit => return Ok(EndReason::Interrupted),
                         UserAction::Export => {
-                            self.write_snapshots()?;
+                            self.write_snapshots();
                             let msg = match self.out.path() {
                                 Some(p) => format!("wrote snapshots to {}", p.display()),
                                 None if self.out.is_discard() => "no --jsonl output: nothing written".to_string(),
@@ -526,7 +631,7 @@ impl Tracer {
                     }
                 }
             }
-            if self.exit_status.is_some()
+            if self.exit_status().is_some()
                 && let Some(pid) = self.child_pid()
                 && self.model.sessions.get(&pid).is_some_and(|s| s.ended_ns.is_none())
             {
@@ -539,62 +644,133 @@ impl Tracer {
                 }
             }
         }
-        self.finish(reason).await
     }
 
-    async fn finish(mut self, reason: EndReason) -> AppResult<Outcome> {
+    /// The one way out: stops a `run` child, writes the last snapshots and the summaries,
+    /// gives the terminal back and closes the output. Nothing here returns early.
+    async fn finish(mut self, reason: EndReason, error: Option<AppError>) -> Outcome {
         if reason != EndReason::RootExited {
             self.stopped_at = Some(monotonic_ns());
+            self.stop_run_child().await;
         }
-        // Stop a `run` child still running, the way strace does when interrupted: it gets the
-        // signal (SIGTERM), then SIGKILL if it has not gone after two seconds.
-        if reason != EndReason::RootExited
-            && let Some(pid) = self.child_pid()
-            && self.exit_status.is_none()
+        // The child exited by itself: reap it (its exit is what ended the loop).
+        if let Some(c) = self.child.as_mut()
+            && c.try_reap().is_none()
+            && reason == EndReason::RootExited
         {
-            // SAFETY: plain kill(2) on our own child.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-            let until = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < until && self.exit_status.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                self.poll_child();
-            }
-            if self.exit_status.is_none() {
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                if let Some(c) = self.child.as_mut()
-                    && let Ok(st) = c.wait()
-                {
-                    self.exit_status = Some(status_code(st));
-                }
-            }
-        }
-        self.poll_child();
-        if self.child.is_some() && self.exit_status.is_none()
-            && let Some(c) = self.child.as_mut()
-            && let Ok(st) = c.wait()
-        {
-            self.exit_status = Some(status_code(st));
+            c.wait();
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
         self.drain();
         // A last snapshot for sessions still alive, with everything seen so far.
         if self.model.sessions.values().any(|s| s.ended_ns.is_none()) {
-            self.tick()?;
+            self.tick();
         }
         if let Some(v) = self.view.take() {
-            v.close()?;
+            let _ = v.close();
         }
-        let summaries = self.summaries(reason)?;
+        let output_failure = self.out.failure();
+        let error_line = error.as_ref().map(|e| format!("{e:#}"));
+        let summaries = self.summaries(reason, error_line);
         for pid in self.model.procs.keys() {
             self.tracked.remove(*pid);
         }
         drop(self.ring.take());
-        let exit_code = match (self.exit_status, reason) {
-            (_, EndReason::Rotate) => exit_code::ROTATE,
-            (Some(st), _) => st,
-            (None, _) => exit_code::OK,
+        self.out.close(OUTPUT_CLOSE_WAIT);
+        let exit_code = match (&error, reason, self.exit_status()) {
+            (Some(e), _, _) => e.exit_code(),
+            (None, EndReason::Rotate, _) => exit_code::ROTATE,
+            (None, EndReason::OutputClosed, _) => exit_code::OUTPUT_CLOSED,
+            (None, _, Some(st)) => st,
+            (None, _, None) => exit_code::OK,
         };
-        Ok(Outcome { exit_code, summaries, probes: self.probes })
+        Outcome {
+            exit_code,
+            summaries,
+            error,
+            output_failed: output_failure.is_some(),
+            dropped_records: self.out.dropped_records(),
+            probes: self.probes,
+        }
+    }
+
+    /// Stops the `run` child the way `timeout(1)` does, and what it started: SIGTERM to its
+    /// process group and to every traced descendant still alive (some leave the group:
+    /// `setsid`, daemons), up to [`STOP_GRACE`] for all of them to go, then SIGKILL to whatever
+    /// is left. Only processes still in the kernel's TRACKED map are signalled: an exited
+    /// process leaves it, so a reused PID is never hit.
+    async fn stop_run_child(&mut self) {
+        let Some(root) = self.child_pid() else { return };
+        let term_sent = Instant::now();
+        if let Some(c) = self.child.as_ref() {
+            c.signal(libc::SIGTERM);
+            c.signal_group(libc::SIGTERM);
+        }
+        for pid in self.traced_alive(root) {
+            // SAFETY: plain kill(2) on a traced process (see above).
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        loop {
+            self.poll_child();
+            self.drain();
+            let child_done = self.exit_status().is_some();
+            if child_done && self.traced_alive(root).is_empty() {
+                break;
+            }
+            if term_sent.elapsed() >= STOP_GRACE {
+                if let Some(c) = self.child.as_ref() {
+                    c.signal(libc::SIGKILL);
+                    c.signal_group(libc::SIGKILL);
+                }
+                for pid in self.traced_alive(root) {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+                if let Some(c) = self.child.as_mut() {
+                    c.wait();
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Processes of session `root` that the kernel still tracks (alive), the root excepted
+    /// (it is the child, signalled through its guard).
+    fn traced_alive(&self, root: u32) -> Vec<u32> {
+        self.model.processes_in(root).map(|p| p.pid).filter(|&pid| pid != root && self.tracked.contains(pid)).collect()
+    }
+}
+
+/// Faults the fault-matrix tests inject through `PTY_TRACE_INJECT_FAULT`, to reach error
+/// paths no real input reaches on demand: `view` (the live view fails to open once the child
+/// runs) and `loop` (the event loop fails after its first interval).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    View,
+    Loop,
+}
+
+fn injected_fault() -> Option<Fault> {
+    match std::env::var("PTY_TRACE_INJECT_FAULT").ok()?.as_str() {
+        "view" => Some(Fault::View),
+        "loop" => Some(Fault::Loop),
+        _ => None,
+    }
+}
+
+/// Opens the JSONL output (see `output::safe_open`).
+fn open_jsonl(output: &Output) -> AppResult<JsonlWriter> {
+    let w = match output {
+        Output::Stdout => JsonlWriter::stdout().map_err(|e| AppError::Other(anyhow!("duplicating stdout: {e}")))?,
+        Output::File(p) => JsonlWriter::create(p).map_err(AppError::BadInput)?,
+        Output::Discard => return Ok(JsonlWriter::discard()),
+    };
+    // Tests of back-pressure use a small queue.
+    match std::env::var("PTY_TRACE_OUTPUT_QUEUE_BYTES").ok().map(|v| v.parse::<u64>()) {
+        Some(Ok(n)) => Ok(w.with_queue_limit(n)),
+        Some(Err(_)) => Err(AppError::BadInput("PTY_TRACE_OUTPUT_QUEUE_BYTES must be a number of bytes".into())),
+        None => Ok(w),
     }
 }
 

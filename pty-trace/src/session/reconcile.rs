@@ -21,15 +21,20 @@ impl Tracer {
         let mut gone = Vec::new();
         let mut children = Vec::new();
         let scan_start = monotonic_ns();
+        let mut denied = 0;
         for pid in pids {
-            match procfs::observe(pid) {
-                Some(o) => observed.push(o),
-                None => gone.push(pid),
+            match procfs::scan(pid) {
+                procfs::Scan::Seen(o) => observed.push(o),
+                procfs::Scan::Gone => gone.push(pid),
+                // Counted and shown, never read as an empty table; its counts stay the events'.
+                procfs::Scan::Denied => denied += 1,
             }
             for c in procfs::children(pid) {
                 children.push((c, pid));
             }
         }
+        self.unreadable_procs = denied;
+        self.unreadable_procs_max = self.unreadable_procs_max.max(denied);
         // Everything stamped before the scan ended is in the ring buffer now (events are
         // submitted microseconds after their timestamp): apply it before comparing.
         std::thread::sleep(Duration::from_millis(2));

@@ -4,11 +4,16 @@
 //! The handshake: the child (between fork and exec) writes its pid to a pipe and waits for a
 //! go byte; a helper thread adds the pid to the kernel's TRACKED map and then sends it. So the
 //! child execs only once it is tracked, and every process it forks is tracked too.
+//!
+//! The child is held by a [`RunChild`] guard: whatever way tracing ends, its `Drop` kills the
+//! child's process group if nobody has stopped it yet, so no error path leaves it running
+//! untraced.
 
 use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::{Child, Command},
 };
+
 
 use anyhow::{Context, anyhow};
 
@@ -57,14 +62,29 @@ fn pipe_cloexec() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 
 /// Starts `cmd` so that it is in the kernel's TRACKED map before it execs: the child reports its
 /// pid through a pipe and waits for a go byte, which a helper thread sends after registering it.
-pub fn spawn_registered(mut cmd: Command, tracked: &Tracked, program: &str) -> AppResult<(Child, u32)> {
+///
+/// With `own_group`, the child leads a new process group (like `timeout(1)`), so that stopping
+/// it reaches everything it started in that group. Interactive runs (a terminal on stdin and
+/// no live view) keep it in ours so that it can read the terminal.
+pub fn spawn_registered(mut cmd: Command, tracked: &Tracked, program: &str, own_group: bool) -> AppResult<RunChild> {
     use std::os::unix::process::CommandExt;
+    if own_group {
+        cmd.process_group(0);
+    }
+    // SAFETY: getpid has no preconditions.
+    let tracer = unsafe { libc::getpid() };
     let (pid_r, pid_w) = pipe_cloexec()?;
     let (go_r, go_w) = pipe_cloexec()?;
     let (pid_w_raw, go_r_raw) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
     // SAFETY: the closure only calls async-signal-safe functions (getpid, write, read).
     unsafe {
         cmd.pre_exec(move || {
+            // If pty-trace is killed outright (SIGKILL), the child is told rather than left
+            // running untraced. (The parent here is the main thread, which lives as long as
+            // the process.)
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 || libc::getppid() != tracer {
+                return Err(std::io::Error::other("pty-trace exited while starting the command"));
+            }
             let pid = libc::getpid();
             let b = pid.to_ne_bytes();
             if libc::write(pid_w_raw, b.as_ptr().cast(), 4) != 4 {
@@ -105,11 +125,87 @@ pub fn spawn_registered(mut cmd: Command, tracked: &Tracked, program: &str) -> A
         std::io::ErrorKind::PermissionDenied => AppError::CannotExec(program.into(), e.to_string()),
         _ => AppError::CannotExec(program.into(), e.to_string()),
     })?;
+    let pgid = own_group.then_some(child.id() as i32);
+    // From here on, an error drops the guard, which kills the child.
+    let guard = RunChild { child, pgid, status: None };
     let pid = registered?;
-    if pid != child.id() {
-        return Err(anyhow!("registered pid {pid} but spawned {}", child.id()).into());
+    if pid != guard.pid() {
+        return Err(anyhow!("registered pid {pid} but spawned {}", guard.pid()).into());
     }
-    Ok((child, pid))
+    Ok(guard)
+}
+
+/// The `run` child. Dropping it without [`RunChild::reaped`] kills its process group (or it)
+/// with SIGKILL and reaps it.
+pub struct RunChild {
+    child: Child,
+    /// Its process group, when it leads one.
+    pgid: Option<i32>,
+    status: Option<i32>,
+}
+
+impl RunChild {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status once it has exited (`128+N` for signal N).
+    pub fn status(&self) -> Option<i32> {
+        self.status
+    }
+
+    /// Reaps it if it has exited; returns the status.
+    pub fn try_reap(&mut self) -> Option<i32> {
+        if self.status.is_none()
+            && let Ok(Some(st)) = self.child.try_wait()
+        {
+            self.status = Some(status_code(st));
+        }
+        self.status
+    }
+
+    /// Waits for it (blocking).
+    pub fn wait(&mut self) -> Option<i32> {
+        if self.status.is_none()
+            && let Ok(st) = self.child.wait()
+        {
+            self.status = Some(status_code(st));
+        }
+        self.status
+    }
+
+    /// Sends `sig` to its process group if it leads one, else to it alone. Nothing once it
+    /// has been reaped: its pid may belong to someone else by then.
+    pub fn signal(&self, sig: i32) {
+        if self.status.is_some() {
+            return;
+        }
+        // SAFETY: plain kill(2) on our own child or the group it leads.
+        unsafe {
+            match self.pgid {
+                Some(g) => libc::kill(-g, sig),
+                None => libc::kill(self.child.id() as i32, sig),
+            };
+        }
+    }
+
+    /// Sends `sig` to the rest of its group even after it has been reaped: the group id stays
+    /// reserved while any member lives, so it cannot name someone else's processes.
+    pub fn signal_group(&self, sig: i32) {
+        if let Some(g) = self.pgid {
+            // SAFETY: plain kill(2) on the group our child created.
+            unsafe { libc::kill(-g, sig) };
+        }
+    }
+}
+
+impl Drop for RunChild {
+    fn drop(&mut self) {
+        if self.try_reap().is_none() {
+            self.signal(libc::SIGKILL);
+            self.wait();
+        }
+    }
 }
 
 pub trait AsFdOwned {

@@ -143,6 +143,8 @@ pub struct ViewState {
     pub feed: Vec<FeedItem>,
     pub lost_events: u64,
     pub untracked_children: u64,
+    /// Traced processes /proc refused to show in the latest scan (from the snapshots).
+    pub unreadable_procs: u64,
     pub drift: u64,
     /// `/proc/sys/kernel/pty/nr` and `pty/max`: PTYs in use on the machine and its limit.
     pub pty_nr: u64,
@@ -163,6 +165,7 @@ impl ViewState {
             feed,
             lost_events: input.lost_events,
             untracked_children: input.untracked_children,
+            unreadable_procs: input.snapshots.iter().map(|s| s.unreadable_procs).max().unwrap_or(0),
             drift: input.drift,
             thresholds: (th.alert_health, th.rotate_health),
             leak_threshold: th.leak_score,

@@ -100,6 +100,10 @@ fn render_header(f: &mut Frame, header: Rect, state: &ViewState, ui: &UiState, p
     if state.untracked_children > 0 {
         rest.extend([sep(), Span::styled(format!("untracked {}", state.untracked_children), p.alarm(true, Color::Red))]);
     }
+    // Processes whose fds /proc would not show (no CAP_SYS_PTRACE): their counts are unchecked.
+    if state.unreadable_procs > 0 {
+        rest.extend([sep(), Span::styled(format!("unreadable {}", state.unreadable_procs), p.alarm(true, Color::Red))]);
+    }
     rest.extend([sep(), Span::styled(format!("drift {}", state.drift), p.alarm(state.drift > 0, Color::Yellow))]);
     let needed: usize = title.iter().chain(rest.iter()).chain([&legend]).map(Span::width).sum();
     if needed <= header.width as usize {

@@ -60,6 +60,7 @@ fn snapshot(masters: usize, orphaned: usize) -> SnapshotRec {
         pty_max: 4096,
         lost_events: 1,
         untracked_children: 2,
+        unreadable_procs: 0,
         drift: 0,
         drift_by_cause: BTreeMap::new(),
         residual_ptys: orphaned,
