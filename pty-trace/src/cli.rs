@@ -21,8 +21,10 @@ Examples:
 
 Exit codes: 0 ok; 1 failure; 2 usage; 3 bad PID (missing, kernel thread, exited);
 4 not allowed to load BPF (run with sudo); 5 tracefs missing (pty-trace doctor --fix);
-6 bad input file or config; 10 --exit-on-rotate fired; 11 doctor found a blocking problem;
-126/127 run: command not executable/not found; otherwise run exits with the command's status.";
+6 bad input file or config; 7 report: INCOMPLETE (no summary); 8 report: UNKNOWN (nothing to
+judge from); 10 --exit-on-rotate fired; 11 doctor found a blocking problem;
+126/127 run: command not executable/not found; 141 the JSONL reader on stdout went away (EPIPE);
+otherwise run exits with the command's status.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,8 +65,9 @@ Example:\n  sudo pty-trace run --jsonl run.jsonl -- bash -c 'for i in 1 2 3; do 
         cmd: Vec<String>,
     },
     /// Forensic report of a JSONL recording.
-    #[command(after_help = "Example:\n  pty-trace report leak.jsonl\n  pty-trace report --json leak.jsonl | jq .verdict")]
+    #[command(after_help = "Exit status 0 for a summary's verdict (HEALTHY, LEAK DETECTED, LEAKED EARLIER, RECOVERED), 7 for INCOMPLETE (a session has no summary: the recording was cut short), 8 for UNKNOWN (no snapshot and no summary to judge from), 6 if the file has no valid record.\n\nExample:\n  pty-trace report leak.jsonl\n  pty-trace report --json leak.jsonl | jq .verdict\n  ssh host cat agent.jsonl | pty-trace report -")]
     Report {
+        /// The recording; `-` reads standard input (pipes and FIFOs are streamed too).
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Print the report as one JSON object.

@@ -21,6 +21,11 @@ pub mod exit_code {
     pub const NO_TRACEFS: i32 = 5;
     /// Bad input file or data (report on a file with no valid record, bad config).
     pub const BAD_INPUT: i32 = 6;
+    /// `report`: a session has no `summary` (the recording was cut short): the verdict is
+    /// `INCOMPLETE`, with what the snapshots show.
+    pub const REPORT_INCOMPLETE: i32 = 7;
+    /// `report`: no snapshot and no summary to judge from: the verdict is `UNKNOWN`.
+    pub const REPORT_UNKNOWN: i32 = 8;
     /// `--exit-on-rotate`: a session must be rotated.
     pub const ROTATE: i32 = 10;
     /// The reader of the JSONL stream on stdout went away (EPIPE, `| head`): 128 + SIGPIPE,

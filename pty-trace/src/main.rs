@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use clap::Parser;
 use pty_trace::{
     cli::{Cli, Cmd, TraceArgs},
-    core::{records::EndReason, report::render_text},
+    core::records::EndReason,
     demo, doctor,
     error::{AppError, AppResult, exit_code},
     output::summary::render_summaries,
@@ -43,18 +43,7 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
                 Err(AppError::DoctorFailed)
             }
         }
-        Cmd::Report { file, json } => {
-            let r = recording::report(&file)?;
-            if let Some(w) = r.newer_schema_warning() {
-                eprintln!("pty-trace: {w}");
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?);
-            } else {
-                print!("{}", render_text(&r));
-            }
-            Ok(exit_code::OK)
-        }
+        Cmd::Report { file, json } => recording::command(&file, json),
         Cmd::DemoAgent { commands, delay, fixed } => {
             demo::agent(commands, delay, fixed)?;
             Ok(exit_code::OK)

@@ -6,11 +6,16 @@
 //! aggregates and a timeline thinned to at most `TIMELINE_POINTS` points (every other point is
 //! dropped when full), so memory stays bounded however long the recording. Malformed lines are
 //! counted and listed by number; lines of a newer schema than this version knows are counted
-//! and skipped, never guessed at.
+//! and skipped, never guessed at; records of a type this version does not know are counted by
+//! type name and skipped.
+//!
+//! The verdict is a summary's: a session without one (the recording was cut short) is
+//! `INCOMPLETE`, with what its snapshots show beside it, and a report with neither a snapshot
+//! nor a summary to judge from is `UNKNOWN` (see [`ReportVerdict`]).
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
-use serde::{Serialize, de::IgnoredAny};
+use serde::{Deserialize, Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
 use super::evidence::clip;
@@ -25,10 +30,87 @@ pub const TIMELINE_POINTS: usize = 64;
 const DEFAULT_LEAK_SCORE: f64 = 10.0;
 /// Malformed line numbers listed individually (the rest are counted).
 const MAX_LISTED_BAD_LINES: usize = 20;
+/// Unknown record types named individually (records of further types are counted).
+const MAX_LISTED_UNKNOWN_TYPES: usize = 20;
+/// Longest unknown type name kept (a longer one is clipped).
+const MAX_TYPE_NAME_CHARS: usize = 40;
 
 /// A snapshot as the report reads it: the process list stays raw JSON until the session
 /// reaches a new PTY peak, and the PTY list is skipped.
 type LazySnapshot<'a> = SnapshotRec<&'a RawValue, IgnoredAny>;
+
+/// The `type` of a record this version does not know (read only to name it).
+#[derive(Deserialize)]
+struct TypeName<'a> {
+    #[serde(rename = "type", borrow)]
+    name: Cow<'a, str>,
+}
+
+/// What the report reads of a `start` record: the sessions it announces.
+#[derive(Deserialize)]
+struct StartSessions {
+    #[serde(default)]
+    sessions: Vec<u32>,
+}
+
+/// The report's verdict, for the whole recording and for each session: the `summary`'s
+/// verdict when there is one, else what the report can tell without it.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReportVerdict {
+    #[serde(rename = "HEALTHY")]
+    Healthy,
+    #[serde(rename = "LEAK DETECTED")]
+    LeakDetected,
+    #[serde(rename = "LEAKED EARLIER, RECOVERED")]
+    Recovered,
+    /// No summary (for some session): the recording was cut short. `observed_verdict` says
+    /// what the snapshots show.
+    #[serde(rename = "INCOMPLETE")]
+    Incomplete,
+    /// Nothing to judge from: no snapshot and no summary this version reads (only a `start`,
+    /// records of unknown types, or of a newer schema).
+    #[default]
+    #[serde(rename = "UNKNOWN")]
+    Unknown,
+}
+
+impl ReportVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportVerdict::Healthy => "HEALTHY",
+            ReportVerdict::LeakDetected => "LEAK DETECTED",
+            ReportVerdict::Recovered => "LEAKED EARLIER, RECOVERED",
+            ReportVerdict::Incomplete => "INCOMPLETE",
+            ReportVerdict::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl From<Verdict> for ReportVerdict {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Healthy => ReportVerdict::Healthy,
+            Verdict::LeakDetected => ReportVerdict::LeakDetected,
+            Verdict::Recovered => ReportVerdict::Recovered,
+        }
+    }
+}
+
+impl std::fmt::Display for ReportVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The worst of some verdicts (a leak at the end over a recovered one over none).
+fn worst(verdicts: impl IntoIterator<Item = Verdict>) -> Option<Verdict> {
+    let rank = |v: &Verdict| match v {
+        Verdict::Healthy => 0,
+        Verdict::Recovered => 1,
+        Verdict::LeakDetected => 2,
+    };
+    verdicts.into_iter().max_by_key(rank)
+}
 
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct Point {
@@ -51,9 +133,15 @@ pub struct Culprit {
 #[derive(Serialize, Debug, Default, Clone)]
 pub struct SessionReport {
     pub session: u32,
-    /// From the session's `summary`; `None` when the recording has none (it was cut short),
-    /// and then [`Report`] judges from what it saw.
-    pub verdict: Option<Verdict>,
+    /// The `summary`'s verdict; `INCOMPLETE` without a summary (the recording was cut short),
+    /// `UNKNOWN` without a snapshot either.
+    pub verdict: ReportVerdict,
+    /// Without a summary: the verdict the snapshots show (judged as the tracer would have);
+    /// `None` when the summary gives it or there is no snapshot.
+    pub observed_verdict: Option<Verdict>,
+    /// From the session's `summary`, while aggregating.
+    #[serde(skip)]
+    summary_verdict: Option<Verdict>,
     pub first_ts: String,
     pub last_ts: String,
     pub snapshots: u64,
@@ -104,6 +192,11 @@ pub struct LineCounts {
     pub newer_schema_lines: u64,
     /// The newest schema seen among them.
     pub newer_schema: Option<u32>,
+    /// Records of a `type` this version does not know (a compatible addition): skipped.
+    pub unknown_type_records: u64,
+    /// Those records by type name (the first names seen; records of further names are only
+    /// counted in `unknown_type_records`).
+    pub unknown_types: BTreeMap<String, u64>,
 }
 
 impl LineCounts {
@@ -111,6 +204,16 @@ impl LineCounts {
         self.malformed_lines += 1;
         if self.malformed_line_numbers.len() < MAX_LISTED_BAD_LINES {
             self.malformed_line_numbers.push(self.lines);
+        }
+    }
+
+    fn unknown_type(&mut self, name: &str, n: u64) {
+        self.unknown_type_records += n;
+        let name = clip(name, MAX_TYPE_NAME_CHARS);
+        if let Some(c) = self.unknown_types.get_mut(&name) {
+            *c += n;
+        } else if self.unknown_types.len() < MAX_LISTED_UNKNOWN_TYPES {
+            self.unknown_types.insert(name, n);
         }
     }
 
@@ -126,6 +229,11 @@ impl LineCounts {
         self.malformed_lines += later.malformed_lines;
         self.newer_schema_lines += later.newer_schema_lines;
         self.newer_schema = self.newer_schema.max(later.newer_schema);
+        // Records of names the later run could not list stay counted, unnamed.
+        self.unknown_type_records += later.unknown_type_records - later.unknown_types.values().sum::<u64>();
+        for (name, n) in later.unknown_types {
+            self.unknown_type(&name, n);
+        }
     }
 }
 
@@ -134,7 +242,12 @@ pub struct Report {
     pub file: String,
     #[serde(flatten)]
     pub counts: LineCounts,
-    pub verdict: Verdict,
+    /// The worst session verdict when every session has its summary; `INCOMPLETE` when a
+    /// session has none; `UNKNOWN` when no session has a snapshot or a summary (or there is no
+    /// session at all).
+    pub verdict: ReportVerdict,
+    /// With `INCOMPLETE`: the worst verdict the summaries and snapshots show; `None` otherwise.
+    pub observed_verdict: Option<Verdict>,
     pub sessions: Vec<SessionReport>,
 }
 
@@ -147,6 +260,41 @@ impl Report {
             self.file, self.counts.newer_schema_lines
         ))
     }
+
+    /// The one line that names the record types this version does not know, when there were any.
+    pub fn unknown_types_note(&self) -> Option<String> {
+        let c = &self.counts;
+        if c.unknown_type_records == 0 {
+            return None;
+        }
+        let mut names: Vec<String> = c.unknown_types.iter().map(|(t, n)| format!("{t:?} ({n})")).collect();
+        if c.unknown_types.values().sum::<u64>() < c.unknown_type_records {
+            names.push("others".into());
+        }
+        Some(format!(
+            "{} record(s) of a type this pty-trace does not know, skipped: {}",
+            c.unknown_type_records,
+            names.join(", ")
+        ))
+    }
+
+    /// Why the verdict is `INCOMPLETE` or `UNKNOWN`, in words; `None` for a summary's verdict.
+    pub fn verdict_reason(&self) -> Option<String> {
+        match self.verdict {
+            ReportVerdict::Incomplete => {
+                let cut: Vec<String> =
+                    self.sessions.iter().filter(|s| s.summary_verdict.is_none()).map(|s| s.session.to_string()).collect();
+                let seen = self.observed_verdict.map(|v| format!("; up to the cut it shows {v}")).unwrap_or_default();
+                Some(format!(
+                    "no summary for session{} {}: the recording was cut short{seen}",
+                    if cut.len() == 1 { "" } else { "s" },
+                    cut.join(", ")
+                ))
+            }
+            ReportVerdict::Unknown => Some("no snapshot and no summary this pty-trace can read: nothing to judge from".into()),
+            _ => None,
+        }
+    }
 }
 
 impl SessionReport {
@@ -154,12 +302,17 @@ impl SessionReport {
         SessionReport { session, health_min: 100.0, health_final: 100.0, first_ts: ts.to_string(), ..SessionReport::default() }
     }
 
+    /// The verdict to act on: the summary's, else what the snapshots show.
+    pub fn judged(&self) -> Option<Verdict> {
+        self.summary_verdict.or(self.observed_verdict)
+    }
+
     fn push_point(&mut self, ts: &str, health: f64, fds: u64, ptys: u64) {
         self.snapshots += 1;
         if self.stride == 0 {
             self.stride = 1;
         }
-        if (self.snapshots - 1) % self.stride != 0 {
+        if !(self.snapshots - 1).is_multiple_of(self.stride) {
             return;
         }
         self.timeline.push(Point { ts: ts.to_string(), health, fds, ptys });
@@ -183,7 +336,7 @@ impl SessionReport {
         self.residual_last = rec.residual_ptys as u64;
         self.leak_score_peak = self.leak_score_peak.max(rec.leak_score);
         self.leaking_seen |= rec.leaking;
-        if self.verdict.is_none() {
+        if self.summary_verdict.is_none() {
             self.evidence = rec.evidence;
         }
         self.commands = rec.commands as u64;
@@ -209,7 +362,7 @@ impl SessionReport {
     }
 
     fn summary(&mut self, rec: SummaryRec) {
-        self.verdict = Some(rec.verdict);
+        self.summary_verdict = Some(rec.verdict);
         self.evidence = rec.evidence;
         self.recovered = rec.recovered;
         self.leaked_at_end = rec.leaked_at_end;
@@ -227,7 +380,7 @@ impl SessionReport {
             self.commands = b.commands;
             self.est_seconds_to_exhaustion = b.est_seconds_to_exhaustion;
             self.residual_last = b.residual_last;
-            if self.verdict.is_none() {
+            if self.summary_verdict.is_none() {
                 self.evidence = b.evidence.clone();
             }
         }
@@ -251,8 +404,8 @@ impl SessionReport {
         }
         self.alerts.extend(b.alerts);
         self.decisions.extend(b.decisions);
-        if b.verdict.is_some() {
-            self.verdict = b.verdict;
+        if b.summary_verdict.is_some() {
+            self.summary_verdict = b.summary_verdict;
             self.evidence = b.evidence;
             self.recovered = b.recovered;
             self.leaked_at_end = b.leaked_at_end;
@@ -289,6 +442,8 @@ pub struct Aggregate {
     /// Line numbers relative to the run's first line.
     pub counts: LineCounts,
     sessions: BTreeMap<u32, SessionReport>,
+    /// Sessions a `start` announced, with its timestamp.
+    started: BTreeMap<u32, String>,
 }
 
 impl Aggregate {
@@ -331,10 +486,18 @@ impl Aggregate {
                 let rec: SummaryRec = serde_json::from_str(line)?;
                 session(&mut self.sessions, rec.session, ts).summary(rec);
             }
-            // `start` has no session aggregates; a kind this version does not know (added
-            // without a schema bump) is a valid record to skip. Either must still be JSON.
-            Some(RecordKind::Start) | None => {
-                serde_json::from_str::<IgnoredAny>(line)?;
+            // `start` names the sessions (one without any later record is UNKNOWN).
+            Some(RecordKind::Start) => {
+                let rec: StartSessions = serde_json::from_str(line)?;
+                for sid in rec.sessions {
+                    self.started.entry(sid).or_insert_with(|| ts.to_string());
+                }
+            }
+            // A kind this version does not know (added without a schema bump) is a valid
+            // record to skip, counted by name. It must still be JSON.
+            None => {
+                let rec: TypeName = serde_json::from_str(line)?;
+                self.counts.unknown_type(&rec.name, 1);
             }
         }
         self.counts.valid_records += 1;
@@ -344,6 +507,9 @@ impl Aggregate {
     /// Appends the aggregate of the lines that follow these in the file.
     pub fn merge(&mut self, later: Aggregate) {
         self.counts.merge(later.counts);
+        for (sid, ts) in later.started {
+            self.started.entry(sid).or_insert(ts);
+        }
         for (sid, b) in later.sessions {
             match self.sessions.get_mut(&sid) {
                 Some(a) => a.merge(b),
@@ -360,25 +526,33 @@ impl Aggregate {
             return Err(format!("{file}: no valid pty-trace record in {} line(s)", self.counts.lines));
         }
         let mut r = Report { file: file.to_string(), counts: self.counts, ..Report::default() };
-        for mut s in self.sessions.into_values() {
-            if s.verdict.is_none() {
-                // Cut short before its summary: judge from what the snapshots showed. A leak
-                // was seen if a snapshot was leaking (older recordings: its leak score passed
-                // the default line, 10) or the tracer decided to rotate; it was still leaking if
-                // the last snapshot still had evidence.
-                let seen = s.leaking_seen || s.leak_score_peak > DEFAULT_LEAK_SCORE || !s.decisions.is_empty();
-                s.verdict = Some(Verdict::of(seen, seen && (s.residual_last > 0 || !s.evidence.is_empty())));
-            }
+        let mut sessions = self.sessions;
+        for (sid, ts) in self.started {
+            // Announced, and cut short before its first record.
+            sessions.entry(sid).or_insert_with(|| SessionReport { last_ts: ts.clone(), ..SessionReport::new(sid, &ts) });
+        }
+        for mut s in sessions.into_values() {
+            s.verdict = match s.summary_verdict {
+                Some(v) => v.into(),
+                None if s.snapshots == 0 => ReportVerdict::Unknown,
+                None => {
+                    // Cut short before its summary: judge from what the snapshots showed. A
+                    // leak was seen if a snapshot was leaking (older recordings: its leak score
+                    // passed the default line, 10) or the tracer decided to rotate; it was still
+                    // leaking if the last snapshot still had evidence.
+                    let seen = s.leaking_seen || s.leak_score_peak > DEFAULT_LEAK_SCORE || !s.decisions.is_empty();
+                    s.observed_verdict = Some(Verdict::of(seen, seen && (s.residual_last > 0 || !s.evidence.is_empty())));
+                    ReportVerdict::Incomplete
+                }
+            };
             s.recommendations = recommend(&s);
             r.sessions.push(s);
         }
-        let worst = |v: Verdict| r.sessions.iter().any(|s| s.verdict == Some(v));
-        r.verdict = if worst(Verdict::LeakDetected) {
-            Verdict::LeakDetected
-        } else if worst(Verdict::Recovered) {
-            Verdict::Recovered
-        } else {
-            Verdict::Healthy
+        let observed = worst(r.sessions.iter().filter_map(SessionReport::judged));
+        (r.verdict, r.observed_verdict) = match observed {
+            None => (ReportVerdict::Unknown, None),
+            Some(v) if r.sessions.iter().all(|s| s.summary_verdict.is_some()) => (v.into(), None),
+            Some(v) => (ReportVerdict::Incomplete, Some(v)),
         };
         Ok(r)
     }
@@ -432,7 +606,7 @@ fn recommend(s: &SessionReport) -> Vec<String> {
     if let Some(e) = fds.first() {
         out.push(format!("{}: close what each command opens", e.why));
     }
-    if !s.recovered.is_empty() && s.verdict != Some(Verdict::LeakDetected) {
+    if !s.recovered.is_empty() && s.judged() != Some(Verdict::LeakDetected) {
         out.push(format!(
             "{} PTY(s) were abandoned for a while and given back later: nothing to do now, but the pattern may recur",
             s.recovered.len()
@@ -470,17 +644,35 @@ pub fn render_text(r: &Report) -> String {
     if let Some(w) = r.newer_schema_warning() {
         let _ = writeln!(o, "  {w}");
     }
-    let _ = writeln!(o, "VERDICT: {}", r.verdict);
+    if let Some(w) = r.unknown_types_note() {
+        let _ = writeln!(o, "  {w}");
+    }
+    match r.verdict_reason() {
+        Some(why) => {
+            let _ = writeln!(o, "VERDICT: {} ({why})", r.verdict);
+        }
+        None => {
+            let _ = writeln!(o, "VERDICT: {}", r.verdict);
+        }
+    }
     for s in &r.sessions {
-        let verdict = s.verdict.unwrap_or_default();
-        let _ = writeln!(o, "\nsession {}: {verdict}  ({} .. {})", s.session, s.first_ts, s.last_ts);
-        let _ = writeln!(
-            o,
-            "  commands {}  PTY peak {}  fd peak {}  orphaned PTYs peak {}  abandoned/left-behind PTYs peak {}  health min {:.0} final {:.0}",
-            s.commands, s.pty_peak, s.fd_peak, s.orphaned_peak, s.residual_peak, s.health_min, s.health_final
-        );
-        match (verdict, leaking_process(s)) {
-            (Verdict::LeakDetected | Verdict::Recovered, Some((pid, comm, cmd, n))) => {
+        let why = match (s.verdict, s.observed_verdict) {
+            (ReportVerdict::Incomplete, Some(v)) => format!(" (no summary; its snapshots show {v})"),
+            (ReportVerdict::Unknown, _) => " (no snapshot and no summary)".to_string(),
+            _ => String::new(),
+        };
+        let _ = writeln!(o, "\nsession {}: {}{why}  ({} .. {})", s.session, s.verdict, s.first_ts, s.last_ts);
+        // A session with no snapshot and no summary measured nothing: no figures to show.
+        let measured = s.snapshots > 0 || s.summary_verdict.is_some();
+        if measured {
+            let _ = writeln!(
+                o,
+                "  commands {}  PTY peak {}  fd peak {}  orphaned PTYs peak {}  abandoned/left-behind PTYs peak {}  health min {:.0} final {:.0}",
+                s.commands, s.pty_peak, s.fd_peak, s.orphaned_peak, s.residual_peak, s.health_min, s.health_final
+            );
+        }
+        match (s.judged(), leaking_process(s)) {
+            (Some(Verdict::LeakDetected | Verdict::Recovered), Some((pid, comm, cmd, n))) => {
                 let cmd = cmd.map(|a| a.join(" ")).unwrap_or_default();
                 let _ = writeln!(o, "  leaking process: pid {pid} {comm} ({cmd}): {n} PTY(s) abandoned or left behind");
             }
@@ -500,7 +692,9 @@ pub fn render_text(r: &Report) -> String {
         if let Some(e) = s.est_seconds_to_exhaustion {
             let _ = writeln!(o, "  time to exhaustion (estimate): {:.0} s", e);
         }
-        let _ = writeln!(o, "  timeline (health / fds / PTYs):");
+        if measured {
+            let _ = writeln!(o, "  timeline (health / fds / PTYs):");
+        }
         for p in &s.timeline {
             let _ = writeln!(o, "    {}  {:>5.0}  {:>5}  {:>4}", p.ts, p.health, p.fds, p.ptys);
         }
@@ -513,7 +707,9 @@ pub fn render_text(r: &Report) -> String {
         if !s.leaked_at_end.is_empty() {
             let _ = writeln!(o, "  still open at the end: {} fd(s)/PTY(s)", s.leaked_at_end.len());
         }
-        let _ = writeln!(o, "  lost events {}  untracked children {}  drift {}", s.lost_events, s.untracked_children, s.drift);
+        if measured {
+            let _ = writeln!(o, "  lost events {}  untracked children {}  drift {}", s.lost_events, s.untracked_children, s.drift);
+        }
         for rec in &s.recommendations {
             let _ = writeln!(o, "  -> {rec}");
         }
@@ -578,6 +774,39 @@ pub(crate) mod tests {
         serde_json::to_string(&Envelope { kind: RecordKind::Snapshot, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()
     }
 
+    /// A `summary` line with `verdict` (everything else empty).
+    pub(crate) fn summary_line(ts: &str, session: u32, verdict: Verdict) -> String {
+        use crate::core::records::{EndReason, Metrics, Scores, TracerCost};
+        let sum = SummaryRec {
+            session,
+            start: "t0".into(),
+            end: ts.into(),
+            duration_s: 1.0,
+            verdict,
+            end_reason: EndReason::RootExited,
+            metrics: Metrics::default(),
+            alerts: vec![],
+            actions: vec![],
+            leaked_at_end: vec![],
+            descendants_left_running: vec![],
+            processes_seen: 1,
+            lost_events: 0,
+            untracked_children: 0,
+            unreadable_procs: 0,
+            dropped_records: 0,
+            error: None,
+            drift: 0,
+            drift_by_cause: BTreeMap::new(),
+            drift_examples: vec![],
+            exit_status: None,
+            final_scores: Scores::default(),
+            evidence: vec![],
+            recovered: vec![],
+            tracer: TracerCost::default(),
+        };
+        serde_json::to_string(&Envelope { kind: RecordKind::Summary, schema: SCHEMA_VERSION, ts, body: &sum }).unwrap()
+    }
+
     pub(crate) fn alert_line(ts: &str, session: u32, health: f64) -> String {
         let rec = AlertRec { session, ts: String::new(), health, reasons: vec!["x".into()], evidence: Vec::new() };
         serde_json::to_string(&Envelope { kind: RecordKind::Alert, schema: SCHEMA_VERSION, ts, body: &rec }).unwrap()
@@ -604,7 +833,8 @@ pub(crate) mod tests {
         assert_eq!(r.counts.malformed_lines, 1);
         assert_eq!(r.counts.malformed_line_numbers, vec![2]);
         assert_eq!(r.counts.valid_records, 2);
-        assert_eq!(r.verdict, Verdict::LeakDetected);
+        // No summary: cut short, with what the snapshots show.
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::Incomplete, Some(Verdict::LeakDetected)));
         let s = &r.sessions[0];
         assert_eq!(s.top_holder.as_ref().unwrap().comm, "agent");
         assert!(s.recommendations.iter().any(|x| x.contains("close the master when its child is reaped")), "{:?}", s.recommendations);
@@ -626,39 +856,12 @@ pub(crate) mod tests {
 
     #[test]
     fn summaries_from_before_the_tracer_cost_still_give_the_verdict() {
-        use crate::core::records::{EndReason, Metrics, Scores, TracerCost};
-        let sum = SummaryRec {
-            session: 5,
-            start: "t0".into(),
-            end: "t1".into(),
-            duration_s: 1.0,
-            verdict: Verdict::LeakDetected,
-            end_reason: EndReason::RootExited,
-            metrics: Metrics::default(),
-            alerts: vec![],
-            actions: vec![],
-            leaked_at_end: vec![],
-            descendants_left_running: vec![],
-            processes_seen: 1,
-            lost_events: 0,
-            untracked_children: 0,
-            unreadable_procs: 0,
-            dropped_records: 0,
-            error: None,
-            drift: 0,
-            drift_by_cause: BTreeMap::new(),
-            drift_examples: vec![],
-            exit_status: None,
-            final_scores: Scores::default(),
-            evidence: vec![],
-            recovered: vec![],
-            tracer: TracerCost::default(),
-        };
-        let mut v = serde_json::to_value(Envelope { kind: RecordKind::Summary, schema: SCHEMA_VERSION, ts: "t1", body: &sum }).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&summary_line("t1", 5, Verdict::LeakDetected)).unwrap();
         assert!(v.as_object_mut().unwrap().remove("tracer").is_some());
         let r = aggregate(&format!("{v}\n")).finish("f").unwrap();
         assert_eq!((r.counts.valid_records, r.counts.malformed_lines), (1, 0));
-        assert_eq!(r.sessions[0].verdict, Some(Verdict::LeakDetected), "the summary's verdict, not a guess");
+        assert_eq!(r.sessions[0].verdict, ReportVerdict::LeakDetected, "the summary's verdict, not a guess");
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::LeakDetected, None));
     }
 
     #[test]
@@ -675,6 +878,152 @@ pub(crate) mod tests {
         // Only newer records: still a report (saying so), not "no valid record".
         let r = aggregate(&format!("{newer}\n")).finish("f").unwrap();
         assert_eq!(r.counts.newer_schema_lines, 1);
+    }
+
+    /// The text report's `VERDICT:` line.
+    fn verdict_line(r: &Report) -> String {
+        render_text(r).lines().find(|l| l.starts_with("VERDICT:")).unwrap_or_default().to_string()
+    }
+
+    const START: &str = r#"{"type":"start","schema":1,"ts":"t0","version":"0.1.0","sessions":[7],"command":null,"ring_buffer_bytes":1,"attached_tracepoints":4,"syscalls_not_followed":[],"tracefs":"/sys/kernel/tracing","load_ms":1.0,"ready_ms":1.0,"interval_ms":1000}"#;
+
+    // Issue 12 row 14: what `report` says when a recording cannot give a summary's verdict.
+
+    #[test]
+    fn a_record_of_an_unknown_type_alone_is_unknown_and_named() {
+        let r = aggregate("{\"type\":\"hello\",\"schema\":1,\"ts\":\"t\"}\n").finish("f").unwrap();
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::Unknown, None), "issue 12 row 14: hello-only");
+        assert_eq!((r.counts.unknown_type_records, r.counts.unknown_types.get("hello")), (1, Some(&1)));
+        let text = render_text(&r);
+        assert!(!text.contains("HEALTHY"), "{text}");
+        assert!(text.contains(r#"1 record(s) of a type this pty-trace does not know, skipped: "hello" (1)"#), "{text}");
+        assert!(verdict_line(&r).starts_with("VERDICT: UNKNOWN (no snapshot and no summary"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!((&json["verdict"], &json["unknown_type_records"], &json["unknown_types"]["hello"]), (&"UNKNOWN".into(), &1.into(), &1.into()));
+        // Without the envelope it is not a pty-trace record at all.
+        let e = aggregate("{\"type\":\"hello\"}\n").finish("f").unwrap_err();
+        assert!(e.contains("no valid pty-trace record in 1 line(s)"), "{e}");
+    }
+
+    #[test]
+    fn unknown_types_beside_a_complete_recording_are_counted_and_the_verdict_stands() {
+        let text = format!(
+            "{START}\n{}\n{{\"type\":\"hello\",\"schema\":1,\"ts\":\"t\"}}\n{{\"type\":\"metrics\",\"schema\":1,\"ts\":\"t\",\"x\":[1]}}\n{{\"type\":\"hello\",\"schema\":1,\"ts\":\"t\"}}\n{}\n",
+            snapshot_line("t1", 7, 100.0, 1, 3, 0, 0),
+            summary_line("t2", 7, Verdict::Healthy)
+        );
+        let r = aggregate(&text).finish("f").unwrap();
+        assert_eq!((r.verdict, r.counts.valid_records, r.counts.malformed_lines), (ReportVerdict::Healthy, 6, 0));
+        assert_eq!(r.counts.unknown_type_records, 3);
+        assert_eq!(r.counts.unknown_types, BTreeMap::from([("hello".to_string(), 2), ("metrics".to_string(), 1)]));
+        assert!(render_text(&r).contains(r#"3 record(s) of a type this pty-trace does not know, skipped: "hello" (2), "metrics" (1)"#));
+        // An unknown type that is not JSON is still malformed.
+        let r = aggregate(&format!("{text}{{\"type\":\"hello\",\"schema\":1,\"ts\":\"t\",\n")).finish("f").unwrap();
+        assert_eq!((r.counts.unknown_type_records, r.counts.malformed_line_numbers.clone()), (3, vec![7]));
+    }
+
+    #[test]
+    fn unknown_type_names_are_bounded_across_merged_ranges() {
+        let line = |i: usize| format!("{{\"type\":\"kind{i:02}\",\"schema\":1,\"ts\":\"t\"}}\n");
+        let mut a = aggregate(&(0..15).map(line).collect::<String>());
+        a.merge(aggregate(&(10..40).map(line).collect::<String>()));
+        let r = a.finish("f").unwrap();
+        assert_eq!(r.counts.unknown_type_records, 45);
+        assert_eq!(r.counts.unknown_types.len(), MAX_LISTED_UNKNOWN_TYPES);
+        assert_eq!(r.counts.unknown_types["kind12"], 2);
+        assert!(r.unknown_types_note().unwrap().ends_with(", others"), "{:?}", r.unknown_types_note());
+        let long = format!("{{\"type\":\"{}\",\"schema\":1,\"ts\":\"t\"}}\n", "x".repeat(500));
+        let r = aggregate(&long).finish("f").unwrap();
+        assert!(r.counts.unknown_types.keys().all(|k| k.chars().count() == MAX_TYPE_NAME_CHARS), "{:?}", r.counts.unknown_types);
+    }
+
+    #[test]
+    fn a_recording_entirely_of_a_newer_schema_is_unknown() {
+        let newer = snapshot_line("t1", 5, 90.0, 1, 3, 0, 0).replace("\"schema\":1", "\"schema\":99");
+        let sum = summary_line("t2", 5, Verdict::Healthy).replace("\"schema\":1", "\"schema\":99");
+        let r = aggregate(&format!("{newer}\n{sum}\n")).finish("f").unwrap();
+        assert_eq!(r.verdict, ReportVerdict::Unknown, "issue 12 row 14: schema-99");
+        assert!(r.sessions.is_empty());
+        let text = render_text(&r);
+        assert!(!text.contains("HEALTHY"), "{text}");
+        assert!(text.contains("2 record(s) use schema 99"), "{text}");
+    }
+
+    #[test]
+    fn a_start_alone_is_unknown_and_names_its_sessions() {
+        let r = aggregate(&format!("{START}\n")).finish("f").unwrap();
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::Unknown, None), "issue 12 row 14: start-only");
+        assert_eq!(r.sessions.len(), 1);
+        let s = &r.sessions[0];
+        assert_eq!((s.session, s.verdict, s.observed_verdict, s.snapshots), (7, ReportVerdict::Unknown, None, 0));
+        assert_eq!((s.first_ts.as_str(), s.last_ts.as_str()), ("t0", "t0"));
+        let text = render_text(&r);
+        assert!(!text.contains("HEALTHY"), "{text}");
+        assert!(text.contains("session 7: UNKNOWN (no snapshot and no summary)"), "{text}");
+        assert!(!text.contains("health min"), "no figures for a session that measured nothing: {text}");
+        // A session with alerts only measured nothing either.
+        let r = aggregate(&format!("{START}\n{}\n", alert_line("t1", 7, 60.0))).finish("f").unwrap();
+        assert_eq!((r.verdict, r.sessions[0].verdict), (ReportVerdict::Unknown, ReportVerdict::Unknown));
+        assert!(render_text(&r).contains("ALERT t1 health 60"), "{}", render_text(&r));
+    }
+
+    #[test]
+    fn a_recording_cut_short_is_incomplete_with_what_its_snapshots_show() {
+        let healthy = format!("{START}\n{}\n{}\n", snapshot_line("t1", 7, 100.0, 1, 3, 0, 0), snapshot_line("t2", 7, 100.0, 2, 3, 0, 0));
+        let r = aggregate(&healthy).finish("f").unwrap();
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::Incomplete, Some(Verdict::Healthy)), "issue 12 row 14: cut-off");
+        assert_eq!((r.sessions[0].verdict, r.sessions[0].observed_verdict), (ReportVerdict::Incomplete, Some(Verdict::Healthy)));
+        assert_eq!(
+            verdict_line(&r),
+            "VERDICT: INCOMPLETE (no summary for session 7: the recording was cut short; up to the cut it shows HEALTHY)"
+        );
+        assert!(render_text(&r).contains("session 7: INCOMPLETE (no summary; its snapshots show HEALTHY)  (t1 .. t2)"), "{}", render_text(&r));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!((&json["verdict"], &json["observed_verdict"]), (&"INCOMPLETE".into(), &"HEALTHY".into()));
+        assert_eq!(json["sessions"][0]["verdict"], "INCOMPLETE");
+        // Leaking at the cut.
+        let leaky = format!("{START}\n{}\n", snapshot_line("t1", 7, 40.0, 4, 9, 4, 4));
+        let r = aggregate(&leaky).finish("f").unwrap();
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::Incomplete, Some(Verdict::LeakDetected)));
+        assert!(render_text(&r).contains("leaking process: pid 104 agent"), "{}", render_text(&r));
+        // The same recording with its summary is complete.
+        let r = aggregate(&format!("{healthy}{}\n", summary_line("t3", 7, Verdict::Healthy))).finish("f").unwrap();
+        assert_eq!((r.verdict, r.observed_verdict, r.sessions[0].observed_verdict), (ReportVerdict::Healthy, None, None));
+        assert_eq!(verdict_line(&r), "VERDICT: HEALTHY");
+    }
+
+    #[test]
+    fn one_session_cut_short_makes_the_report_incomplete_with_the_worst_seen() {
+        let text = format!(
+            "{}\n{}\n{}\n",
+            snapshot_line("t1", 1, 100.0, 1, 3, 0, 0),
+            snapshot_line("t1", 2, 100.0, 1, 3, 0, 0),
+            summary_line("t2", 2, Verdict::LeakDetected)
+        );
+        let r = aggregate(&text).finish("f").unwrap();
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::Incomplete, Some(Verdict::LeakDetected)));
+        let v: Vec<_> = r.sessions.iter().map(|s| (s.session, s.verdict, s.observed_verdict)).collect();
+        assert_eq!(v, vec![(1, ReportVerdict::Incomplete, Some(Verdict::Healthy)), (2, ReportVerdict::LeakDetected, None)]);
+        assert!(verdict_line(&r).contains("no summary for session 1:"), "{}", verdict_line(&r));
+        // A session the start announced and nothing else: the others still judge.
+        let text = format!("{START}\n{}\n{}\n", snapshot_line("t1", 2, 100.0, 1, 3, 0, 0), summary_line("t2", 2, Verdict::Healthy));
+        let r = aggregate(&text).finish("f").unwrap();
+        assert_eq!((r.verdict, r.observed_verdict), (ReportVerdict::Incomplete, Some(Verdict::Healthy)));
+        assert_eq!(r.sessions[1].verdict, ReportVerdict::Unknown);
+        // Complete sessions: the worst summary.
+        let text = format!("{}\n{}\n", summary_line("t2", 1, Verdict::Recovered), summary_line("t2", 2, Verdict::Healthy));
+        assert_eq!(aggregate(&text).finish("f").unwrap().verdict, ReportVerdict::Recovered);
+    }
+
+    #[test]
+    fn split_ranges_keep_the_start_and_the_cut() {
+        let text = format!("{START}\n{}\n{}\n", snapshot_line("t1", 7, 100.0, 1, 3, 0, 0), snapshot_line("t2", 7, 100.0, 2, 3, 0, 0));
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let mut a = aggregate(lines[0]);
+        a.merge(aggregate(&lines[1..].concat()));
+        let r = a.finish("f").unwrap();
+        assert_eq!((r.verdict, r.sessions.len(), r.sessions[0].snapshots), (ReportVerdict::Incomplete, 1, 2));
+        assert_eq!(r.sessions[0].first_ts, "t1");
     }
 
     #[test]
