@@ -31,6 +31,8 @@ pub const MAP_OFFSETS: &str = "OFFSETS";
 
 /// Program names.
 pub const PROG_SYS_EXIT: &str = "pty_sys_exit";
+pub const PROG_SYS_ENTER_CLOSE: &str = "pty_sys_enter_close";
+pub const PROG_SYS_ENTER_CLOSE_RANGE: &str = "pty_sys_enter_close_range";
 pub const PROG_FORK: &str = "pty_sched_fork";
 pub const PROG_EXEC: &str = "pty_sched_exec";
 pub const PROG_EXIT: &str = "pty_sched_exit";

@@ -13,7 +13,8 @@ pub const ARG_CAPACITY: usize = 256;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
-    /// A tracked syscall returned: [`SyscallEvent`].
+    /// A tracked syscall returned (close and close_range: was entered, see
+    /// [`crate::SyscallKind::reported_at_entry`]): [`SyscallEvent`].
     Syscall = 1,
     /// An `open`-family syscall returned: [`OpenEvent`] (carries the path).
     Open = 2,
@@ -57,16 +58,18 @@ pub struct EventHeader {
     pub ts_ns: u64,
 }
 
-/// A tracked syscall returned. `syscall` is a [`crate::SyscallKind`] code.
+/// A tracked syscall returned, or for the kinds [`crate::SyscallKind::reported_at_entry`], was
+/// entered. `syscall` is a [`crate::SyscallKind`] code.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyscallEvent {
     pub header: EventHeader,
     pub syscall: u32,
     pub _pad: u32,
-    /// The syscall's return value (negative errno on failure).
+    /// The syscall's return value (negative errno on failure); 0 for a record made at entry.
     pub ret: i64,
-    /// Raw arguments, read from the saved user registers at syscall exit.
+    /// Raw arguments, read from the saved user registers at syscall exit (at entry: from the
+    /// syscall tracepoint's record; the arguments the syscall does not have are 0).
     pub args: [u64; 6],
     /// Values read from user memory at exit: the two fds of `pipe`/`pipe2`/`socketpair`,
     /// the PTY index written by `ioctl(TIOCGPTN)`, the pidfd written by `clone(CLONE_PIDFD)`.

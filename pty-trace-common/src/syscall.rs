@@ -68,12 +68,28 @@ impl SyscallKind {
         }
     }
 
+    /// Reported when the syscall is entered (from `syscalls:sys_enter_close` and
+    /// `sys_enter_close_range`), not when it returns: these free fd numbers, and threads sharing
+    /// the fd table may reuse a freed number before the syscall returns. Reported at exit, the
+    /// close would reach userspace after the open that reused its number. Reported at entry,
+    /// it precedes every reuse (the ring buffer keeps reservation order). Their records carry
+    /// `ret` 0: the effect does not depend on it (a close failing with EINTR or EIO has freed
+    /// the fd anyway; one failing with EBADF had no fd to free).
+    pub const fn reported_at_entry(self) -> bool {
+        matches!(self, Self::Close | Self::CloseRange)
+    }
+
     /// Creates a process or thread: `sched_process_fork` reads its flags from the parent's
     /// registers.
     pub const fn is_clone(self) -> bool {
         matches!(self, Self::Clone | Self::Clone3 | Self::Fork | Self::Vfork)
     }
 }
+
+/// Byte offset of the arguments (`unsigned long args[]`) in the record of a
+/// `syscalls:sys_enter_*` tracepoint (`struct syscall_trace_enter`: the 8-byte common header,
+/// `int nr`, padding). Stable across kernels; the loader checks it against tracefs anyway.
+pub const SYSCALL_ENTER_ARGS_OFFSET: u32 = 16;
 
 /// `ioctl` request that returns a PTY master's index (`ptsname` uses it).
 pub const TIOCGPTN: u64 = 0x8004_5430;

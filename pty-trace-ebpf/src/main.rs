@@ -1,11 +1,15 @@
 //! pty-trace's kernel side: the maps shared with userspace and the helpers every probe uses.
-//! One file per hook under `probes/` (`sys_exit.rs`, `sched.rs`; `doctor.rs` holds the
-//! fentry program `doctor` loads to ask whether trampolines are allowed).
+//! One file per hook under `probes/` (`sys_exit.rs`, `sys_enter_close.rs`, `sched.rs`;
+//! `doctor.rs` holds the fentry program `doctor` loads to ask whether trampolines are allowed).
 //!
-//! Four programs, all filtered first by the `TRACKED` map of thread-group ids so that nothing
+//! Six programs, all filtered first by the `TRACKED` map of thread-group ids so that nothing
 //! outside a traced session costs more than one hash lookup:
 //! - `pty_sys_exit`: a raw tracepoint on `sys_exit`. It reads the syscall number and arguments
-//!   from the saved user registers and reports every followed syscall that changed an fd table.
+//!   from the saved user registers and reports every followed syscall that changed an fd table,
+//!   except close and close_range.
+//! - `pty_sys_enter_close`, `pty_sys_enter_close_range`: the `syscalls:sys_enter_close` and
+//!   `sys_enter_close_range` tracepoints report those when entered, before the fd numbers they
+//!   free can be reused by another thread sharing the table.
 //! - `pty_sched_fork`: adds a new child process to `TRACKED` *before it first runs* (the
 //!   tracepoint fires before `wake_up_new_task`), so no descendant runs untraced.
 //! - `pty_sched_exec` (with the new image's argv), `pty_sched_exit`: exec and process death.

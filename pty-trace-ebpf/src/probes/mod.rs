@@ -2,4 +2,5 @@
 
 mod doctor;
 mod sched;
+mod sys_enter_close;
 mod sys_exit;

@@ -1,4 +1,5 @@
-//! `pty_sys_exit`: every followed syscall that changed an fd table, from one raw tracepoint.
+//! `pty_sys_exit`: every followed syscall that changed an fd table, from one raw tracepoint
+//! (except the ones that free fd numbers, reported at entry: `sys_enter_close.rs`).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, generated},
@@ -21,9 +22,6 @@ struct Finished {
     /// `clone3`'s `clone_args.pidfd` pointer.
     user_ptr: u64,
 }
-
-/// `-EBADF`: a close that failed with it changed nothing.
-const EBADF: i64 = 9;
 
 /// On `raw_syscalls:sys_exit` as a raw tracepoint: one program for every syscall, which reads
 /// the number and the arguments from the saved user registers (`ret` is in `ax`; the argument
@@ -49,9 +47,10 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32)?;
     let ret: i64 = ctx.arg(1);
-    // Failures change no fd table, except close (the fd is gone even on EINTR/EIO). A clone
-    // returning 0 is the child's side of it.
-    if ret < 0 && !(kind == SyscallKind::Close && ret != -EBADF) {
+    // Failures change no fd table (close and close_range, whose failures may, are reported
+    // at entry by `sys_enter_close.rs` and never reach here). A clone returning 0 is the
+    // child's side of it.
+    if ret < 0 {
         return None;
     }
     if ret == 0 && kind.is_clone() {

@@ -20,6 +20,10 @@ pub(super) const MIN_KERNEL: (u32, u32) = (5, 15);
 /// Tracepoints the tracer cannot work without, as (group, event) under `<tracefs>/events`.
 const REQUIRED_TRACEPOINTS: &[(&str, &str)] = &[
     ("raw_syscalls", "sys_exit"),
+    // close and close_range are followed when entered (fd numbers freed on one thread are
+    // reused on another before the syscall returns).
+    ("syscalls", "sys_enter_close"),
+    ("syscalls", "sys_enter_close_range"),
     ("sched", "sched_process_fork"),
     ("sched", "sched_process_exec"),
     ("sched", "sched_process_exit"),
@@ -315,7 +319,7 @@ pub(super) fn check_probes() -> Check {
     match crate::kernel::probes::Probes::load(64 * 1024, false) {
         Ok(p) => {
             let detail = format!(
-                "pty-trace's programs load and attach ({} attachments: raw tracepoint sys_exit + 3 sched tracepoints) in {:.0} ms",
+                "pty-trace's programs load and attach ({} attachments: raw tracepoint sys_exit, syscalls sys_enter_close and sys_enter_close_range, 3 sched tracepoints) in {:.0} ms",
                 p.attached_tracepoints,
                 p.load_time.as_secs_f64() * 1e3
             );
@@ -570,7 +574,7 @@ mod tests {
         fs::create_dir_all(base.join("events/raw_syscalls/sys_exit")).unwrap();
         let c = tracepoints_under(&base);
         assert!(c.ok, "{}", c.detail);
-        assert!(c.detail.contains("all 4 required present"), "{}", c.detail);
+        assert!(c.detail.contains("all 6 required present"), "{}", c.detail);
         assert!(c.detail.contains(&format!("2/{n}")), "{}", c.detail);
         let _ = fs::remove_dir_all(&base);
     }

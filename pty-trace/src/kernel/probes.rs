@@ -20,13 +20,14 @@ use aya::{
 };
 use pty_trace_common::{
     COUNTER_SLOTS, Counter, MAP_COUNTERS, MAP_EVENTS, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_DOCTOR_FENTRY,
-    PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SYS_EXIT, TracepointOffsets,
+    PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SYS_ENTER_CLOSE, PROG_SYS_ENTER_CLOSE_RANGE, PROG_SYS_EXIT,
+    TracepointOffsets,
 };
 
 use super::{
     kernel_log::{self, KernelLog},
     syscalls::followed_syscalls,
-    tracefs::{self, kernel_has_syscall, tracepoint_offsets},
+    tracefs::{self, check_syscall_enter_layout, kernel_has_syscall, tracepoint_offsets},
 };
 use crate::error::{AppError, AppResult};
 
@@ -193,9 +194,16 @@ impl Probes {
         )
         .map_err(|e| anyhow!("{e}"))?;
         let mut missing = Vec::new();
+        // The syscalls that free fd numbers, reported when entered, by their own tracepoint.
+        let mut at_entry = Vec::new();
         for (name, nr, kind) in followed_syscalls() {
             if !kernel_has_syscall(&tracefs, name) {
                 missing.push(name);
+                continue;
+            }
+            if kind.reported_at_entry() {
+                // Left out of SYSCALL_KINDS: `sys_exit` must not report them a second time.
+                at_entry.push(name);
                 continue;
             }
             kinds
@@ -230,6 +238,22 @@ impl Probes {
             links.push(Link::Tp(
                 p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?,
             ));
+        }
+        // Attached before sys_exit: there is no moment when the opens that reuse a freed fd
+        // number are reported and the closes that free it are not.
+        for (prog, name) in [(PROG_SYS_ENTER_CLOSE, "close"), (PROG_SYS_ENTER_CLOSE_RANGE, "close_range")] {
+            if !at_entry.contains(&name) {
+                continue;
+            }
+            let event = format!("sys_enter_{name}");
+            check_syscall_enter_layout(&tracefs, &event)?;
+            let p: &mut TracePoint = program(&mut ebpf, prog)?;
+            p.load()
+                .map_err(|e| permission_error(&format!("load program {prog}"), format!("{e:#}")))?;
+            let id = p.attach("syscalls", &event).map_err(|e| {
+                permission_error(&format!("attach {prog} to syscalls:{event}"), format!("{e:#}"))
+            })?;
+            links.push(Link::Tp(p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?));
         }
         let p: &mut RawTracePoint = program(&mut ebpf, PROG_SYS_EXIT)?;
         p.load().map_err(|e| {

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use pty_trace_common::TracepointOffsets;
+use pty_trace_common::{SYSCALL_ENTER_ARGS_OFFSET, TracepointOffsets};
 
 use crate::error::{AppError, AppResult, os_error_text};
 
@@ -151,6 +151,29 @@ pub fn tracepoint_offsets(tracefs: &Path) -> AppResult<TracepointOffsets> {
     })
 }
 
+/// Checks that the `syscalls` tracepoint `event` (a `sys_enter_X`) keeps its arguments where
+/// the programs read them ([`SYSCALL_ENTER_ARGS_OFFSET`]).
+pub fn check_syscall_enter_layout(tracefs: &Path, event: &str) -> AppResult<()> {
+    let format = read_format(tracefs, "syscalls", event)?;
+    match syscall_enter_args_offset(&format) {
+        Some(SYSCALL_ENTER_ARGS_OFFSET) => Ok(()),
+        other => Err(AppError::Other(anyhow::anyhow!(
+            "tracepoint syscalls:{event} has its arguments at offset {other:?}, not {SYSCALL_ENTER_ARGS_OFFSET}: this kernel's syscall tracepoints are not supported"
+        ))),
+    }
+}
+
+/// Offset of the first syscall argument in a `sys_enter_X` tracepoint's `format` text: the
+/// first field after the common ones and `__syscall_nr`.
+fn syscall_enter_args_offset(format: &str) -> Option<u32> {
+    let first = format
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("field:"))
+        .filter_map(|l| l.split_once(';').and_then(|(decl, _)| decl.split_whitespace().last()))
+        .find(|name| !name.starts_with("common_") && *name != "__syscall_nr")?;
+    field_offset(format, first)
+}
+
 /// Whether this kernel has the syscall `name`: every syscall it has comes with tracepoint
 /// metadata in tracefs (only looked at, never enabled).
 pub fn kernel_has_syscall(tracefs: &Path, name: &str) -> bool {
@@ -163,6 +186,14 @@ mod tests {
 
     const FORK_6_18: &str = "name: sched_process_fork\nID: 366\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
     const FORK_OLD: &str = "\tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:1;\n\tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:1;\n\tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+
+    const ENTER_CLOSE_6_18: &str = "name: sys_enter_close\nID: 776\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n";
+
+    #[test]
+    fn finds_the_arguments_of_a_syscall_tracepoint() {
+        assert_eq!(syscall_enter_args_offset(ENTER_CLOSE_6_18), Some(SYSCALL_ENTER_ARGS_OFFSET));
+        assert_eq!(syscall_enter_args_offset("\tfield:int __syscall_nr;\toffset:8;\tsize:4;\n"), None);
+    }
 
     #[test]
     fn reads_offsets_from_both_layouts() {

@@ -24,7 +24,6 @@ const AF_UNIX: u64 = 1;
 const MFD_CLOEXEC: u64 = 1;
 const AT_FDCWD: i64 = -100;
 const ENOENT: i64 = 2;
-const EINTR: i64 = 4;
 const EIO: i64 = 5;
 const EBADF: i64 = 9;
 const EINVAL: i64 = 22;
@@ -137,13 +136,10 @@ impl Ref {
             OpKind::Close => {
                 let t = self.table_mut(pid);
                 let fd = Self::pick_fd(t, y);
-                let ret = match t.get_mut(fd).and_then(Option::take) {
-                    // EINTR: the fd is gone all the same.
-                    Some(_) if z % 7 == 0 => -EINTR,
-                    Some(_) => 0,
-                    None => -EBADF,
-                };
-                self.syscall(out, who, K::Close, ret, &[fd as u64], [-1, -1]);
+                // Whatever it returns (EINTR: the fd is gone all the same; EBADF: there was
+                // none), the kernel side reports it when entered, with ret 0.
+                t.get_mut(fd).and_then(Option::take);
+                self.syscall(out, who, K::Close, 0, &[fd as u64], [-1, -1]);
             }
             OpKind::Dup => {
                 let t = self.table_mut(pid);
@@ -379,9 +375,8 @@ impl Ref {
                     CLOSE_RANGE_UNSHARE,
                     CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC,
                 ][(z / 32 % 4) as usize];
-                let ret = if first > last {
-                    -EINVAL
-                } else {
+                // EINVAL when first > last; reported when entered all the same, with ret 0.
+                if first <= last {
                     if flags & CLOSE_RANGE_UNSHARE != 0 {
                         self.unshare(pid);
                     }
@@ -397,16 +392,8 @@ impl Ref {
                         }
                     }
                     self.drop_unused_tables();
-                    0
-                };
-                self.syscall(
-                    out,
-                    who,
-                    K::CloseRange,
-                    ret,
-                    &[first, last, flags],
-                    [-1, -1],
-                );
+                }
+                self.syscall(out, who, K::CloseRange, 0, &[first, last, flags], [-1, -1]);
             }
             OpKind::Fork | OpKind::ForkFiles => {
                 let share = op_kind(op.code) == OpKind::ForkFiles;

@@ -128,15 +128,19 @@ pub(super) fn apply_syscall(
     let fd0 = a[0] as i32;
     let ce = |flags: u64, bit: u64| flags & bit != 0;
     match kind {
+        // Both come from the kernel when entered, with `ret` 0 (`SyscallKind::reported_at_entry`):
+        // a close frees the fd whatever it returns (EINTR, EIO), and one that will fail with
+        // EBADF has no fd to free. A `ret` from the syscall's exit is honoured all the same.
         S::Close => {
-            // The fd is released even when close reports EINTR/EIO; only EBADF changed nothing.
             if ret != -EBADF
                 && let Some(t) = m.table_mut(h.tgid)
             {
                 t.remove(fd0, h.ts_ns);
             }
         }
-        S::CloseRange if ret == 0 => {
+        // close_range fails (EINVAL) before touching anything when its arguments are bad; the
+        // kernel reports it before knowing, so the arguments are checked here as it checks them.
+        S::CloseRange if ret == 0 && close_range_valid(a) => {
             if a[2] & CLOSE_RANGE_UNSHARE != 0 {
                 m.unshare_table(h.tgid);
             }
@@ -231,6 +235,13 @@ pub(super) fn apply_syscall(
         S::Unshare if ret == 0 && a[0] & CLONE_FILES != 0 => m.unshare_table(h.tgid),
         _ => {}
     }
+}
+
+/// close_range(first, last, flags) gets past its argument checks: known flags, first <= last.
+/// (With CLOSE_RANGE_UNSHARE it can still fail with ENOMEM when copying the table: negligible,
+/// and /proc reconciliation would repair it.)
+fn close_range_valid(a: &[u64; 6]) -> bool {
+    a[2] & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) == 0 && a[0] as u32 <= a[1] as u32
 }
 
 fn apply_ioctl(m: &mut Model, h: &Header, ret: i64, a: &[u64; 6], aux: [i32; 2]) {

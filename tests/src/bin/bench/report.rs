@@ -342,7 +342,7 @@ pub(crate) fn render(ctx: &Ctx, samples: &[Sample], ex: &Extra, date: &str, vers
         let _ = writeln!(d, "\n{}", ex.attach_note);
     }
     let tps = traces.first().map(|t| t.attached_tracepoints).unwrap_or(0);
-    let _ = writeln!(d, "\npty-trace attaches {tps} tracepoints (raw `sys_exit` and three scheduler tracepoints), detached in parallel at exit.");
+    let _ = writeln!(d, "\npty-trace attaches {tps} tracepoints (raw `sys_exit`, `syscalls:sys_enter_close` and `sys_enter_close_range`, three scheduler tracepoints), detached in parallel at exit.");
 
     let _ = writeln!(d, "\n## Cost outside the session (e)\n");
     let _ = writeln!(

@@ -129,6 +129,37 @@ fn close_range_plain() {
 }
 
 #[test]
+fn close_range_reported_at_entry_checks_its_arguments() {
+    // The kernel reports close_range when entered, with ret 0: what its own checks would
+    // refuse (EINVAL) must change nothing.
+    let mut t = T::new();
+    t.files(ROOT, &[0, 1, 2, 3, 4, 5], false);
+    t.sys(ROOT, K::CloseRange, 0, &[1_000_000, 3, 0]);
+    t.sys(ROOT, K::CloseRange, 0, &[3, ALL, 1 << 7]);
+    assert_eq!(t.fds(ROOT), vec![0, 1, 2, 3, 4, 5]);
+    t.sys(ROOT, K::CloseRange, 0, &[4, 4, 0]);
+    assert_eq!(t.fds(ROOT), vec![0, 1, 2, 3, 5]);
+    assert_eq!(t.m.stats.drift, 0);
+}
+
+#[test]
+fn a_number_closed_on_one_thread_and_reused_on_another() {
+    // Threads 150 and 151 share ROOT's table. Thread 150's close(5) arrives when entered,
+    // before thread 151's open that got 5 returns: the new fd is kept, nothing was missed.
+    let mut t = T::new();
+    t.fork(ROOT, 150, Some(CLONE_VM | CLONE_FILES | CLONE_THREAD));
+    t.fork(ROOT, 151, Some(CLONE_VM | CLONE_FILES | CLONE_THREAD));
+    t.files(ROOT, &[3, 4, 5], false);
+    let h = t.hdr(ROOT, 150);
+    t.m.apply(&Event::Syscall { h, kind: K::Close, ret: 0, args: [5, 0, 0, 0, 0, 0], aux: [-1, -1], user_flags: 0 });
+    let h = t.hdr(ROOT, 151);
+    t.m.apply(&Event::Open { h, kind: K::OpenAt, ret: 5, dirfd: AT_FDCWD, flags: 0, path: "/dev/ptmx".into() });
+    assert_eq!(t.fds(ROOT), vec![3, 4, 5]);
+    assert_eq!(t.e(ROOT, 5).kind, FdKind::PtyMaster);
+    assert_eq!(t.m.stats.drift, 0);
+}
+
+#[test]
 fn close_range_cloexec_then_exec_drops_them() {
     let mut t = T::new();
     t.files(ROOT, &[0, 1, 2, 3, 4, 5], false);
