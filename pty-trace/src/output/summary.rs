@@ -37,9 +37,6 @@ pub fn render_summaries(sums: &[SummaryRec]) -> String {
                 s.unreadable_procs
             );
         }
-        if let Some(e) = &s.error {
-            let _ = writeln!(o, "  stopped by an error: {e}");
-        }
         for a in &s.actions {
             let _ = writeln!(o, "  decision: {} at {} (health {:.0}): {}", a.action.as_str(), a.ts, a.health, a.reasons.join("; "));
         }

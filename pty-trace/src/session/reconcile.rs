@@ -87,6 +87,10 @@ impl Tracer {
             }
         }
         for (c, ppid) in children {
+            // pty-trace itself, when it traces one of its ancestors: never traced.
+            if c == std::process::id() {
+                continue;
+            }
             if !self.model.procs.contains_key(&c)
                 && let Some(info) = procfs::proc_info(c)
                 && !info.zombie
