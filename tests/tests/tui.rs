@@ -211,19 +211,60 @@ fn live_view_shows_the_leak_and_gives_the_terminal_back() {
     assert!(!s.contains("q quit") && !s.contains("alerts & decisions"), "the view is still on the screen:\n{s}");
     assert!(!s.contains("panicked"), "{s}");
 
-    // The terminal is usable: the shell runs commands and the tty is back in cooked mode.
+    assert_terminal_restored(&tmux, "after q");
+}
+
+/// The shell in the pane runs commands and the tty is back in cooked mode, on the main screen.
+fn assert_terminal_restored(tmux: &Tmux, when: &str) {
+    let alt = tmux.run(&["display-message", "-p", "-t", "t", "#{alternate_on}"]);
+    assert_eq!(alt.trim(), "0", "{when}: the alternate screen is still on");
     tmux.type_line("clear; echo \"MODES: $(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo|isig|icrnl|opost)' | tr '\\n' ' ')\"; echo READY-$((6*7))");
     let s = tmux.wait_for("READY-42", Duration::from_secs(10), |s| s.lines().any(|l| l.trim() == "READY-42"));
     let modes: Vec<&str> = s
         .lines()
         .find_map(|l| l.strip_prefix("MODES: "))
-        .unwrap_or_else(|| panic!("no stty output:\n{s}"))
+        .unwrap_or_else(|| panic!("{when}: no stty output:\n{s}"))
         .split_whitespace()
         .collect();
     for m in ["icanon", "echo", "isig", "icrnl", "opost"] {
-        assert!(modes.contains(&m), "{m} not restored: stty modes {modes:?}");
+        assert!(modes.contains(&m), "{when}: {m} not restored: stty modes {modes:?}");
     }
-    assert!(!tmux.pane_status().0, "the shell is still alive");
+    assert!(!tmux.pane_status().0, "{when}: the shell is still alive");
+}
+
+/// Issue 12 row 5: closing a terminal or tmux pane (SIGHUP) and Ctrl-\\ (SIGQUIT) end the
+/// live view like SIGTERM: the `run` child and what it started are stopped, the summary is
+/// printed and the terminal is given back (raw mode off, main screen).
+#[test]
+fn sighup_and_sigquit_give_the_terminal_back_and_stop_the_child() {
+    if !bpf_available("sighup_and_sigquit_give_the_terminal_back_and_stop_the_child") {
+        return;
+    }
+    let _serial = serial();
+    let bin = pty_trace_bin();
+    for (sig, name) in [(libc::SIGHUP, "SIGHUP"), (libc::SIGQUIT, "SIGQUIT")] {
+        let row = format!("issue 12 row 5 ({name}, live view)");
+        let tmux = Tmux::start(&format!("sig{sig}"), 160, 30, "env PS1='tui$ ' bash --norc --noprofile");
+        tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| s.contains("tui$"));
+        let marker = format!("{}.{}", 500 + sig, std::process::id() % 100_000);
+        tmux.type_line(&format!("{} run -- bash -c 'sleep {marker}1 & sleep {marker}2'; echo \"E\"XIT=$?", bin.display()));
+        tmux.wait_for("the live view", Duration::from_secs(30), |s| s.contains("q quit") && s.contains("session "));
+        let pids = |needle: &str| -> Vec<i32> {
+            let out = Command::new("pgrep").args(["-f", needle]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
+        };
+        let tracer = pids(&format!("pty-trace run -- bash -c sleep {marker}"));
+        assert_eq!(tracer.len(), 1, "{row}: find pty-trace: {tracer:?}");
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(tracer[0], sig) };
+        tmux.wait_for(&format!("{row}: pty-trace to exit"), EXIT_TIMEOUT, |s| s.lines().any(|l| l.starts_with("EXIT=")));
+        let s = tmux.screen_and_history();
+        assert!(s.contains("pty-trace: session") && s.contains("(interrupted)"), "{row}: no summary:\n{s}");
+        assert!(s.contains("EXIT=143"), "{row}: exit with the child's SIGTERM status:\n{s}");
+        assert!(!s.contains("panicked"), "{row}: {s}");
+        assert_terminal_restored(&tmux, &row);
+        assert!(pids(&format!("sleep {marker}")).is_empty(), "{row}: the run's processes were left running");
+    }
 }
 
 #[test]
