@@ -375,11 +375,13 @@ fn row6_output_errors_end_like_ctrl_c_without_partial_lines() {
     let row = "issue 12 row 6 (EPIPE)";
     let marks = Markers::new(&[601, 602, 603]);
     let n = marks.get(0).to_string();
+    // stderr to a file: a child abandoned by a failing tracer would hold a pipe open.
+    let errf = scratch("row6-epipe").join("stderr");
     let mut c = Command::new(pty_trace_bin())
         .args(["run", "--no-tui", "--interval", "50ms", "--", "sleep", &n])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&errf).unwrap())
         .spawn()
         .unwrap();
     let mut first = String::new();
@@ -387,8 +389,7 @@ fn row6_output_errors_end_like_ctrl_c_without_partial_lines() {
     assert!(first.contains("\"type\":\"start\""), "{row}: {first}");
     drop(c.stdout.take());
     let code = wait_child(&mut c, Duration::from_secs(10), row);
-    let mut err = String::new();
-    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let err = std::fs::read_to_string(&errf).unwrap();
     assert_eq!(code, 141, "{row}: exit 141 like a tool ended by SIGPIPE: {err}");
     assert!(err.contains("(output_closed)"), "{row}: the summary goes to stderr: {err}");
     assert!(!err.contains("Broken pipe") && !err.contains("panicked"), "{row}: quiet: {err}");
