@@ -6,7 +6,7 @@
 //! `faults_report.rs`, and the live view's half of row 5 in `tui.rs`.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
