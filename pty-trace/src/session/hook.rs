@@ -15,7 +15,7 @@ pub fn run_rotate_hook(cmd: &str, shell: bool, session: u32, health: f64, reason
     } else {
         match shlex::split(cmd) {
             Some(v) if !v.is_empty() => v,
-            _ => return HookRec { argv: vec![cmd.into()], pid: None, error: Some("cannot split the command line (unbalanced quotes?)".into()) },
+            _ => return HookRec { argv: vec![crate::core::redact::redact_text(cmd)], pid: None, error: Some("cannot split the command line (unbalanced quotes?)".into()) },
         }
     };
     let mut c = Command::new(&argv[0]);
