@@ -116,10 +116,10 @@ pub struct TraceArgs {
     /// Write JSONL records to PATH (`-` = stdout). Headless runs default to stdout.
     #[arg(long, value_name = "PATH|-")]
     pub jsonl: Option<String>,
-    /// Snapshot period, e.g. 250ms, 1s, 2m.
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    /// Snapshot period, e.g. 250ms, 1s, 2m (10ms to 1h).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Stop after this long.
+    /// Stop after this long (more than 0, at most a year).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Kernel ring buffer size in bytes (power of two, at least 4096).
@@ -132,11 +132,11 @@ pub struct TraceArgs {
     /// Scoring thresholds from a TOML file (see docs/health.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Alert when health drops below this.
-    #[arg(long)]
+    /// Alert when health drops below this (0-100).
+    #[arg(long, allow_negative_numbers = true)]
     pub alert_health: Option<f64>,
-    /// Decide "rotate" when health drops below this.
-    #[arg(long)]
+    /// Decide "rotate" when health drops below this (0-100, not above --alert-health).
+    #[arg(long, allow_negative_numbers = true)]
     pub rotate_health: Option<f64>,
     /// More PTYs than this in one session is red.
     #[arg(long)]
@@ -154,60 +154,115 @@ pub struct TraceArgs {
 }
 
 impl TraceArgs {
-    /// The scoring thresholds: defaults, then `--config FILE`, then the threshold flags;
-    /// checked for consistency.
+    /// The scoring thresholds: defaults, then `--config FILE`, then the threshold flags, the
+    /// result range-checked ([`Thresholds::validate`]); `--interval` and `--duration` are
+    /// checked here too. Any bad value is one line naming it (with the file's line and column)
+    /// and exit code 6, before anything is loaded, started or opened.
     pub fn thresholds(&self) -> AppResult<Thresholds> {
-        let a = self;
-    let mut th = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| AppError::BadInput(format!("cannot read config {}: {e}", p.display())))?;
-            toml::from_str(&text).map_err(|e| {
-                AppError::BadInput(format!("config {}: {}", p.display(), e.message()))
-            })?
+        check_times(self.interval, self.duration).map_err(AppError::BadInput)?;
+        let mut config = None;
+        let mut th = match &self.config {
+            Some(p) => {
+                let text = read_config(p)?;
+                let th = toml::from_str(&text).map_err(|e| AppError::BadInput(toml_error(p, &text, &e)))?;
+                config = Some((p, text));
+                th
+            }
+            None => Thresholds::default(),
+        };
+        if let Some(v) = self.alert_health {
+            th.alert_health = v;
         }
-        None => Thresholds::default(),
-    };
-    if let Some(v) = a.alert_health {
-        th.alert_health = v;
-    }
-    if let Some(v) = a.rotate_health {
-        th.rotate_health = v;
-    }
-    if let Some(v) = a.max_ptys {
-        th.max_ptys = v;
-    }
-    for (key, v) in [("abandon_grace_s", th.abandon_grace_s), ("overtaken_after_s", th.overtaken_after_s)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(AppError::BadInput(format!("{key} ({v}) must be a number of seconds, 0 or more")));
+        if let Some(v) = self.rotate_health {
+            th.rotate_health = v;
         }
+        if let Some(v) = self.max_ptys {
+            th.max_ptys = v;
+        }
+        th.validate().map_err(|e| {
+            let flag = match e.key {
+                "alert_health" if self.alert_health.is_some() => Some("--alert-health"),
+                "rotate_health" if self.rotate_health.is_some() => Some("--rotate-health"),
+                "max_ptys" if self.max_ptys.is_some() => Some("--max-ptys"),
+                _ => None,
+            };
+            let at = match (flag, &config) {
+                (Some(flag), _) => format!("{flag}: "),
+                (None, Some((p, text))) => match key_line(text, e.key) {
+                    Some(line) => format!("config {}:{line}: ", p.display()),
+                    None => format!("config {}: ", p.display()),
+                },
+                (None, None) => String::new(),
+            };
+            AppError::BadInput(format!("{at}{e}"))
+        })?;
+        Ok(th)
     }
-    if th.window_commands < th.min_commands {
-        return Err(AppError::BadInput(format!(
-            "window_commands ({}) must be at least min_commands ({})",
-            th.window_commands, th.min_commands
-        )));
-    }
-    if th.rotate_health > th.alert_health {
-        return Err(AppError::BadInput(format!(
-            "rotate health ({}) must not be above alert health ({})",
-            th.rotate_health, th.alert_health
-        )));
-    }
-    Ok(th)
 }
+
+/// Shortest and longest `--interval`, longest `--duration`.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+/// Largest `--config` file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// `--interval` from 10 ms to an hour; `--duration`, when given, more than 0 and at most a year.
+pub fn check_times(interval: Duration, duration: Option<Duration>) -> Result<(), String> {
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    if interval < MIN_INTERVAL {
+        return Err(format!("--interval {} is too short: the minimum is {}", show(interval), show(MIN_INTERVAL)));
+    }
+    if interval > MAX_INTERVAL {
+        return Err(format!("--interval {} is too long: the maximum is {}", show(interval), show(MAX_INTERVAL)));
+    }
+    match duration {
+        Some(d) if d.is_zero() => {
+            Err("--duration must be more than 0 (leave it out to trace until the command ends or Ctrl-C)".to_string())
+        }
+        Some(d) if d > MAX_DURATION => Err(format!("--duration is too long: the maximum is {} days", MAX_DURATION.as_secs() / 86400)),
+        _ => Ok(()),
+    }
+}
+
+fn read_config(p: &std::path::Path) -> AppResult<String> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| AppError::BadInput(format!("cannot read config {}: {e}", p.display()));
+    let f = std::fs::File::open(p).map_err(|e| cannot(&e))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(|e| cannot(&e))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(cannot(&format_args!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| AppError::BadInput(format!("config {}: not UTF-8 text", p.display())))
+}
+
+/// `config FILE:LINE:COLUMN: message` for a TOML error (its span is a byte range of `text`).
+fn toml_error(p: &std::path::Path, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("config {}:{line}:{column}: {message}", p.display())
+        }
+        None => format!("config {}: {message}", p.display()),
+    }
+}
+
+/// The line (from 1) where `key = ...` is set in a TOML text.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| {
+        let l = l.trim_start();
+        let rest = l.strip_prefix(key).or_else(|| l.strip_prefix(&format!("\"{key}\"")));
+        rest.is_some_and(|r| r.trim_start().starts_with('='))
+    })
+    .map(|i| i + 1)
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 250ms, 5s, 2m"))
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < Duration::from_millis(10) {
-        return Err(format!("interval {s:?} is too short: the minimum is 10ms"));
-    }
-    Ok(d)
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -234,9 +289,91 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("soon").unwrap_err().contains("invalid duration"));
-        assert!(parse_interval("1ms").is_err());
+        assert!(check_times(parse_duration("1ms").unwrap(), None).is_err());
         assert!(parse_ring_size("1000").is_err());
         assert_eq!(parse_ring_size("4096").unwrap(), 4096);
+    }
+
+    /// `pty-trace run ARGS -- true`'s thresholds (and time checks), as one error line.
+    fn thresholds_of(args: &[&str]) -> Result<Thresholds, String> {
+        let argv = ["pty-trace", "run"].iter().chain(args).chain(&["--", "true"]).copied().collect::<Vec<_>>();
+        let Cmd::Run { common, .. } = Cli::try_parse_from(argv).map_err(|e| format!("clap: {e}"))?.command else { panic!("run") };
+        common.thresholds().map_err(|e| {
+            assert_eq!(e.exit_code(), crate::error::exit_code::BAD_INPUT, "{e}");
+            let text = e.to_string();
+            assert_eq!(text.lines().count(), 1, "one line: {text}");
+            text
+        })
+    }
+
+    fn config_file(name: &str, text: &str) -> String {
+        let p = std::env::temp_dir().join(format!("pty-trace-cli-{}-{name}.toml", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    #[test]
+    fn threshold_flags_are_range_checked_and_named() {
+        for (args, needle) in [
+            (&["--alert-health", "nan"][..], "--alert-health: alert_health (NaN) must be a number from 0 to 100"),
+            (&["--alert-health", "-5"], "--alert-health: alert_health (-5) must be a number from 0 to 100"),
+            (&["--alert-health=-5"], "--alert-health: alert_health (-5)"),
+            (&["--alert-health", "500"], "--alert-health: alert_health (500)"),
+            (&["--rotate-health", "inf"], "--rotate-health: rotate_health (inf)"),
+            (&["--rotate-health", "90"], "--rotate-health: rotate health (90) must not be above alert health (70)"),
+        ] {
+            let e = thresholds_of(args).expect_err(needle);
+            assert!(e.contains(needle), "{args:?}: {e:?} should contain {needle:?}");
+        }
+        let th = thresholds_of(&["--alert-health", "80", "--rotate-health", "0", "--max-ptys", "0"]).unwrap();
+        assert_eq!((th.alert_health, th.rotate_health, th.max_ptys), (80.0, 0.0, 0));
+    }
+
+    #[test]
+    fn duration_and_interval_bounds() {
+        for (args, needle) in [
+            (&["--duration", "0"][..], "--duration must be more than 0"),
+            (&["--duration", "0s"], "--duration must be more than 0"),
+            (&["--duration", "400days"], "--duration is too long: the maximum is 365 days"),
+            (&["--interval", "1ms"], "--interval 1ms is too short: the minimum is 10ms"),
+            (&["--interval", "0"], "--interval 0s is too short"),
+            (&["--interval", "2h"], "--interval 2h is too long: the maximum is 1h"),
+        ] {
+            let e = thresholds_of(args).expect_err(needle);
+            assert!(e.contains(needle), "{args:?}: {e:?} should contain {needle:?}");
+        }
+        assert!(thresholds_of(&["--duration", "1ms", "--interval", "10ms"]).is_ok());
+        assert!(thresholds_of(&["--interval", "1h", "--duration", "365days"]).is_ok());
+        // Not a duration at all: clap's usage error (exit 2), not ours.
+        assert!(thresholds_of(&["--duration", "soon"]).unwrap_err().starts_with("clap: "));
+    }
+
+    #[test]
+    fn config_errors_give_line_and_column_and_name_the_key() {
+        let unknown = config_file("unknown", "alert_health = 60.0\n\nalert_helth = 50\n");
+        let e = thresholds_of(&["--config", &unknown]).unwrap_err();
+        assert!(e.starts_with(&format!("config {unknown}:3:1: unknown field `alert_helth`")), "{e}");
+        let syntax = config_file("syntax", "max_ptys = 6\nrotate_health = = 3\n");
+        let e = thresholds_of(&["--config", &syntax]).unwrap_err();
+        assert!(e.starts_with(&format!("config {syntax}:2:")), "{e}");
+        let negative = config_file("negative", "max_ptys = -1\n");
+        let e = thresholds_of(&["--config", &negative]).unwrap_err();
+        assert!(e.starts_with(&format!("config {negative}:1:12: ")) && e.contains("-1"), "{e}");
+        let range = config_file("range", "# thresholds\nalert_health = 500\n");
+        let e = thresholds_of(&["--config", &range]).unwrap_err();
+        assert_eq!(e, format!("config {range}:2: alert_health (500) must be a number from 0 to 100"));
+        let nan = config_file("nan", "abandon_grace_s = nan\n");
+        let e = thresholds_of(&["--config", &nan]).unwrap_err();
+        assert_eq!(e, format!("config {nan}:1: abandon_grace_s (NaN) must be a number of seconds, 0 or more"));
+        // A flag overrides the file, and is what the message names.
+        let e = thresholds_of(&["--config", &range, "--alert-health", "-1"]).unwrap_err();
+        assert!(e.starts_with("--alert-health: alert_health (-1)"), "{e}");
+        assert_eq!(thresholds_of(&["--config", &range, "--alert-health", "60"]).unwrap().alert_health, 60.0);
+        let e = thresholds_of(&["--config", "/nonexistent/t.toml"]).unwrap_err();
+        assert!(e.starts_with("cannot read config /nonexistent/t.toml"), "{e}");
+        for p in [unknown, syntax, negative, range, nan] {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     #[test]

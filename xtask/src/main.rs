@@ -58,6 +58,9 @@ enum Cmd {
         /// Short run for smoke-testing the benchmark itself.
         #[arg(long)]
         quick: bool,
+        /// Extra arguments for the benchmark (after `--`), e.g. `soak --minutes 10`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
         Cmd::Build { debug } => tasks::build(!debug),
         Cmd::Demo { args } => tasks::demo(&args),
         Cmd::Test { args } => tasks::test(&args),
-        Cmd::Bench { quick } => tasks::bench(quick),
+        Cmd::Bench { quick, args } => tasks::bench(quick, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,7 +125,7 @@ mod tests {
         assert!(matches!(parse(&["build"]), Cmd::Build { debug: false }));
         assert!(matches!(
             parse(&["bench", "--quick"]),
-            Cmd::Bench { quick: true }
+            Cmd::Bench { quick: true, .. }
         ));
         assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
     }

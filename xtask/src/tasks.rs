@@ -186,8 +186,9 @@ impl Timings {
     }
 }
 
-/// `cargo xtask bench [--quick]`: runs `pty-trace-tests`'s `bench` binary once it exists.
-pub fn bench(quick: bool) -> Result<()> {
+/// `cargo xtask bench [--quick] [-- ARGS]`: runs `pty-trace-tests`'s `bench` binary once it
+/// exists (`-- soak --minutes 10`: the memory soak).
+pub fn bench(quick: bool, args: &[String]) -> Result<()> {
     let Some(source) = bench_source() else {
         bail!(
             "bench: not implemented yet (pty-trace-tests has no `bench` binary; \
@@ -216,6 +217,7 @@ pub fn bench(quick: bool) -> Result<()> {
     if quick {
         cmd.arg("--quick");
     }
+    cmd.args(args);
     run_checked(&mut cmd, &format!("bench ({})", display_relative(&source)))?;
     eprintln!("bench: done in {}", secs(start.elapsed()));
     Ok(())

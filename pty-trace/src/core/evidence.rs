@@ -97,12 +97,7 @@ impl Findings {
     /// as it exits, pexpect's `__del__`), not a recovery.
     pub fn closes(&self, model: &Model, root: u32, root_end: Option<u64>, th: &Thresholds) -> (Vec<Evidence>, Vec<Evidence>) {
         let grace = (th.abandon_grace_s * 1e9) as u64;
-        let last_start = model
-            .sessions
-            .get(&root)
-            .and_then(|s| s.commands.last())
-            .map(|&c| model.commands[c].ts_ns)
-            .unwrap_or(0);
+        let last_start = model.sessions.get(&root).and_then(|s| s.commands.last_start()).unwrap_or(0);
         let (teardown, recovered): (Vec<_>, Vec<_>) =
             self.recovered.iter().partition(|(t, _)| root_end.is_some_and(|end| *t >= last_start && end.saturating_sub(*t) <= grace));
         let words = |v: Vec<&(u64, Evidence)>, end: &str| {
@@ -148,7 +143,7 @@ impl LeakEvidence {
         let Some(session) = model.sessions.get(&root) else { return Findings::default() };
         let grace = (th.abandon_grace_s * 1e9) as u64;
         let min = (th.overtaken_after_s * 1e9) as u64;
-        let started = |from: u64, to: u64| commands_started_between(model, &session.commands, from, to);
+        let started = |from: u64, to: u64| session.commands.started_between(from, to);
         // Unused for the grace period, or across later commands for a moment at least (a pool
         // that starts the next command before closing the last one's master is not leaking).
         let qualifies = |since: u64, now: u64, later: u64| {
@@ -195,6 +190,7 @@ impl LeakEvidence {
             }
         }
         self.releases_seen = session.pty_releases_total;
+        session.pty_releases_read.set(self.releases_seen);
 
         // PTYs held now.
         let mut live = BTreeSet::new();
@@ -328,20 +324,10 @@ impl LeakEvidence {
     }
 }
 
-/// Session commands whose exec is in `(from, to]`.
-fn commands_started_between(model: &Model, commands: &[CommandId], from: u64, to: u64) -> u64 {
-    let ts = |c: &CommandId| model.commands[*c].ts_ns;
-    let a = commands.partition_point(|c| ts(c) <= from);
-    let b = commands.partition_point(|c| ts(c) <= to);
-    b.saturating_sub(a) as u64
-}
-
 /// The command a PTY opened at `opened_ns` was for: the first session command started at or
 /// after it (a PTY is opened just before its command is forked), else the one running then.
 fn command_for(model: &Model, root: u32, opened_ns: u64) -> Option<CommandId> {
-    let s = model.sessions.get(&root)?;
-    let i = s.commands.partition_point(|&c| model.commands[c].ts_ns < opened_ns);
-    s.commands.get(i).or_else(|| i.checked_sub(1).and_then(|j| s.commands.get(j))).copied()
+    model.sessions.get(&root)?.commands.command_for(opened_ns)
 }
 
 fn argv_of(model: &Model, c: Option<CommandId>) -> Option<Vec<String>> {
@@ -350,8 +336,7 @@ fn argv_of(model: &Model, c: Option<CommandId>) -> Option<Vec<String>> {
 
 fn command_words(model: &Model, root: u32, c: Option<CommandId>) -> String {
     let Some(c) = c else { return "no command seen".into() };
-    // Commands are in exec order, and so in id order.
-    let n = model.sessions.get(&root).and_then(|s| s.commands.binary_search(&c).ok()).map(|i| i + 1);
+    let n = model.sessions.get(&root).and_then(|s| s.commands.number(c));
     let argv = model.command(c).map(|c| c.argv.join(" ")).unwrap_or_default();
     let argv = clip(&argv, 60);
     match n {
@@ -407,7 +392,7 @@ fn overtakers(model: &Model, root: u32, start: u64, now: u64, th: &Thresholds) -
     if from >= to {
         return 0;
     }
-    commands_started_between(model, &s.commands, from.saturating_sub(1), to)
+    s.commands.started_between(from.saturating_sub(1), to)
 }
 
 /// A PTY in use only by `units` (the commands of its slave's holders other than the master's),
@@ -434,7 +419,7 @@ fn left_behind_evidence(
     if cmd.interactive || cmd.preexisting || !cmd.top_level || model.work_root_is_multiplexer(root) {
         return None;
     }
-    let later = commands_started_between(model, &s.commands, cmd.ts_ns, now);
+    let later = s.commands.started_between(cmd.ts_ns, now);
     let held_by = |h: (u32, i32)| if h.1 >= 0 { format!("pid {} (fd {})", h.0, h.1) } else { format!("pid {}", h.0) };
     let why = match cmd.ended_ns.filter(|&e| e <= now) {
         Some(end) if now.saturating_sub(end) >= grace => format!(
@@ -448,7 +433,7 @@ fn left_behind_evidence(
             let overtaken = overtakers(model, root, cmd.ts_ns, now, th);
             // The session went on starting commands long after this one started (a burst's
             // commands start together and are not that).
-            let long = commands_started_between(model, &s.commands, cmd.ts_ns.saturating_add(grace), now) >= th.abandon_commands;
+            let long = s.commands.started_between(cmd.ts_ns.saturating_add(grace), now) >= th.abandon_commands;
             if overtaken >= th.abandon_commands {
                 format!(
                     "PTY {index}: {} still runs, given up on: {overtaken} later command(s) were started after it with none ending in between; its PTY is kept by {}",

@@ -56,6 +56,76 @@ impl Default for Thresholds {
     }
 }
 
+/// Fewest command ends the fd trend compares (the medians of the first and last five).
+pub const MIN_WINDOW_COMMANDS: usize = 6;
+
+/// A threshold out of its range: the key (as in the TOML file) and a sentence naming it, its
+/// value and the range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidThreshold {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for InvalidThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Thresholds {
+    /// Checks every threshold against its range (docs/health.md lists them), after the file
+    /// and the flags are combined; the first one out of range.
+    pub fn validate(&self) -> Result<(), InvalidThreshold> {
+        let bad = |key: &'static str, message: String| Err(InvalidThreshold { key, message });
+        for (key, v) in [("alert_health", self.alert_health), ("rotate_health", self.rotate_health), ("hysteresis", self.hysteresis)] {
+            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                return bad(key, format!("{key} ({v}) must be a number from 0 to 100"));
+            }
+        }
+        for (key, v) in [
+            ("pty_growth_per_command", self.pty_growth_per_command),
+            ("fd_growth_per_command", self.fd_growth_per_command),
+            ("leak_score", self.leak_score),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(key, format!("{key} ({v}) must be a number, 0 or more"));
+            }
+        }
+        for (key, v) in [("abandon_grace_s", self.abandon_grace_s), ("overtaken_after_s", self.overtaken_after_s)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(key, format!("{key} ({v}) must be a number of seconds, 0 or more"));
+            }
+        }
+        if self.abandon_commands < 1 {
+            return bad("abandon_commands", format!("abandon_commands ({}) must be at least 1", self.abandon_commands));
+        }
+        let max_window = crate::core::model::MAX_COMMAND_ENDS;
+        if self.min_commands < MIN_WINDOW_COMMANDS {
+            return bad("min_commands", format!("min_commands ({}) must be at least {MIN_WINDOW_COMMANDS}", self.min_commands));
+        }
+        if !(MIN_WINDOW_COMMANDS..=max_window).contains(&self.window_commands) {
+            return bad(
+                "window_commands",
+                format!("window_commands ({}) must be from {MIN_WINDOW_COMMANDS} to {max_window} (the command ends kept)", self.window_commands),
+            );
+        }
+        if self.window_commands < self.min_commands {
+            return bad(
+                "window_commands",
+                format!("window_commands ({}) must be at least min_commands ({})", self.window_commands, self.min_commands),
+            );
+        }
+        if self.rotate_health > self.alert_health {
+            return bad(
+                "rotate_health",
+                format!("rotate health ({}) must not be above alert health ({})", self.rotate_health, self.alert_health),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What the scorer needs to know about a session at one moment: evidence, not totals (see
 /// `evidence` for how each is established).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -254,6 +324,38 @@ mod tests {
 
     fn abandoned(i: u64, n: u64) -> Sample {
         Sample { ts_ns: i * 1_000_000_000, abandoned_ptys: n, ..Sample::default() }
+    }
+
+    #[test]
+    fn every_threshold_is_range_checked() {
+        assert_eq!(Thresholds::default().validate(), Ok(()));
+        let d = Thresholds::default;
+        let cases: &[(Thresholds, &str, &str)] = &[
+            (Thresholds { alert_health: f64::NAN, ..d() }, "alert_health", "alert_health (NaN) must be a number from 0 to 100"),
+            (Thresholds { alert_health: -5.0, ..d() }, "alert_health", "alert_health (-5) must be a number from 0 to 100"),
+            (Thresholds { alert_health: 500.0, ..d() }, "alert_health", "alert_health (500) must be a number from 0 to 100"),
+            (Thresholds { rotate_health: f64::INFINITY, ..d() }, "rotate_health", "rotate_health (inf) must be a number from 0 to 100"),
+            (Thresholds { hysteresis: 101.0, ..d() }, "hysteresis", "hysteresis (101) must be a number from 0 to 100"),
+            (Thresholds { pty_growth_per_command: -0.1, ..d() }, "pty_growth_per_command", "must be a number, 0 or more"),
+            (Thresholds { fd_growth_per_command: f64::NAN, ..d() }, "fd_growth_per_command", "must be a number, 0 or more"),
+            (Thresholds { leak_score: -1.0, ..d() }, "leak_score", "leak_score (-1) must be a number, 0 or more"),
+            (Thresholds { abandon_grace_s: -1.0, ..d() }, "abandon_grace_s", "must be a number of seconds, 0 or more"),
+            (Thresholds { overtaken_after_s: f64::NAN, ..d() }, "overtaken_after_s", "must be a number of seconds, 0 or more"),
+            (Thresholds { abandon_commands: 0, ..d() }, "abandon_commands", "abandon_commands (0) must be at least 1"),
+            (Thresholds { min_commands: 0, ..d() }, "min_commands", "min_commands (0) must be at least 6"),
+            (Thresholds { window_commands: 5, min_commands: 6, ..d() }, "window_commands", "window_commands (5) must be from 6 to 512"),
+            (Thresholds { window_commands: 513, ..d() }, "window_commands", "window_commands (513) must be from 6 to 512"),
+            (Thresholds { window_commands: 8, min_commands: 10, ..d() }, "window_commands", "must be at least min_commands (10)"),
+            (Thresholds { rotate_health: 90.0, ..d() }, "rotate_health", "rotate health (90) must not be above alert health (70)"),
+        ];
+        for (th, key, needle) in cases {
+            let e = th.validate().expect_err(needle);
+            assert_eq!(e.key, *key, "{e}");
+            assert!(e.message.contains(needle), "{e} should contain {needle:?}");
+        }
+        // The edges are in range.
+        let edges = Thresholds { alert_health: 100.0, rotate_health: 0.0, hysteresis: 0.0, max_ptys: 0, leak_score: 0.0, abandon_grace_s: 0.0, overtaken_after_s: 0.0, abandon_commands: 1, min_commands: 6, window_commands: 512, ..d() };
+        assert_eq!(edges.validate(), Ok(()));
     }
 
     #[test]

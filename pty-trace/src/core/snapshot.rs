@@ -107,7 +107,7 @@ impl SessionBook {
         let (rows, mut totals) = session_counts(model, root, now);
         totals.orphaned_ptys = ptys.iter().filter(|p| p.orphaned).count();
         totals.ptys = distinct_ptys(&ptys);
-        let (commands, execs) = model.sessions.get(&root).map(|s| (s.commands.len(), s.execs.len())).unwrap_or((0, 0));
+        let (commands, execs) = model.sessions.get(&root).map(|s| (s.commands.len(), s.execs as usize)).unwrap_or((0, 0));
         let findings = self.evidence.observe(model, root, &ptys, now, &self.scorer.th);
         let sample = self.sample(model, facts, &rows, &findings, 0);
         let (scores, crossings) = self.scorer.observe(&sample);
@@ -217,7 +217,7 @@ impl SessionBook {
             end_reason: reason,
             metrics: Metrics {
                 total_commands: s.commands.len(),
-                total_execs: s.execs.len(),
+                total_execs: s.execs as usize,
                 fd_peak: self.fd_peak,
                 pty_peak: self.pty_peak,
                 health_score_min: self.scorer.health_min,

@@ -92,7 +92,9 @@ impl RotateHook {
     /// Checks `cmd` at start: that it splits (balanced quotes), that its program exists and
     /// is executable on the hook's PATH, or with `shell`, that `/bin/sh -n` accepts it.
     pub fn prepare(cmd: &str, shell: bool, tui: bool) -> AppResult<RotateHook> {
-        let bad = |why: String| AppError::BadInput(format!("--on-rotate {cmd:?}: {why}"));
+        // Redacted: the error line may end up in a CI log.
+        let shown = crate::core::redact::redact_text(cmd);
+        let bad = |why: String| AppError::BadInput(format!("--on-rotate {shown:?}: {why}"));
         let argv: Vec<String> = if shell {
             let st = Command::new("/bin/sh")
                 .args(["-n", "-c", cmd])

@@ -332,7 +332,7 @@ impl Tracer {
             match decode(&item) {
                 Ok(ev) => {
                     if debug {
-                        let text = format!("{ev:?}");
+                        let text = format!("{:?}", ev.redacted());
                         match std::env::var("PTY_TRACE_DEBUG_EVENTS").ok().filter(|f| !f.is_empty() && f != "1") {
                             Some(f) if !text.contains(&f) => {}
                             _ => eprintln!("pty-trace: event {text}"),

@@ -59,6 +59,16 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event as it may be printed (`PTY_TRACE_DEBUG_EVENTS`): argv redacted.
+    pub fn redacted(&self) -> std::borrow::Cow<'_, Event> {
+        match self {
+            Event::ExecArgv { h, argv, truncated } => {
+                std::borrow::Cow::Owned(Event::ExecArgv { h: *h, argv: crate::core::redact::redact_argv(argv), truncated: *truncated })
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     pub fn header(&self) -> &Header {
         match self {
             Event::Syscall { h, .. }
@@ -198,6 +208,16 @@ mod tests {
                 path: "/dev/ptmx".into()
             }
         );
+    }
+
+    #[test]
+    fn the_printed_form_of_an_exec_has_its_argv_redacted() {
+        let h = Header { tgid: 1, tid: 1, session: 1, ts_ns: 1 };
+        let argv = ["mysql", "-pSECRET1"].iter().map(|s| s.to_string()).collect();
+        let text = format!("{:?}", Event::ExecArgv { h, argv, truncated: false }.redacted());
+        assert!(!text.contains("SECRET1") && text.contains("-p<redacted>"), "{text}");
+        let exit = Event::Exit { h };
+        assert_eq!(format!("{:?}", exit.redacted()), format!("{exit:?}"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod fd;
+pub mod history;
 pub mod lifecycle;
 pub mod pty;
 pub mod reconcile;
@@ -20,6 +21,7 @@ use pty_trace_common::{CLONE_FILES, CLONE_THREAD};
 
 pub use event::{Event, Header};
 pub use fd::{CommandId, FdEntry, FdKind, PtyRole};
+pub use history::{CommandLog, Timeline};
 pub use lifecycle::PtyRelease;
 pub use table::FdTable;
 
@@ -34,12 +36,13 @@ pub struct Session {
     pub started_ns: u64,
     /// Set when the root process exits.
     pub ended_ns: Option<u64>,
-    /// Every exec in the session, in order (chained ones included).
-    pub execs: Vec<CommandId>,
+    /// Execs seen in the session (chained ones included).
+    pub execs: u64,
     /// The session's commands, in order (see `units` for the rule). What a command starts in
     /// turn (`sh -c 'ls'` forking `ls`) belongs to it. This is the unit of "growth per
-    /// command": an agent's tool calls, the commands typed in a pane's shell.
-    pub commands: Vec<CommandId>,
+    /// command": an agent's tool calls, the commands typed in a pane's shell. The oldest are
+    /// forgotten once nothing can ask about them (see `history`); `len()` counts them all.
+    pub commands: Timeline,
     /// Processes ever seen in the session (including the root).
     pub processes_seen: u64,
     /// The process whose children's execs are commands: the root, or the process a wrapper
@@ -55,6 +58,9 @@ pub struct Session {
     pub pty_releases: std::collections::VecDeque<PtyRelease>,
     /// Releases ever pushed.
     pub pty_releases_total: u64,
+    /// Releases the session's leak evidence has judged (it sets this through `&Model`, see
+    /// `evidence`): they are never read again, so they keep nothing alive (see `history`).
+    pub pty_releases_read: std::cell::Cell<u64>,
     /// PTYs that lost their last slave holder while their master is held: (index, commands
     /// started then, when). See `Model::take_due_orphans`.
     pub orphan_candidates: Vec<(u32, usize, u64)>,
@@ -143,6 +149,9 @@ pub struct Stats {
     pub drift_by_cause: BTreeMap<&'static str, u64>,
     /// The first few corrections in words, for a bug report (bounded).
     pub drift_examples: Vec<String>,
+    /// Session command starts forgotten while a PTY could still count from them (see
+    /// `history`): its "later commands" are a lower bound.
+    pub timeline_evicted: u64,
 }
 
 /// Most drift examples kept.
@@ -169,7 +178,11 @@ pub struct Model {
     pub procs: BTreeMap<u32, Process>,
     pub tables: HashMap<TableId, FdTable>,
     next_table: TableId,
-    pub commands: Vec<Command>,
+    /// The command records (execs, and commands read from /proc at attach) that something still
+    /// refers to (see `history`).
+    pub commands: CommandLog,
+    /// Command records at which the model prunes next (see `history`).
+    prune_at: usize,
     /// argv of an exec whose `Exec` event has not been applied yet, by pid. The kernel sends
     /// `ExecArgv` just before `Exec` from the same hook, but another CPU's records can come
     /// between them. An entry whose `Exec` was lost goes when its process does.
@@ -197,14 +210,15 @@ impl Model {
             root,
             started_ns: ts_ns,
             ended_ns: None,
-            execs: Vec::new(),
-            commands: Vec::new(),
+            execs: 0,
+            commands: Timeline::default(),
             processes_seen: 0,
             work_root: root,
             core_pids: BTreeSet::new(),
             command_ends: Vec::new(),
             pty_releases: std::collections::VecDeque::new(),
             pty_releases_total: 0,
+            pty_releases_read: std::cell::Cell::new(0),
             orphan_candidates: Vec::new(),
         });
     }
@@ -249,7 +263,7 @@ impl Model {
             return;
         }
         let (session, ppid) = (p.session, p.ppid);
-        let id = self.commands.len();
+        let id = self.commands.next_id();
         let filename = argv[0].clone();
         let in_flight = self.sessions.get(&session).is_some_and(|s| s.work_root == ppid);
         self.commands.push(Command {
@@ -386,7 +400,10 @@ impl Model {
                 }
             }
             Event::Fork { h, child, clone_flags } => self.on_fork(h, *child, *clone_flags),
-            Event::Exec { h, filename, .. } => self.on_exec(h, filename),
+            Event::Exec { h, filename, .. } => {
+                self.on_exec(h, filename);
+                self.prune_if_due();
+            }
             Event::ExecArgv { h, argv, truncated } => {
                 self.pending_argv.insert(h.tgid, (argv.clone(), *truncated));
             }
@@ -490,7 +507,7 @@ impl Model {
             && self.procs.get(&work_root).and_then(|w| w.command).and_then(|c| self.commands.get(c)).is_some_and(|c| units::is_wrapper(&c.filename))
             && self.sessions.get(&session).is_some_and(|s| s.commands.is_empty());
         let top_level = !chained && pid != session && ppid == work_root && unit.is_none() && !helper && !wrapper_root;
-        let id = self.commands.len();
+        let id = self.commands.next_id();
         self.commands.push(Command {
             id,
             pid,
@@ -507,9 +524,9 @@ impl Model {
             ended_ns: None,
         });
         if let Some(s) = self.sessions.get_mut(&session) {
-            s.execs.push(id);
+            s.execs += 1;
             if top_level {
-                s.commands.push(id);
+                s.commands.push(id, h.ts_ns);
                 s.core_pids.remove(&pid);
             }
             if wrapper_root {
@@ -553,8 +570,9 @@ impl Model {
     fn forget_earlier_image_commands(&mut self, session: u32, image: CommandId) {
         let Some(s) = self.sessions.get_mut(&session) else { return };
         let mut forgotten = Vec::new();
-        s.commands.retain(|&c| {
-            let keep = self.commands[c].parent_image == Some(image);
+        s.commands.retain(|c| {
+            // A record no longer kept is an old command, not a shim's.
+            let keep = self.commands.get(c).is_none_or(|cmd| cmd.parent_image == Some(image));
             if !keep {
                 forgotten.push(c);
             }
@@ -562,8 +580,9 @@ impl Model {
         });
         s.command_ends.retain(|e| !forgotten.contains(&e.command));
         for c in forgotten {
-            self.commands[c].top_level = false;
-            let pid = self.commands[c].pid;
+            let Some(cmd) = self.commands.get_mut(c) else { continue };
+            cmd.top_level = false;
+            let pid = cmd.pid;
             if let Some(p) = self.procs.get_mut(&pid)
                 && p.unit == Some(c)
             {
@@ -614,12 +633,13 @@ impl Model {
             }
         }
         if let Some(c) = p.unit
-            && self.commands.get(c).is_some_and(|cmd| cmd.pid == pid && cmd.ended_ns.is_none())
+            && let Some(cmd) = self.commands.get_mut(c).filter(|cmd| cmd.pid == pid && cmd.ended_ns.is_none())
         {
-            self.commands[c].ended_ns = Some(ts_ns);
+            cmd.ended_ns = Some(ts_ns);
+            let top_level = cmd.top_level;
             let core_fds = self.core_fds(p.session);
             if let Some(s) = self.sessions.get_mut(&p.session)
-                && self.commands[c].top_level
+                && top_level
             {
                 s.command_ends.push(CommandEnd { command: c, ts_ns, core_fds });
                 if s.command_ends.len() > MAX_COMMAND_ENDS {

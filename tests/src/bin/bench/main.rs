@@ -14,11 +14,14 @@
 //!
 //! Options: `--quick` (small N, one round, all workloads in one traced session per
 //! configuration; writes target/BENCHMARKS.quick.md unless `--out` is given), `--out PATH`.
+//! `bench soak [--minutes N] [--sample-s S] [--out PATH]` runs the memory soak instead (see
+//! `soak.rs`; writes target/BENCHMARKS.soak.md), which needs only pty-trace and `script`.
 
 mod extras;
 mod hygiene;
 mod report;
 mod run;
+mod soak;
 mod util;
 mod workloads;
 
@@ -51,7 +54,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--out PATH]");
+    eprintln!("usage: bench [--quick] [--out PATH] | bench soak [--minutes N] [--sample-s S] [--out PATH]");
     std::process::exit(2)
 }
 
@@ -59,7 +62,11 @@ fn real_main() -> Result<()> {
     let t_all = Instant::now();
     let mut quick = false;
     let mut out_path: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "soak") {
+        args.next();
+        return soak_main(soak::SoakOpts::parse(&mut args)?);
+    }
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
@@ -135,6 +142,34 @@ fn real_main() -> Result<()> {
     let result = run_suite(ctx, &out_path, &pty_trace_version, t_all);
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// `bench soak`: root and pty-trace only.
+fn soak_main(o: soak::SoakOpts) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the soak loads eBPF programs: run it as root (cargo xtask bench -- soak does)");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let pty_trace = std::env::var_os("PTY_TRACE_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/pty-trace"));
+    if !pty_trace.is_file() {
+        bail!("pty-trace binary not found at {} (build it with `cargo xtask build`, or set PTY_TRACE_BIN)", pty_trace.display());
+    }
+    let version = first_line_of(Command::new(&pty_trace).arg("--version")).unwrap_or_else(|| "unknown".into());
+    let work = std::env::temp_dir().join(format!("pty-trace-soak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = soak::run_soak(&o, &pty_trace, &version, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    let doc = result?;
+    println!("{doc}");
+    let out = o.out.clone().unwrap_or_else(|| root.join("target/BENCHMARKS.soak.md"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&out, &doc).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
 }
 
 /// `bpftrace` before 0.20 wants `args->field`; later ones `args.field`.

@@ -453,6 +453,7 @@ pub(crate) fn render(ctx: &Ctx, samples: &[Sample], ex: &Extra, date: &str, vers
         if ctx.quick { 0 } else { 120 }
     );
     let _ = writeln!(d, "- `cargo xtask bench --quick` (CI smoke test) writes target/BENCHMARKS.quick.md instead of this file; `--out PATH` overrides either.");
+    let _ = writeln!(d, "- `cargo xtask bench -- soak --minutes 10` (not part of the suite, not run in CI) is the memory soak: one `pty-trace run` of a shell running ten `/bin/true` and one `script -qc true /dev/null` per round without a pause (a few hundred commands a second: days of an agent's commands), the tracer's VmRSS and open fds sampled every 10 s (`--sample-s`); it prints the table and the first, last and largest values with their ratios, and writes target/BENCHMARKS.soak.md.");
     for n in &ctx.notes {
         let _ = writeln!(d, "- {n}");
     }

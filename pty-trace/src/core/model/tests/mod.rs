@@ -199,6 +199,7 @@ mod pairs_and_ioctl;
 mod commands_and_lifecycle;
 mod processes;
 mod against_proc;
+mod bounded;
 
 impl T {
     /// `posix_openpt` at `fd` and its TIOCGPTN: PTY `index`'s master.

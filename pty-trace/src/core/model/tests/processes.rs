@@ -184,7 +184,7 @@ fn exec_drops_cloexec_fds_and_records_the_command() {
     );
     assert!(!c.truncated);
     assert!(t.m.sessions[&SID].commands.is_empty(), "the root's own exec is the session, not one of its commands");
-    assert_eq!(t.m.sessions[&SID].execs, vec![id]);
+    assert_eq!(t.m.sessions[&SID].execs, 1, "exec {id} counted in the session");
     assert!(t.m.pending_argv.is_empty());
     assert!(t.m.take_needs_reconcile().contains(&ROOT));
     // fds opened afterwards belong to the new command; inherited ones keep theirs.
