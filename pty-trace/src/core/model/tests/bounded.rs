@@ -260,6 +260,9 @@ fn replay(steps: &[Step], prune_often: bool) -> (Vec<serde_json::Value>, Model) 
         child: None,
         exit_status: None,
         cost: TracerCost::default(),
+        unreadable_procs: 0,
+        dropped_records: 0,
+        error: None,
         ts_of: &ts_of,
     };
     let facts = Facts { now_ns: now, ..Facts::default() };
