@@ -161,11 +161,26 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// (fds, PTY masters, PTY slaves) of a live process, from /proc.
 pub fn proc_counts(pid: u32) -> Option<(u64, u64, u64)> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    count_fds(&format!("/proc/{pid}/fd"), None)
+}
+
+/// [`proc_counts`] of this process, without the directory fd its own listing opens (its link
+/// target is `/proc/<pid>/fd`).
+pub fn own_counts() -> (u64, u64, u64) {
+    let own_dir = format!("/proc/{}/fd", std::process::id());
+    count_fds("/proc/self/fd", Some(&own_dir)).expect("read /proc/self/fd")
+}
+
+/// Counts the fds listed in `dir`, skipping any whose target is `skip`.
+fn count_fds(dir: &str, skip: Option<&str>) -> Option<(u64, u64, u64)> {
+    let entries = std::fs::read_dir(dir).ok()?;
     let (mut fds, mut m, mut s) = (0, 0, 0);
-    for e in dir.flatten() {
+    for e in entries.flatten() {
         let Ok(t) = std::fs::read_link(e.path()) else { continue };
         let t = t.to_string_lossy();
+        if Some(t.as_ref()) == skip {
+            continue;
+        }
         fds += 1;
         if t == "/dev/ptmx" || t == "/dev/pts/ptmx" {
             m += 1;
@@ -174,6 +189,30 @@ pub fn proc_counts(pid: u32) -> Option<(u64, u64, u64)> {
         }
     }
     Some((fds, m, s))
+}
+
+/// Writes this process's ground truth to `path`: `pid fds masters slaves unix_ms`, the line
+/// [`ground_truth`] reads back.
+pub fn write_own_ground_truth(path: &Path) {
+    let (fds, masters, slaves) = own_counts();
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let mut f = std::fs::File::create(path).expect("create ground truth file");
+    writeln!(f, "{} {fds} {masters} {slaves} {ms}", std::process::id()).unwrap();
+}
+
+/// The process rows of `pid` in the snapshots stamped from `lo` to `hi` (ms since the epoch),
+/// with their stamps: where a test compares pty-trace with the ground truth of a pause.
+pub fn rows_between(recs: &[Value], pid: u32, lo: u64, hi: u64) -> Vec<(u64, &Value)> {
+    of_type(recs, "snapshot")
+        .into_iter()
+        .filter_map(|s| {
+            let t = ts_ms(s["ts"].as_str().unwrap());
+            if t < lo || t > hi {
+                return None;
+            }
+            s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).map(|p| (t, p))
+        })
+        .collect()
 }
 
 /// A process row of a snapshot: (fds, masters, slaves).

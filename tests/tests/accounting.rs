@@ -25,21 +25,11 @@ fn check_quiescent(recs: &[Value], gt_dir: &Path, hold_ms: u64, interval_ms: u64
 fn check_quiescent_after(recs: &[Value], gt_dir: &Path, hold_ms: u64, settle_ms: u64) -> usize {
     let gts = ground_truth(gt_dir);
     assert!(!gts.is_empty(), "the workload wrote no ground truth");
-    let snaps = of_type(recs, "snapshot");
     let mut compared = 0;
     for (pid, want, at) in &gts {
         let lo = at + settle_ms;
         let hi = at + hold_ms - 100;
-        let rows: Vec<(u64, &Value)> = snaps
-            .iter()
-            .filter_map(|s| {
-                let t = ts_ms(s["ts"].as_str().unwrap());
-                if t < lo || t > hi {
-                    return None;
-                }
-                s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == *pid).map(|p| (t, p))
-            })
-            .collect();
+        let rows = rows_between(recs, *pid, lo, hi);
         assert!(!rows.is_empty(), "pid {pid}: no snapshot inside its quiescent window [{lo}, {hi}]");
         for (t, row) in rows {
             assert_eq!(row_counts(row), *want, "pid {pid} at {t}: pty-trace (fds, masters, slaves) vs /proc ground truth");

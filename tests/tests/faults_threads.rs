@@ -36,21 +36,11 @@ fn base_seed() -> u64 {
 fn check_pauses(recs: &[Value], gt_dir: &Path, seed: u64) -> usize {
     let gts = ground_truth(gt_dir);
     assert_eq!(gts.len(), ROUNDS as usize, "issue 12 row 12: seed {seed}: one ground truth per round");
-    let snaps = of_type(recs, "snapshot");
     let mut compared = 0;
     for (pid, want, at) in &gts {
         // One interval for the events of the round's end to be read and a scan to run.
         let (lo, hi) = (at + INTERVAL_MS + 50, at + HOLD_MS - 100);
-        let rows: Vec<(u64, &Value)> = snaps
-            .iter()
-            .filter_map(|s| {
-                let t = ts_ms(s["ts"].as_str().unwrap());
-                if t < lo || t > hi {
-                    return None;
-                }
-                s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == *pid).map(|p| (t, p))
-            })
-            .collect();
+        let rows = rows_between(recs, *pid, lo, hi);
         assert!(!rows.is_empty(), "issue 12 row 12: seed {seed}: pid {pid}: no snapshot inside the pause [{lo}, {hi}]");
         for (t, row) in rows {
             assert_eq!(

@@ -21,8 +21,6 @@
 
 use std::{
     ffi::{CStr, CString},
-    fs,
-    io::Write,
     sync::{Arc, Barrier, Mutex},
     time::Duration,
 };
@@ -36,27 +34,9 @@ const POOL: usize = 16;
 const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 const TIOCGPTPEER: libc::c_ulong = 0x5441;
 
+/// This process's counts at the start of a pause, one file per round.
 fn ground_truth(dir: &str, round: u32) {
-    let (mut fds, mut masters, mut slaves) = (0, 0, 0);
-    let me = std::process::id();
-    let own_dir = format!("/proc/{me}/fd");
-    for e in fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").flatten() {
-        let Ok(t) = fs::read_link(e.path()) else { continue };
-        let t = t.to_string_lossy().into_owned();
-        // The directory fd of this very listing.
-        if t == own_dir {
-            continue;
-        }
-        fds += 1;
-        if t == "/dev/ptmx" || t == "/dev/pts/ptmx" {
-            masters += 1;
-        } else if t.strip_prefix("/dev/pts/").is_some_and(|r| r.trim_end_matches(" (deleted)").parse::<u32>().is_ok()) {
-            slaves += 1;
-        }
-    }
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
-    let mut f = fs::File::create(format!("{dir}/{me}.{round}")).expect("create ground truth file");
-    writeln!(f, "{me} {fds} {masters} {slaves} {ms}").unwrap();
+    pty_trace_tests::write_own_ground_truth(&std::path::Path::new(dir).join(format!("{}.{round}", std::process::id())));
 }
 
 fn cloexec(rng: &mut StdRng) -> i32 {

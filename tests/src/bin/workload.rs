@@ -11,34 +11,14 @@
 //! Ground truth (one file per process, `GT_DIR/PID`): `pid fds masters slaves unix_ms`, read
 //! from /proc/self/fd after the last operation.
 
-use std::{ffi::CString, fs, io::Write, time::Duration};
+use std::{ffi::CString, fs, time::Duration};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+/// This process's counts for the tests to compare with pty-trace's (see
+/// `pty_trace_tests::write_own_ground_truth`).
 fn ground_truth(dir: &str) {
-    let mut fds = 0;
-    let mut masters = 0;
-    let mut slaves = 0;
-    // Listing /proc/self/fd opens a directory fd of its own: count from a snapshot taken by
-    // readdir and exclude that directory fd (its link target is /proc/<pid>/fd).
-    let me = std::process::id();
-    let own_dir = format!("/proc/{me}/fd");
-    for e in fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").flatten() {
-        let Ok(t) = fs::read_link(e.path()) else { continue };
-        let t = t.to_string_lossy().into_owned();
-        if t == own_dir {
-            continue;
-        }
-        fds += 1;
-        if t == "/dev/ptmx" || t == "/dev/pts/ptmx" {
-            masters += 1;
-        } else if t.strip_prefix("/dev/pts/").is_some_and(|r| r.trim_end_matches(" (deleted)").parse::<u32>().is_ok()) {
-            slaves += 1;
-        }
-    }
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
-    let mut f = fs::File::create(format!("{dir}/{me}")).expect("create ground truth file");
-    writeln!(f, "{me} {fds} {masters} {slaves} {ms}").unwrap();
+    pty_trace_tests::write_own_ground_truth(&std::path::Path::new(dir).join(std::process::id().to_string()));
 }
 
 fn open(path: &str, flags: i32) -> i32 {
