@@ -11,4 +11,6 @@ pub mod score;
 pub mod snapshot;
 
 #[cfg(test)]
+mod sim_events;
+#[cfg(test)]
 mod verdict_tests;

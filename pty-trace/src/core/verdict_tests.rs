@@ -5,10 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use pty_trace_common::{SyscallKind as K, TIOCGPTN};
-
 use super::{
     model::{Event, Header, Model},
+    sim_events::SessionEvents,
     records::{EndReason, EvidenceKind, SummaryRec, TracerCost, Verdict},
     score::{Crossing, Thresholds},
     snapshot::{Facts, SessionBook, SummaryContext},
@@ -97,11 +96,6 @@ impl Sim {
         }
     }
 
-    fn h(&mut self, pid: u32) -> Header {
-        self.ts += 10_000;
-        Header { tgid: pid, tid: pid, session: ROOT, ts_ns: self.ts }
-    }
-
     /// Applies an event and, like the tracer after each drain, scores at once when an orphaned
     /// PTY has come due.
     fn apply(&mut self, ev: Event) {
@@ -114,44 +108,16 @@ impl Sim {
         }
     }
 
-    fn open(&mut self, pid: u32, fd: i32, path: &str, flags: u64) {
-        let h = self.h(pid);
-        self.apply(Event::Open { h, kind: K::OpenAt, ret: fd as i64, dirfd: -100, flags, path: path.into() });
-    }
-
-    fn close(&mut self, pid: u32, fd: i32) {
-        let h = self.h(pid);
-        self.apply(Event::Syscall { h, kind: K::Close, ret: 0, args: [fd as u64, 0, 0, 0, 0, 0], aux: [-1, -1], user_flags: 0 });
-    }
-
     /// A new PTY master at `fd` in `pid`; returns its index.
     fn master(&mut self, pid: u32, fd: i32, cloexec: bool) -> i32 {
         let index = self.next_pty;
         self.next_pty += 1;
         self.open(pid, fd, "/dev/ptmx", O_RDWR | if cloexec { O_CLOEXEC } else { 0 });
-        let h = self.h(pid);
-        self.apply(Event::Syscall { h, kind: K::Ioctl, ret: 0, args: [fd as u64, TIOCGPTN, 0x7ffd, 0, 0, 0], aux: [index, -1], user_flags: 0 });
+        self.ptn(pid, fd, index);
         index
     }
 
     /// fork + exec of `argv` under `parent`; returns the child's pid.
-    fn spawn(&mut self, parent: u32, argv: &[&str]) -> u32 {
-        let child = self.next_pid;
-        self.next_pid += 1;
-        let h = self.h(parent);
-        self.apply(Event::Fork { h, child, clone_flags: Some(17) });
-        let h = self.h(child);
-        self.apply(Event::ExecArgv { h, argv: argv.iter().map(|s| s.to_string()).collect(), truncated: false });
-        let h = self.h(child);
-        self.apply(Event::Exec { h, old_tid: child, filename: argv[0].into() });
-        child
-    }
-
-    fn exit(&mut self, pid: u32) {
-        let h = self.h(pid);
-        self.apply(Event::Exit { h });
-    }
-
     /// One command through a fresh PTY, the agent's way: master opened (close-on-exec, as
     /// node-pty and pty.openpty do), the child takes the slave as its terminal, runs for
     /// `runs`, exits; then the agent closes the master after `close_after` (None: keeps it).
@@ -187,6 +153,22 @@ impl Sim {
 
     fn commands(&self) -> usize {
         self.m.sessions[&ROOT].commands.len()
+    }
+}
+
+impl SessionEvents for Sim {
+    fn h(&mut self, pid: u32) -> Header {
+        self.ts += 10_000;
+        Header { tgid: pid, tid: pid, session: ROOT, ts_ns: self.ts }
+    }
+
+    fn emit(&mut self, ev: Event) {
+        self.apply(ev);
+    }
+
+    fn new_pid(&mut self) -> u32 {
+        self.next_pid += 1;
+        self.next_pid - 1
     }
 }
 

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use super::*;
 use crate::core::{
     records::{EndReason, EvidenceKind, TracerCost},
+    sim_events::SessionEvents,
     score::{Crossing, Thresholds},
     snapshot::{self, Facts, SessionBook, SummaryContext},
 };
@@ -41,15 +42,6 @@ impl Script {
         Script { steps: Vec::new(), ts: 0, next_snapshot: interval, interval, next_pid: ROOT + 1, next_fd: 10, free_ptys: BTreeSet::new(), next_pty: 0 }
     }
 
-    fn h(&mut self, pid: u32) -> Header {
-        self.ts += 10_000;
-        Header { tgid: pid, tid: pid, session: SID, ts_ns: self.ts }
-    }
-
-    fn ev(&mut self, ev: Event) {
-        self.steps.push(Step::Event(ev));
-    }
-
     fn wait(&mut self, ns: u64) {
         let until = self.ts + ns;
         while self.next_snapshot <= until {
@@ -65,16 +57,6 @@ impl Script {
         self.next_fd
     }
 
-    fn open(&mut self, pid: u32, fd: i32, path: &str, flags: u64) {
-        let h = self.h(pid);
-        self.ev(Event::Open { h, kind: K::OpenAt, ret: fd as i64, dirfd: AT_FDCWD, flags, path: path.into() });
-    }
-
-    fn close(&mut self, pid: u32, fd: i32) {
-        let h = self.h(pid);
-        self.ev(Event::Syscall { h, kind: K::Close, ret: 0, args: [fd as u64, 0, 0, 0, 0, 0], aux: [-1, -1], user_flags: 0 });
-    }
-
     /// A PTY master at `fd` in `pid`; returns its index.
     fn master(&mut self, pid: u32, fd: i32) -> i32 {
         let index = self.free_ptys.pop_first().unwrap_or_else(|| {
@@ -82,8 +64,7 @@ impl Script {
             self.next_pty - 1
         });
         self.open(pid, fd, "/dev/ptmx", O_RDWR | O_CLOEXEC);
-        let h = self.h(pid);
-        self.ev(Event::Syscall { h, kind: K::Ioctl, ret: 0, args: [fd as u64, TIOCGPTN, 0x7ffd, 0, 0, 0], aux: [index, -1], user_flags: 0 });
+        self.ptn(pid, fd, index);
         index
     }
 
@@ -91,22 +72,21 @@ impl Script {
         self.close(ROOT, fd);
         self.free_ptys.insert(index);
     }
+}
 
-    fn spawn(&mut self, parent: u32, argv: &[&str]) -> u32 {
-        let child = self.next_pid;
-        self.next_pid += 1;
-        let h = self.h(parent);
-        self.ev(Event::Fork { h, child, clone_flags: Some(SIGCHLD) });
-        let h = self.h(child);
-        self.ev(Event::ExecArgv { h, argv: argv.iter().map(|s| s.to_string()).collect(), truncated: false });
-        let h = self.h(child);
-        self.ev(Event::Exec { h, old_tid: child, filename: argv[0].into() });
-        child
+impl SessionEvents for Script {
+    fn h(&mut self, pid: u32) -> Header {
+        self.ts += 10_000;
+        Header { tgid: pid, tid: pid, session: SID, ts_ns: self.ts }
     }
 
-    fn exit(&mut self, pid: u32) {
-        let h = self.h(pid);
-        self.ev(Event::Exit { h });
+    fn emit(&mut self, ev: Event) {
+        self.steps.push(Step::Event(ev));
+    }
+
+    fn new_pid(&mut self) -> u32 {
+        self.next_pid += 1;
+        self.next_pid - 1
     }
 }
 
@@ -174,10 +154,7 @@ fn generate(seed: u64, mix: Mix) -> Vec<Step> {
                 // process runs any more.
                 let grandchild = s.spawn(child, &["/usr/bin/flock", "/tmp/x.lock", "ssh-agent"]);
                 s.open(grandchild, 4, "/tmp/x.lock", 0);
-                let h = s.h(grandchild);
-                s.ev(Event::ExecArgv { h, argv: vec!["ssh-agent".into(), "-D".into()], truncated: false });
-                let h = s.h(grandchild);
-                s.ev(Event::Exec { h, old_tid: grandchild, filename: "/usr/bin/ssh-agent".into() });
+                s.exec(grandchild, &["ssh-agent", "-D"], "/usr/bin/ssh-agent");
                 s.wait(1500 * MS);
                 s.exit(grandchild);
             }
