@@ -181,30 +181,20 @@ pub fn scan(pid: u32) -> Scan {
 
 /// Checks at start that /proc shows `pid`'s open files to us, with the fix when it does not.
 pub fn check_fds_readable(pid: u32, comm: &str) -> AppResult<()> {
-    let dir = format!("/proc/{pid}/fd");
-    let refused = |path: &str| {
-        let uid = Process::new(pid as i32).ok().and_then(|p| p.uid().ok());
-        let owner = uid.map_or(String::new(), |u| format!(", uid {u}"));
-        AppError::NoPermission(format!(
-            "cannot read the open files of PID {pid} ({comm}{owner}): {path}: permission denied; \
-             reading another user's fds needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON: \
-             run pty-trace with sudo, or as {}",
-            uid.map_or("that user".to_string(), |u| format!("uid {u}"))
-        ))
-    };
-    let entries = match fs::read_dir(&dir) {
-        Ok(d) => d,
-        Err(e) if denied(&e) => return Err(refused(&dir)),
-        Err(_) => return Err(AppError::NoSuchPid(pid as i32)),
-    };
-    for ent in entries.flatten().take(1) {
-        if let Err(e) = fs::read_link(ent.path())
-            && denied(&e)
-        {
-            return Err(refused(&ent.path().display().to_string()));
+    match scan(pid) {
+        Scan::Seen(_) => Ok(()),
+        Scan::Gone => Err(AppError::NoSuchPid(pid as i32)),
+        Scan::Denied => {
+            let uid = Process::new(pid as i32).ok().and_then(|p| p.uid().ok());
+            let owner = uid.map_or(String::new(), |u| format!(", uid {u}"));
+            Err(AppError::NoPermission(format!(
+                "cannot read the open files of PID {pid} ({comm}{owner}): /proc/{pid}/fd: permission denied; \
+                 reading another user's fds needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON: \
+                 run pty-trace with sudo, or as {}",
+                uid.map_or("that user".to_string(), |u| format!("uid {u}"))
+            )))
         }
     }
-    Ok(())
 }
 
 /// PTY indexes among `wanted` whose slave (`/dev/pts/N`) some process not in `exclude` holds.

@@ -12,7 +12,7 @@
 
 use std::{
     ffi::{CStr, OsString},
-    os::unix::{ffi::OsStringExt, fs::PermissionsExt},
+    os::unix::ffi::OsStringExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -39,7 +39,7 @@ pub struct HookUser {
 
 impl HookUser {
     /// The user who ran sudo, or this process's own user.
-    fn current() -> AppResult<HookUser> {
+    fn current() -> HookUser {
         // SAFETY: geteuid/getegid have no preconditions.
         let (uid, gid) = crate::sudo::invoking_user().unwrap_or_else(|| unsafe { (libc::geteuid(), libc::getegid()) });
         let mut u = passwd_entry(uid).unwrap_or(HookUser {
@@ -51,7 +51,7 @@ impl HookUser {
         });
         // SUDO_GID is the group sudo was run with: keep it over the passwd one.
         u.gid = gid;
-        Ok(u)
+        u
     }
 }
 
@@ -115,10 +115,16 @@ impl RotateHook {
                 None => return Err(bad("cannot split the command line (unbalanced quotes?)".into())),
             }
         };
-        let program = resolve_on(&argv[0], HOOK_PATH).map_err(bad)?;
+        let program = locate(&argv[0], HOOK_PATH.as_ref()).map_err(|e| {
+            bad(match (e, argv[0].contains('/')) {
+                (Unrunnable::NotFound, true) => format!("{} does not exist", argv[0]),
+                (Unrunnable::NotFound, false) => format!("{} not found on the hook's PATH ({HOOK_PATH}); give its full path", argv[0]),
+                (Unrunnable::NotExecutable, _) => format!("{} is not an executable file", argv[0]),
+            })
+        })?;
         let mut argv = argv;
         argv[0] = program.display().to_string();
-        Ok(RotateHook { argv, user: HookUser::current()?, to_stderr: !tui })
+        Ok(RotateHook { argv, user: HookUser::current(), to_stderr: !tui })
     }
 
     /// The environment the hook gets (see the module doc), for `session` at `health`.
@@ -177,23 +183,7 @@ impl RotateHook {
     }
 }
 
-use super::spawn::AsFdOwned;
-
-/// Finds `program` on `path` (or checks it when it has a `/`): an executable regular file.
-fn resolve_on(program: &str, path: &str) -> Result<PathBuf, String> {
-    let ok = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if program.contains('/') {
-        let p = Path::new(program);
-        if !p.exists() {
-            return Err(format!("{program} does not exist"));
-        }
-        return if ok(p) { Ok(p.to_path_buf()) } else { Err(format!("{program} is not an executable file")) };
-    }
-    std::env::split_paths(path)
-        .map(|d| d.join(program))
-        .find(|p| ok(p))
-        .ok_or_else(|| format!("{program} not found on the hook's PATH ({path}); give its full path"))
-}
+use super::spawn::{AsFdOwned, Unrunnable, locate};
 
 #[cfg(test)]
 mod tests {

@@ -120,11 +120,15 @@ pub struct Tracer {
     rotate_fired: bool,
     /// When tracing was stopped by us (signal, quit key, --duration, --exit-on-rotate).
     stopped_at: Option<u64>,
-    pub view: Option<LiveView>,
+    view: Option<LiveView>,
     /// `attach`: processes whose /proc cmdline could not be read (shown in `start`).
     unreadable_cmdlines: u64,
     /// No early snapshot before this (monotonic ns).
     next_early_ns: u64,
+    /// `PTY_TRACE_DEBUG_EVENTS`: print decoded events (all, or those containing the filter).
+    debug_events: Option<Option<String>>,
+    /// `PTY_TRACE_INJECT_FAULT`, read once at start.
+    fault: Option<Fault>,
 }
 
 /// Result of a finished trace: the exit code `main` should use, and what to print after.
@@ -198,6 +202,9 @@ impl Tracer {
             view: None,
             unreadable_cmdlines: 0,
             next_early_ns: 0,
+            debug_events: std::env::var_os("PTY_TRACE_DEBUG_EVENTS")
+                .map(|_| std::env::var("PTY_TRACE_DEBUG_EVENTS").ok().filter(|f| !f.is_empty() && f != "1")),
+            fault: injected_fault(),
         };
         // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open as long as it is
         // registered with the reactor.
@@ -327,14 +334,13 @@ impl Tracer {
         }
         let Some(ring) = self.ring.as_mut() else { return };
         let rb = ring.get_mut();
-        let debug = std::env::var_os("PTY_TRACE_DEBUG_EVENTS").is_some();
         while let Some(item) = rb.next() {
             match decode(&item) {
                 Ok(ev) => {
-                    if debug {
+                    if let Some(filter) = &self.debug_events {
                         let text = format!("{:?}", ev.redacted());
-                        match std::env::var("PTY_TRACE_DEBUG_EVENTS").ok().filter(|f| !f.is_empty() && f != "1") {
-                            Some(f) if !text.contains(&f) => {}
+                        match filter {
+                            Some(f) if !text.contains(f.as_str()) => {}
                             _ => eprintln!("pty-trace: event {text}"),
                         }
                     }
@@ -532,9 +538,8 @@ impl Tracer {
     /// key, or an error; every one of them ends in [`Self::finish`]. With `view`, the live view
     /// is opened first (its failure ends tracing the same way).
     pub async fn run(mut self, view: bool) -> Outcome {
-        let fault = injected_fault();
         let ended = if view {
-            let opened = match fault {
+            let opened = match self.fault {
                 Some(Fault::View) => Err(anyhow!("injected fault: the live view cannot open")),
                 _ => LiveView::open(),
             };
@@ -599,7 +604,7 @@ impl Tracer {
                 _ = tick.tick() => {
                     self.drain();
                     self.tick();
-                    if matches!(injected_fault(), Some(Fault::Loop)) {
+                    if self.fault == Some(Fault::Loop) {
                         return Err(AppError::Other(anyhow!("injected fault: the event loop failed")));
                     }
                     if self.opts.exit_on_rotate && self.rotate_fired {
@@ -704,11 +709,14 @@ impl Tracer {
         let term_sent = Instant::now();
         if let Some(c) = self.child.as_ref() {
             c.signal(libc::SIGTERM);
-            c.signal_group(libc::SIGTERM);
         }
+        // Those still in the child's group have it already: a second SIGTERM means "force
+        // quit" to many programs.
         for pid in self.traced_alive(root) {
-            // SAFETY: plain kill(2) on a traced process (see above).
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            if !self.child.as_ref().is_some_and(|c| c.has_in_group(pid)) {
+                // SAFETY: plain kill(2) on a traced process (see above).
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
         }
         loop {
             self.poll_child();
@@ -720,7 +728,6 @@ impl Tracer {
             if term_sent.elapsed() >= STOP_GRACE {
                 if let Some(c) = self.child.as_ref() {
                     c.signal(libc::SIGKILL);
-                    c.signal_group(libc::SIGKILL);
                 }
                 for pid in self.traced_alive(root) {
                     // SAFETY: as above.

@@ -30,24 +30,35 @@ pub fn status_code(st: std::process::ExitStatus) -> i32 {
 
 /// Finds `program` the way exec will, to give "not found" / "not executable" up front.
 pub fn resolve_program(program: &str) -> AppResult<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    locate(program, &path).map_err(|e| match e {
+        Unrunnable::NotFound => AppError::CommandNotFound(program.into()),
+        Unrunnable::NotExecutable => AppError::CannotExec(program.into(), "permission denied (not an executable file)".into()),
+    })
+}
+
+/// Why [`locate`] found nothing to run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unrunnable {
+    NotFound,
+    /// The first file of that name is a directory or has no execute bit.
+    NotExecutable,
+}
+
+/// `program` itself when it has a `/`, else the first `dir/program` on `path` that exists.
+pub fn locate(program: &str, path: &std::ffi::OsStr) -> Result<std::path::PathBuf, Unrunnable> {
     use std::os::unix::fs::PermissionsExt;
-    let check = |p: &std::path::Path| -> Option<AppResult<std::path::PathBuf>> {
+    let check = |p: &std::path::Path| -> Option<Result<std::path::PathBuf, Unrunnable>> {
         let md = std::fs::metadata(p).ok()?;
         if md.is_dir() || md.permissions().mode() & 0o111 == 0 {
-            return Some(Err(AppError::CannotExec(program.into(), "permission denied (not an executable file)".into())));
+            return Some(Err(Unrunnable::NotExecutable));
         }
         Some(Ok(p.to_path_buf()))
     };
     if program.contains('/') {
-        return check(std::path::Path::new(program)).unwrap_or_else(|| Err(AppError::CommandNotFound(program.into())));
+        return check(std::path::Path::new(program)).unwrap_or(Err(Unrunnable::NotFound));
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    for dir in std::env::split_paths(&path) {
-        if let Some(r) = check(&dir.join(program)) {
-            return r;
-        }
-    }
-    Err(AppError::CommandNotFound(program.into()))
+    std::env::split_paths(path).find_map(|dir| check(&dir.join(program))).unwrap_or(Err(Unrunnable::NotFound))
 }
 
 fn pipe_cloexec() -> anyhow::Result<(OwnedFd, OwnedFd)> {
@@ -174,27 +185,27 @@ impl RunChild {
         self.status
     }
 
-    /// Sends `sig` to its process group if it leads one, else to it alone. Nothing once it
-    /// has been reaped: its pid may belong to someone else by then.
-    pub fn signal(&self, sig: i32) {
-        if self.status.is_some() {
-            return;
-        }
-        // SAFETY: plain kill(2) on our own child or the group it leads.
-        unsafe {
-            match self.pgid {
-                Some(g) => libc::kill(-g, sig),
-                None => libc::kill(self.child.id() as i32, sig),
-            };
-        }
+    /// Whether `pid` is in the process group the child leads.
+    pub fn has_in_group(&self, pid: u32) -> bool {
+        // SAFETY: getpgid has no preconditions; -1 (gone) matches no group.
+        self.pgid.is_some_and(|g| unsafe { libc::getpgid(pid as i32) } == g)
     }
 
-    /// Sends `sig` to the rest of its group even after it has been reaped: the group id stays
-    /// reserved while any member lives, so it cannot name someone else's processes.
-    pub fn signal_group(&self, sig: i32) {
-        if let Some(g) = self.pgid {
-            // SAFETY: plain kill(2) on the group our child created.
-            unsafe { libc::kill(-g, sig) };
+    /// Sends `sig` to its process group if it leads one (also once it has been reaped: the
+    /// rest of the group may live on, and a group id is not reused while any member lives),
+    /// else to it alone while it has not been reaped (its pid may be someone else's after).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child or the group it created.
+        unsafe {
+            match self.pgid {
+                Some(g) => {
+                    libc::kill(-g, sig);
+                }
+                None if self.status.is_none() => {
+                    libc::kill(self.child.id() as i32, sig);
+                }
+                None => {}
+            }
         }
     }
 }
