@@ -47,6 +47,14 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32)?;
     let ret: i64 = ctx.arg(1);
+    report_exit(pid_tgid, session, kind, syscall_args(&read_regs(regs)?), ret)
+}
+
+/// Reports a followed syscall `kind` of a traced process that returned `ret` with arguments
+/// `args`. Shared by both backends: the raw `sys_exit` tracepoint here and the fexit
+/// trampolines (`trampolines.rs`).
+#[inline(always)]
+pub(crate) fn report_exit(pid_tgid: u64, session: u32, kind: SyscallKind, args: [u64; 6], ret: i64) -> Option<()> {
     // Failures change no fd table (close and close_range, whose failures may, are reported
     // at entry by `sys_enter_close.rs` and never reach here). A clone returning 0 is the
     // child's side of it.
@@ -56,7 +64,6 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     if ret == 0 && kind.is_clone() {
         return None;
     }
-    let args = syscall_args(&read_regs(regs)?);
     let mut f = Finished {
         session,
         args,

@@ -45,7 +45,10 @@ use crate::{
         snapshot::{self, Facts, SessionBook, SummaryContext},
     },
     error::{AppError, AppResult, exit_code},
-    kernel::probes::{KernelCounters, Probes, Tracked},
+    kernel::{
+        backend::ProbeChoice,
+        probes::{KernelCounters, LoadOptions, Probes, Tracked},
+    },
     output::{
         jsonl::{JsonlWriter, OutputFailure},
         safe_open::open_output,
@@ -87,6 +90,10 @@ pub struct Options {
     pub ring_bytes: u32,
     /// `--debug-kernel`: print the kernel programs' diagnostics.
     pub debug_kernel: bool,
+    /// `--probes`: which kernel hooks.
+    pub probes: ProbeChoice,
+    /// `--verbose`: a program that does not load prints the verifier's log.
+    pub verbose: bool,
     pub thresholds: Thresholds,
     pub tui: bool,
     /// `run` with a live view: where the child's stdout/stderr go (the view owns the terminal).
@@ -177,7 +184,12 @@ impl Tracer {
             Some(cmd) => Some(RotateHook::prepare(cmd, opts.on_rotate_shell, opts.tui)?),
             None => None,
         };
-        let mut probes = Probes::load(opts.ring_bytes, opts.debug_kernel)?;
+        let mut probes = Probes::load(LoadOptions {
+            ring_bytes: opts.ring_bytes,
+            debug_kernel: opts.debug_kernel,
+            choice: opts.probes,
+            verbose: opts.verbose,
+        })?;
         let out = open_jsonl(output)?;
         let clock = Clock::now();
         let tracked = probes.tracked.clone();
@@ -222,6 +234,8 @@ impl Tracer {
                 Target::Attach(_) => None,
             },
             ring_buffer_bytes: tr.opts.ring_bytes,
+            probes: Some(tr.probes.backend),
+            probes_fallback: tr.probes.fallback.clone(),
             attached_tracepoints: tr.probes.attached_tracepoints,
             syscalls_not_followed: tr.probes.missing_syscalls.iter().map(|s| s.to_string()).collect(),
             tracefs: tr.probes.tracefs.display().to_string(),
@@ -467,6 +481,7 @@ impl Tracer {
                 lost_events: facts.lost_events,
                 untracked_children: facts.untracked_children,
                 thresholds: &self.opts.thresholds,
+                probes: self.probes.backend,
             });
         }
     }
