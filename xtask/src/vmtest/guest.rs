@@ -37,6 +37,16 @@ pub struct Plan {
     /// Environment for every step (PATH, HOME, ...), besides the pty-trace variables.
     pub env: Vec<(String, String)>,
     pub doctor_timeout_secs: u64,
+    /// The host's RLIMIT_NOFILE (soft, hard), so that tests that open thousands of fds behave
+    /// as on the host (the guest's init starts with the kernel's 1024/4096).
+    pub nofile: Option<(u64, u64)>,
+}
+
+/// The `Max open files` (soft, hard) of a `/proc/PID/limits` text; None when unlimited or absent.
+pub fn nofile_limits(proc_limits: &str) -> Option<(u64, u64)> {
+    let line = proc_limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut w = line["Max open files".len()..].split_whitespace();
+    Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
 }
 
 /// Single-quotes `s` for sh.
@@ -54,6 +64,9 @@ pub fn render(plan: &Plan) -> String {
     s += &format!("OUT={GUEST_OUT_DIR}\n");
     for (k, v) in &plan.env {
         s += &format!("export {k}={}\n", sh_quote(v));
+    }
+    if let Some((soft, hard)) = plan.nofile {
+        s += &format!("ulimit -Hn {hard} && ulimit -Sn {soft} || echo \"vmtest: cannot set RLIMIT_NOFILE\"\n");
     }
     s += r#"cd /tmp
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -188,6 +201,7 @@ mod tests {
             }],
             env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("HOME".into(), "/root's".into())],
             doctor_timeout_secs: 60,
+            nofile: Some((20000, 40000)),
         }
     }
 
@@ -197,6 +211,7 @@ mod tests {
         assert!(s.starts_with("#!/bin/sh\n"));
         assert!(s.contains("OUT=/tmp/vmtest-out\n"));
         assert!(s.contains("export HOME='/root'\\''s'\n"), "{s}");
+        assert!(s.contains("ulimit -Hn 40000 && ulimit -Sn 20000 || "), "{s}");
         assert!(s.contains(
             "if step fentry doctor 60 env 'PTY_TRACE_PROBES=fentry' '/w/target/release/pty-trace' doctor; then\n\
              \x20 step fentry 'accounting.counts_exact' 300 env 'PTY_TRACE_PROBES=fentry' \
@@ -205,6 +220,16 @@ mod tests {
         ), "{s}");
         assert!(s.contains("if step tracepoint doctor 60 "));
         assert!(s.ends_with("echo done > \"$OUT/done\"\n"));
+    }
+
+    #[test]
+    fn open_file_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+            Max processes             95487                95487                processes \n\
+            Max open files            20000                40000                files     \n";
+        assert_eq!(nofile_limits(limits), Some((20000, 40000)));
+        assert_eq!(nofile_limits(&limits.replace("40000", "unlimited")), None);
+        assert_eq!(nofile_limits(""), None);
     }
 
     #[test]

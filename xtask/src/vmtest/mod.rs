@@ -364,6 +364,9 @@ pub fn run(opts: &Options) -> Result<()> {
         runs: runs.clone(),
         env,
         doctor_timeout_secs: DOCTOR_TIMEOUT_SECS,
+        nofile: fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| guest::nofile_limits(&l)),
     };
     let longest_step = runs
         .iter()
