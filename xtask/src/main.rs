@@ -7,6 +7,8 @@
 //! - `demo`   setup, release build, then runs `pty-trace demo` as root.
 //! - `test`   setup, release build, then `cargo test` over the workspace as root.
 //! - `bench`  setup, release build, then the `bench` binary of `pty-trace-tests`.
+//! - `vmtest` setup, release build, then doctor and end-to-end tests in Debian kernels (5.10,
+//!   6.1, 6.12, sid) booted under QEMU, per probe backend (`docs/vmtest.md`).
 //!
 //! Like cargo, xtask writes its own progress and summary lines to stderr: stdout belongs to the
 //! programs it runs (`pty-trace demo` prints JSONL there when it is not a terminal).
@@ -15,6 +17,7 @@
 mod setup;
 mod tasks;
 mod util;
+mod vmtest;
 
 use std::process::ExitCode;
 
@@ -62,6 +65,34 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup, release build, then doctor and end-to-end tests in Debian kernels under QEMU.
+    Vmtest {
+        /// Kernels: 5.10, 6.1, 6.12, sid (repeatable or comma-separated; default all four).
+        #[arg(long = "kernel", value_name = "KERNEL", value_delimiter = ',')]
+        kernels: Vec<String>,
+        /// Probe backends: fentry, tracepoint (repeatable or comma-separated; default both).
+        #[arg(long = "backend", value_name = "BACKEND", value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Run each test executable with this libtest filter instead of the default subset
+        /// (repeatable).
+        #[arg(long = "tests", value_name = "FILTER", conflicts_with = "full")]
+        tests: Vec<String>,
+        /// Run the whole end-to-end suite instead of the default subset.
+        #[arg(long)]
+        full: bool,
+        /// Use KVM without probing for it first.
+        #[arg(long, conflicts_with = "tcg")]
+        kvm: bool,
+        /// Never use KVM (no probe).
+        #[arg(long)]
+        tcg: bool,
+        /// Resolve the kernel packages again (apt-get update) instead of using the cached ones.
+        #[arg(long)]
+        refresh: bool,
+        /// Wall-clock limit of each VM in seconds (default: from the number of test runs).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +103,25 @@ fn main() -> ExitCode {
         Cmd::Demo { args } => tasks::demo(&args),
         Cmd::Test { args } => tasks::test(&args),
         Cmd::Bench { quick, args } => tasks::bench(quick, &args),
+        Cmd::Vmtest {
+            kernels,
+            backends,
+            tests,
+            full,
+            kvm,
+            tcg,
+            refresh,
+            timeout,
+        } => vmtest::run(&vmtest::Options {
+            kernels,
+            backends,
+            tests,
+            full,
+            kvm,
+            tcg,
+            refresh,
+            timeout,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,5 +178,30 @@ mod tests {
             Cmd::Bench { quick: true, .. }
         ));
         assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn vmtest_options() {
+        let Cmd::Vmtest {
+            kernels,
+            backends,
+            tests,
+            full,
+            timeout,
+            ..
+        } = parse(&[
+            "vmtest", "--kernel", "6.12,sid", "--kernel", "5.10", "--tests", "leaky",
+            "--timeout", "600",
+        ])
+        else {
+            panic!("not vmtest")
+        };
+        assert_eq!(kernels, ["6.12", "sid", "5.10"]);
+        assert!(backends.is_empty());
+        assert_eq!(tests, ["leaky"]);
+        assert!(!full);
+        assert_eq!(timeout, Some(600));
+        assert!(Cli::try_parse_from(["xtask", "vmtest", "--full", "--tests", "x"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "vmtest", "--kvm", "--tcg"]).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask setup`: makes a fresh Debian bookworm machine able to build, test and run
 //! pty-trace, one step per function:
-//! 1. Debian packages (the eBPF toolchain and the tools tests and benchmarks use),
+//! 1. Debian packages (the eBPF toolchain, the tools tests and benchmarks use, QEMU for vmtest),
 //! 2. bpf-linker 0.13.0 built against Debian's LLVM 22,
 //! 3. tracefs mounted (tracepoints attach through it),
 //! 4. the corpus tests' packages: pinned PyPI packages in the machine's `python3`, and node-pty
@@ -31,7 +31,9 @@ mod tracefs_mounts;
 /// (needed for `-Z build-std=core`), `llvm-22-dev` is what bpf-linker links against; the rest are
 /// used by the end-to-end tests and the benchmarks (`screen`, `openssh-*`, `bsdutils`'s
 /// `script` and `tmux` by the corpus tests, `g++`/`make` to build node-pty, `python3-pip` for
-/// the corpus's PyPI packages when `python3` is Debian's).
+/// the corpus's PyPI packages when `python3` is Debian's), and by `vmtest` (`qemu-system-x86`
+/// boots Debian kernels, `busybox-static` and `cpio` make their initramfs, `kmod`'s `depmod`
+/// indexes their modules).
 pub const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -53,6 +55,10 @@ pub const PACKAGES: &[&str] = &[
     "python3-pip",
     "g++",
     "make",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
 ];
 
 /// The PyPI packages the corpus tests' workloads import (`tests/corpus/*.py`), pinned, installed
@@ -513,7 +519,11 @@ mod tests {
         bsdutils\tinstall ok installed\n\
         python3-pip\tinstall ok installed\n\
         g++\tinstall ok installed\n\
-        make\tinstall ok installed\n";
+        make\tinstall ok installed\n\
+        qemu-system-x86\tinstall ok installed\n\
+        busybox-static\tinstall ok installed\n\
+        cpio\tinstall ok installed\n\
+        kmod\tinstall ok installed\n";
 
     #[test]
     fn nothing_missing_when_all_installed() {

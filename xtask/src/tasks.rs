@@ -26,7 +26,7 @@ pub fn build(release: bool) -> Result<()> {
 }
 
 /// `cargo build -p pty-trace` for `release` or debug; prints and returns the binary's path.
-fn build_binary(release: bool) -> Result<PathBuf> {
+pub(crate) fn build_binary(release: bool) -> Result<PathBuf> {
     let start = Instant::now();
     let profile = if release { "release" } else { "debug" };
     let mut cmd = cargo_command();
