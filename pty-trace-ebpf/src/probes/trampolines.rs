@@ -26,6 +26,7 @@
 //! `kernel_clone` 5.10).
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{fentry, fexit, map},
     maps::HashMap,
@@ -43,6 +44,17 @@ pub(crate) static CLONE_FLAGS: HashMap<u32, u64> = HashMap::with_max_entries(MAX
 /// Thread id -> the address of its saved user registers, kept at execve/execveat entry.
 #[map]
 pub(crate) static EXEC_REGS: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACKED, 0);
+
+/// The `n`th 8-byte slot of a trampoline's context: the function's arguments, then (fexit) its
+/// return value. Read with `bpf_probe_read_kernel`, not loaded directly: a direct load is
+/// checked against the argument's BTF type, and 5.10 refuses it where a compilation unit only
+/// forward-declares `struct pt_regs` ("arg0 type FWD is not a struct": `__x64_sys_execveat`
+/// and others); a read through the helper is not typed.
+#[inline(always)]
+fn ctx_slot(ctx: &impl EbpfContext, n: usize) -> Option<u64> {
+    // SAFETY: fault-tolerant kernel read inside the trampoline's argument array.
+    unsafe { bpf_probe_read_kernel((ctx.as_ptr() as *const u64).add(n)).ok() }
+}
 
 /// The traced thread-group's session, and the thread id, of the current task.
 #[inline(always)]
@@ -63,8 +75,8 @@ fn try_fexit_syscall(ctx: &FExitContext) -> Option<()> {
     // The `TRACKED` lookup first: it is all a process outside every session pays.
     let (pid_tgid, session) = current_session()?;
     // `long __x64_sys_X(const struct pt_regs *regs)`: the registers, then the return value.
-    let regs: u64 = ctx.arg(0);
-    let ret: i64 = ctx.arg(1);
+    let regs = ctx_slot(ctx, 0)?;
+    let ret = ctx_slot(ctx, 1)? as i64;
     let w = read_regs(regs)?;
     // The number in the registers says which syscall this is (one program serves them all).
     let kind = syscall_kind(w[ORIG_AX], w[CS])?;
@@ -83,8 +95,7 @@ pub fn pty_fentry_close(ctx: FEntryContext) -> i32 {
 #[inline(always)]
 fn try_fentry_close(ctx: &FEntryContext) -> Option<()> {
     let (pid_tgid, session) = current_session()?;
-    let regs: u64 = ctx.arg(0);
-    let w = read_regs(regs)?;
+    let w = read_regs(ctx_slot(ctx, 0)?)?;
     let kind = syscall_kind(w[ORIG_AX], w[CS])?;
     if !kind.reported_at_entry() {
         return None;
@@ -97,9 +108,8 @@ pub fn pty_fentry_clone(ctx: FEntryContext) -> i32 {
     if let Some((pid_tgid, _)) = current_session() {
         // `pid_t kernel_clone(struct kernel_clone_args *args)`: `u64 flags` is the first
         // field of `kernel_clone_args` on every kernel that has the function (5.10+).
-        let args: u64 = ctx.arg(0);
         // SAFETY: fault-tolerant kernel read.
-        if let Ok(flags) = unsafe { bpf_probe_read_kernel(args as *const u64) } {
+        if let Some(Ok(flags)) = ctx_slot(&ctx, 0).map(|args| unsafe { bpf_probe_read_kernel(args as *const u64) }) {
             // A full map leaves the flags unknown, as for an io_uring worker: the fork event
             // says so and /proc reconciliation covers it.
             let _ = CLONE_FLAGS.insert(&(pid_tgid as u32), &flags, 0);
@@ -121,8 +131,9 @@ pub fn pty_fentry_exec(ctx: FEntryContext) -> i32 {
     if let Some((pid_tgid, _)) = current_session() {
         // The registers stay where they are through the exec; `start_thread` sets the new
         // stack pointer in them before `sched_process_exec` fires.
-        let regs: u64 = ctx.arg(0);
-        let _ = EXEC_REGS.insert(&(pid_tgid as u32), &regs, 0);
+        if let Some(regs) = ctx_slot(&ctx, 0) {
+            let _ = EXEC_REGS.insert(&(pid_tgid as u32), &regs, 0);
+        }
     }
     0
 }
