@@ -51,19 +51,15 @@ pub fn fix_for(backend: ProbeBackend) -> &'static str {
 /// log, the line that says why (a missing helper, a refused attach). The whole log only with
 /// `verbose`.
 pub fn load_failure_line(syscall_error: &str, verifier_log: &str, verbose: bool) -> String {
-    let reason = verifier_log
-        .lines()
-        .map(str::trim)
-        .rev()
-        .find(|l| {
-            l.contains("invalid func ")
-                || l.contains("unknown func ")
-                || l.contains("not supported")
-                || l.contains("attach")
-                || l.contains("too large")
-                || l.contains("BTF")
-        })
-        .or_else(|| verifier_log.lines().map(str::trim).rev().find(|l| !l.is_empty() && !l.starts_with("processed ")));
+    // The verifier ends its log with statistics; the reason is the last line before them that
+    // says what was refused.
+    const STATS: &[&str] = &["processed ", "verification time", "stack depth", "max_states_per_insn"];
+    const REASONS: &[&str] = &["invalid func ", "unknown func ", "invalid ", "is not ", "not supported", "not allowed", "refused", "too large", "unknown"];
+    let lines: Vec<&str> = verifier_log.lines().map(str::trim).filter(|l| !l.is_empty() && !STATS.iter().any(|s| l.starts_with(s))).collect();
+    let reason = REASONS
+        .iter()
+        .find_map(|r| lines.iter().rev().find(|l| l.contains(r)))
+        .or_else(|| lines.last());
     let mut line = match reason {
         Some(r) => format!("{syscall_error} ({r})"),
         None => syscall_error.to_string(),
@@ -98,6 +94,11 @@ mod tests {
         let verbose = load_failure_line("Invalid argument (os error 22)", log, true);
         assert!(verbose.contains("0: (85) call unknown#158") && verbose.lines().count() > 3, "{verbose}");
         assert_eq!(load_failure_line("Operation not permitted (os error 1)", "", false), "Operation not permitted (os error 1)");
+        // What 5.10 answered a typed load of a trampoline's argument (abridged): the reason, not
+        // the statistics after it.
+        let log = "arg#0 type is not a struct\n12: (79) r1 = *(u64 *)(r6 +0)\nfunc '__x64_sys_execveat' arg0 type FWD is not a struct\ninvalid bpf_context access off=0 size=8\nverification time 9908 usec\nstack depth 16\nprocessed 12 insns (limit 1000000)\n";
+        let line = load_failure_line("Permission denied (os error 13)", log, false);
+        assert!(line.starts_with("Permission denied (os error 13) (invalid bpf_context access off=0 size=8)"), "{line}");
     }
 
     #[test]
