@@ -37,6 +37,8 @@ syscall_kinds! {
     PidfdGetfd = 50, InotifyInit = 51, InotifyInit1 = 52, FanotifyInit = 53,
     PerfEventOpen = 54, Userfaultfd = 55, IoUringSetup = 56, OpenTree = 57, Fsopen = 58,
     Fsmount = 59, Fspick = 60, LandlockCreateRuleset = 61, MqOpen = 62, Bpf = 63,
+    // seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER): the listener fd.
+    Seccomp = 64,
     // PTYs: TIOCGPTN reveals a master's index, TIOCGPTPEER opens its slave; FIOCLEX/FIONCLEX.
     Ioctl = 70,
     // Process creation and fd-table sharing.

@@ -104,6 +104,33 @@ fn forced_ring_buffer_overflow_is_counted_and_repaired() {
     eprintln!("overflow: {lost} events lost, drift {}, {compared} snapshots equal to /proc", s["drift"]);
 }
 
+#[test]
+fn a_seccomp_listener_fd_is_followed_by_the_kernel_side() {
+    if !bpf_available("a_seccomp_listener_fd_is_followed_by_the_kernel_side") {
+        return;
+    }
+    let dir = scratch("listener");
+    let gt = dir.join("gt");
+    std::fs::create_dir_all(&gt).unwrap();
+    let jsonl = dir.join("out.jsonl");
+    let hold = slow_ms(1200);
+    // The listener is made after 600 ms, once the first scans have seeded the process: had it
+    // come from /proc instead of an event, it would be drift, not seeding.
+    let out = run_traced(
+        &jsonl,
+        &["--interval", &interval_arg(100)],
+        &[WORKLOAD, "listener", &hold.to_string(), gt.to_str().unwrap(), &slow_ms(600).to_string()],
+    );
+    assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
+    assert!(compared >= 3, "compared {compared} snapshots");
+    let s = summary(&recs);
+    assert_eq!(s["lost_events"], 0);
+    // Not repaired from /proc: the listener came as an event.
+    assert_eq!(s["drift"], 0, "the listener fd needed a correction: {} {}", s["drift_by_cause"], s["drift_examples"]);
+}
+
 fn randomized(seed: u64) {
     let dir = scratch(&format!("random-{seed}"));
     let gt = dir.join("gt");

@@ -49,6 +49,7 @@ pub fn followed_syscalls() -> Vec<(&'static str, i64, SyscallKind)> {
         ("landlock_create_ruleset", 444, K::LandlockCreateRuleset),
         ("mq_open", libc::SYS_mq_open, K::MqOpen),
         ("bpf", libc::SYS_bpf, K::Bpf),
+        ("seccomp", libc::SYS_seccomp, K::Seccomp),
         ("ioctl", libc::SYS_ioctl, K::Ioctl),
         ("clone", libc::SYS_clone, K::Clone),
         ("clone3", libc::SYS_clone3, K::Clone3),

@@ -8,6 +8,10 @@
 //!   itself (O_CLOEXEC fds around) and early exits. When done, every live process writes its
 //!   ground truth and sleeps HOLD_MS: that is the quiescent window the tests compare in.
 //!
+//! - `listener HOLD_MS GT_DIR DELAY_MS`: after DELAY_MS (a tracer has seeded it by then), installs
+//!   an allow-everything seccomp filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER` (a supervisor's
+//!   listener fd), writes its ground truth, holds for HOLD_MS.
+//!
 //! Ground truth (one file per process, `GT_DIR/PID`): `pid fds masters slaves unix_ms`, read
 //! from /proc/self/fd after the last operation.
 
@@ -249,13 +253,33 @@ fn random(args: &[String]) {
     }
 }
 
+/// seccomp's listener fd: a filter that allows everything, with a user-notification listener.
+fn listener(args: &[String]) {
+    let hold: u64 = args[0].parse().unwrap();
+    std::thread::sleep(Duration::from_millis(args[2].parse().unwrap()));
+    // BPF_RET | BPF_K, SECCOMP_RET_ALLOW
+    let filter = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }];
+    let prog = libc::sock_fprog { len: 1, filter: filter.as_ptr() as *mut _ };
+    const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
+    const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_long = 1 << 3;
+    // SAFETY: prctl and seccomp with a valid one-instruction program.
+    let fd = unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "no_new_privs");
+        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog)
+    };
+    assert!(fd > 2, "seccomp listener: {}", std::io::Error::last_os_error());
+    ground_truth(&args[1]);
+    std::thread::sleep(Duration::from_millis(hold));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("opens") if args.len() >= 6 => opens(&args[2..]),
         Some("random") if args.len() >= 6 => random(&args[2..]),
+        Some("listener") if args.len() >= 5 => listener(&args[2..]),
         _ => {
-            eprintln!("usage: workload opens N M HOLD_MS GT_DIR | random SEED STEPS HOLD_MS GT_DIR [DEPTH]");
+            eprintln!("usage: workload opens N M HOLD_MS GT_DIR | random SEED STEPS HOLD_MS GT_DIR [DEPTH] | listener HOLD_MS GT_DIR DELAY_MS");
             std::process::exit(2);
         }
     }
