@@ -25,6 +25,7 @@ pub fn followed_syscalls() -> Vec<(&'static str, i64, SyscallKind)> {
         ("socketpair", libc::SYS_socketpair, K::SocketPair),
         ("accept", libc::SYS_accept, K::Accept),
         ("accept4", libc::SYS_accept4, K::Accept4),
+        ("recvmsg", libc::SYS_recvmsg, K::RecvMsg),
         ("eventfd2", libc::SYS_eventfd2, K::EventFd2),
         ("epoll_create1", libc::SYS_epoll_create1, K::EpollCreate1),
         ("timerfd_create", libc::SYS_timerfd_create, K::TimerfdCreate),

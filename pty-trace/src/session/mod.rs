@@ -38,7 +38,10 @@ use self::{
 use crate::{
     clock::{Clock, monotonic_ns},
     core::{
-        model::{Model, event::decode},
+        model::{
+            Model,
+            event::{Event, decode},
+        },
         records::{EndReason, RecordKind, StartRec, SummaryRec, TracerCost},
         redact::redact_argv,
         score::{Crossing, Thresholds},
@@ -350,7 +353,14 @@ impl Tracer {
         let rb = ring.get_mut();
         while let Some(item) = rb.next() {
             match decode(&item) {
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    // Received fds: the kernel side knows their numbers; /proc says what they
+                    // are, read now, before any later event of the process is applied.
+                    if let Event::Received { h, fds, .. } = &mut ev {
+                        for r in fds.iter_mut() {
+                            r.seen = procfs::observe_fd(h.tgid, r.fd);
+                        }
+                    }
                     if let Some(filter) = &self.debug_events {
                         let text = format!("{:?}", ev.redacted());
                         match filter {

@@ -37,6 +37,27 @@ pub(super) fn apply_open(m: &mut Model, h: &Header, fd: i32, dirfd: i64, flags: 
     install(m, h, fd, e);
 }
 
+/// fds `recvmsg` installed (`SCM_RIGHTS`), each as /proc showed it when the event was read, or
+/// of unknown kind when it was gone by then (its close is on its way as an event).
+pub(super) fn apply_received(m: &mut Model, h: &Header, fds: &[super::event::ReceivedFd], cloexec: bool) {
+    for r in fds {
+        let e = match &r.seen {
+            Some(o) => {
+                let (kind, index) = super::fd::classify_link_target(&o.target, o.tty_index);
+                let mut e = FdEntry::new(kind, o.target.clone(), cloexec);
+                e.pty_index = index;
+                e
+            }
+            None => FdEntry::new(FdKind::Unknown, "scm_rights", cloexec),
+        };
+        let master = (e.kind == FdKind::PtyMaster).then_some(e.pty_index).flatten();
+        install(m, h, r.fd, e);
+        if let Some(i) = master {
+            m.note_master(i);
+        }
+    }
+}
+
 /// Joins a relative path with its directory fd's target when the model knows it.
 fn resolve(m: &Model, pid: u32, dirfd: i64, path: &str) -> String {
     if path.starts_with('/') || dirfd == AT_FDCWD {
