@@ -119,9 +119,20 @@ pub fn parse_libtest(text: &str) -> Libtest {
     r
 }
 
-/// The one-line reason from `pty-trace doctor`'s output: its FAIL lines, whitespace collapsed.
+/// Longest doctor line kept in a reason (a failed load's line carries the whole verifier log,
+/// which stays in `doctor.log`).
+const REASON_LINE_MAX: usize = 160;
+
+/// The one-line reason from `pty-trace doctor`'s output: its FAIL lines, whitespace collapsed,
+/// each cut at `REASON_LINE_MAX` characters.
 pub fn doctor_reason(output: &str) -> String {
-    let collapse = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let collapse = |l: &str| {
+        let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
+        match l.char_indices().nth(REASON_LINE_MAX) {
+            Some((at, _)) => format!("{}...", &l[..at]),
+            None => l,
+        }
+    };
     let fails: Vec<String> = output
         .lines()
         .filter(|l| l.contains("FAIL"))
@@ -151,10 +162,11 @@ pub fn judge(expect: Expect, doctor: &Doctor, steps: &[Step], vm_problem: Option
     }
     let mut problems = Vec::new();
     let mut passed = 0;
+    let mut not_run: Vec<&str> = Vec::new();
     for step in steps {
         passed += step.libtest.passed;
         match step.status {
-            None => problems.push(format!("{}: did not run{vm}", step.name)),
+            None => not_run.push(&step.name),
             Some(s) if TIMEOUT_STATUSES.contains(&s) => {
                 problems.push(format!("{}: timed out", step.name));
             }
@@ -170,6 +182,13 @@ pub fn judge(expect: Expect, doctor: &Doctor, steps: &[Step], vm_problem: Option
             Some(0) => {}
             Some(s) => problems.push(format!("{}: exit status {s}", step.name)),
         }
+    }
+    if let Some(first) = not_run.first() {
+        problems.push(format!(
+            "{} of {} test runs did not run, from {first} on{vm}",
+            not_run.len(),
+            steps.len()
+        ));
     }
     if problems.is_empty() && !steps.is_empty() && passed == 0 {
         problems.push("no test ran (does the filter match any test?)".into());
@@ -334,6 +353,10 @@ mod tests {
         assert_eq!(doctor_reason(out), "bpf programs FAIL load: helper 158 unknown");
         assert_eq!(doctor_reason("error: no such  flag\n\n"), "error: no such flag");
         assert_eq!(doctor_reason(""), "no output");
+        let long = format!("probes  FAIL  load failed: {}", "r1 = r2 ".repeat(100));
+        let reason = doctor_reason(&long);
+        assert_eq!(reason.chars().count(), REASON_LINE_MAX + 3);
+        assert!(reason.starts_with("probes FAIL load failed: r1 = r2") && reason.ends_with("..."));
     }
 
     #[test]
@@ -366,8 +389,13 @@ mod tests {
             judge(Required, &Doctor::Passed, &timeout, None),
             Verdict::Fail("signals: timed out".into())
         );
-        let missing = vec![step("signals", None, "")];
-        assert!(matches!(judge(Required, &Doctor::Passed, &missing, None), Verdict::Fail(_)));
+        let missing = vec![ok[0].clone(), step("signals", None, ""), step("tui", None, "")];
+        assert_eq!(
+            judge(Required, &Doctor::Passed, &missing, Some("the guest kernel crashed")),
+            Verdict::Fail(
+                "2 of 3 test runs did not run, from signals on (the guest kernel crashed)".into()
+            )
+        );
         let crashed = vec![step("signals", Some(139), "running 1 test\n")];
         assert_eq!(
             judge(Required, &Doctor::Passed, &crashed, None),
