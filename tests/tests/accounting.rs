@@ -104,31 +104,37 @@ fn forced_ring_buffer_overflow_is_counted_and_repaired() {
     eprintln!("overflow: {lost} events lost, drift {}, {compared} snapshots equal to /proc", s["drift"]);
 }
 
+/// Runs `workload MODE HOLD GT DELAY` traced: its fds change after 600 ms, once the first
+/// scans have seeded the process, so an fd that came from /proc instead of an event would be
+/// drift, not seeding. Requires every quiet snapshot to equal /proc, no loss and no drift;
+/// returns the records and the ground truth.
+fn exact_after_seeding(mode: &str, hold_ms: u64) -> (Vec<Value>, Vec<(u32, (u64, u64, u64), u64)>) {
+    let dir = scratch(mode);
+    let gt = dir.join("gt");
+    std::fs::create_dir_all(&gt).unwrap();
+    let jsonl = dir.join("out.jsonl");
+    let hold = slow_ms(hold_ms);
+    let out = run_traced(
+        &jsonl,
+        &["--interval", &interval_arg(100)],
+        &[WORKLOAD, mode, &hold.to_string(), gt.to_str().unwrap(), &slow_ms(600).to_string()],
+    );
+    assert!(out.status.success(), "{mode}: pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
+    assert!(compared >= 3, "{mode}: compared {compared} snapshots");
+    let s = summary(&recs);
+    assert_eq!(s["lost_events"], 0, "{mode}");
+    assert_eq!(s["drift"], 0, "{mode}: the model needed corrections: {} {}", s["drift_by_cause"], s["drift_examples"]);
+    (recs, ground_truth(&gt))
+}
+
 #[test]
 fn a_seccomp_listener_fd_is_followed_by_the_kernel_side() {
     if !bpf_available("a_seccomp_listener_fd_is_followed_by_the_kernel_side") {
         return;
     }
-    let dir = scratch("listener");
-    let gt = dir.join("gt");
-    std::fs::create_dir_all(&gt).unwrap();
-    let jsonl = dir.join("out.jsonl");
-    let hold = slow_ms(1200);
-    // The listener is made after 600 ms, once the first scans have seeded the process: had it
-    // come from /proc instead of an event, it would be drift, not seeding.
-    let out = run_traced(
-        &jsonl,
-        &["--interval", &interval_arg(100)],
-        &[WORKLOAD, "listener", &hold.to_string(), gt.to_str().unwrap(), &slow_ms(600).to_string()],
-    );
-    assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
-    let recs = read_jsonl(&jsonl);
-    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
-    assert!(compared >= 3, "compared {compared} snapshots");
-    let s = summary(&recs);
-    assert_eq!(s["lost_events"], 0);
-    // Not repaired from /proc: the listener came as an event.
-    assert_eq!(s["drift"], 0, "the listener fd needed a correction: {} {}", s["drift_by_cause"], s["drift_examples"]);
+    exact_after_seeding("listener", 1200);
 }
 
 #[test]
@@ -136,29 +142,10 @@ fn fds_received_over_scm_rights_are_events_with_their_kind() {
     if !bpf_available("fds_received_over_scm_rights_are_events_with_their_kind") {
         return;
     }
-    let dir = scratch("received");
-    let gt = dir.join("gt");
-    std::fs::create_dir_all(&gt).unwrap();
-    let jsonl = dir.join("out.jsonl");
-    let hold = slow_ms(1500);
-    // Received after 600 ms, once the first scans have seeded the process: an fd that came from
-    // /proc instead of an event would be drift.
-    let out = run_traced(
-        &jsonl,
-        &["--interval", &interval_arg(100)],
-        &[WORKLOAD, "received", &hold.to_string(), gt.to_str().unwrap(), &slow_ms(600).to_string()],
-    );
-    assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
-    let recs = read_jsonl(&jsonl);
-    // 2 PTY masters among 8 received fds, equal to /proc in every quiet snapshot.
-    let gts = ground_truth(&gt);
+    let (recs, gts) = exact_after_seeding("received", 1500);
+    // 2 PTY masters among 8 received fds; the masters the sender dropped at its exit are held by
+    // the receiver: none is lost.
     let parent = gts.iter().find(|g| g.1.1 == 2).unwrap_or_else(|| panic!("the receiver holds 2 masters: {gts:?}"));
-    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
-    assert!(compared >= 3, "compared {compared} snapshots");
-    let s = summary(&recs);
-    assert_eq!(s["lost_events"], 0);
-    assert_eq!(s["drift"], 0, "received fds needed corrections: {} {}", s["drift_by_cause"], s["drift_examples"]);
-    // The masters the sender dropped at exit are held by the receiver: no master is lost.
     let last = of_type(&recs, "snapshot").into_iter().rev().find_map(|x| x["processes"].as_array().unwrap().iter().find(|p| p["pid"] == parent.0).cloned());
     assert_eq!(last.map(|r| row_counts(&r).1), Some(2));
 }

@@ -277,49 +277,52 @@ fn listener(args: &[String]) {
     std::thread::sleep(Duration::from_millis(hold));
 }
 
-/// Sends `fds` over the unix socket `sock` in one SCM_RIGHTS message.
-fn send_fds(sock: i32, fds: &[i32]) {
+/// A one-byte message with room for `n` fds of control data, handed to `f` (which sends or
+/// receives it). The control buffer is 8-byte aligned, as `cmsghdr` needs.
+fn with_msg<R>(n: usize, f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
     let mut byte = [b'x'];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    // SAFETY: CMSG_* compute sizes; the buffer is large enough and 8-byte aligned.
-    unsafe {
-        let space = libc::CMSG_SPACE((fds.len() * 4) as u32) as usize;
-        let mut buf = vec![0u64; space.div_ceil(8)];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = buf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN((fds.len() * 4) as u32) as usize;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast::<i32>(), fds.len());
-        assert_eq!(libc::sendmsg(sock, &msg, 0), 1, "sendmsg: {}", std::io::Error::last_os_error());
-    }
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE((n * 4) as u32) } as usize;
+    let mut buf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    f(&mut msg)
+}
+
+/// Sends `fds` over the unix socket `sock` in one SCM_RIGHTS message.
+fn send_fds(sock: i32, fds: &[i32]) {
+    with_msg(fds.len(), |msg| {
+        // SAFETY: the control buffer has room for one header and `fds`.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN((fds.len() * 4) as u32) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast::<i32>(), fds.len());
+            assert_eq!(libc::sendmsg(sock, msg, 0), 1, "sendmsg: {}", std::io::Error::last_os_error());
+        }
+    })
 }
 
 /// Receives one message from `sock` with room for `n` fds.
 fn recv_fds(sock: i32, n: usize, flags: i32) -> Vec<i32> {
-    let mut byte = [0u8];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    // SAFETY: as in send_fds.
-    unsafe {
-        let space = libc::CMSG_SPACE((n * 4) as u32) as usize;
-        let mut buf = vec![0u64; space.div_ceil(8)];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = buf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        assert_eq!(libc::recvmsg(sock, &mut msg, flags), 1, "recvmsg: {}", std::io::Error::last_os_error());
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS, "no SCM_RIGHTS message");
-        let k = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-        let mut out = vec![0i32; k];
-        std::ptr::copy_nonoverlapping(libc::CMSG_DATA(c).cast::<i32>(), out.as_mut_ptr(), k);
-        out
-    }
+    with_msg(n, |msg| {
+        // SAFETY: the kernel writes at most msg_controllen bytes of control data.
+        unsafe {
+            assert_eq!(libc::recvmsg(sock, msg, flags), 1, "recvmsg: {}", std::io::Error::last_os_error());
+            let c = libc::CMSG_FIRSTHDR(msg);
+            assert!(!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS, "no SCM_RIGHTS message");
+            let k = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+            let mut out = vec![0i32; k];
+            std::ptr::copy_nonoverlapping(libc::CMSG_DATA(c).cast::<i32>(), out.as_mut_ptr(), k);
+            out
+        }
+    })
 }
 
 /// fds received over SCM_RIGHTS (see the module doc).

@@ -154,17 +154,24 @@ fn real_main() -> Result<()> {
     result
 }
 
-/// `bench soak`: root and pty-trace only.
-fn soak_main(o: soak::SoakOpts) -> Result<()> {
+/// The workspace root and the pty-trace binary (`PTY_TRACE_BIN`, else the release build), once
+/// this runs as root (`not_root` is the error otherwise).
+fn root_and_pty_trace(not_root: &str) -> Result<(PathBuf, PathBuf)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("the soak loads eBPF programs: run it as root (cargo xtask bench -- soak does)");
+        bail!("{not_root}");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
     let pty_trace = std::env::var_os("PTY_TRACE_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/pty-trace"));
     if !pty_trace.is_file() {
         bail!("pty-trace binary not found at {} (build it with `cargo xtask build`, or set PTY_TRACE_BIN)", pty_trace.display());
     }
+    Ok((root, pty_trace))
+}
+
+/// `bench soak`: root and pty-trace only.
+fn soak_main(o: soak::SoakOpts) -> Result<()> {
+    let (root, pty_trace) = root_and_pty_trace("the soak loads eBPF programs: run it as root (cargo xtask bench -- soak does)")?;
     let version = first_line_of(Command::new(&pty_trace).arg("--version")).unwrap_or_else(|| "unknown".into());
     let work = std::env::temp_dir().join(format!("pty-trace-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -193,15 +200,7 @@ fn backends_main(args: &mut dyn Iterator<Item = String>) -> Result<()> {
             _ => usage(),
         }
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the benchmark loads eBPF programs: run it as root");
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let pty_trace = std::env::var_os("PTY_TRACE_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/pty-trace"));
-    if !pty_trace.is_file() {
-        bail!("pty-trace binary not found at {} (build it with `cargo xtask build`, or set PTY_TRACE_BIN)", pty_trace.display());
-    }
+    let (root, pty_trace) = root_and_pty_trace("the benchmark loads eBPF programs: run it as root")?;
     let benchload = match std::env::var_os("BENCHLOAD_BIN") {
         Some(p) => PathBuf::from(p),
         None => build_benchload(&root)?,
