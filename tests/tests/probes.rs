@@ -153,20 +153,32 @@ fn the_trampoline_backend_leaves_the_syscall_tracepoints_alone() {
     let recs = read_jsonl(&jsonl);
     let start = of_type(&recs, "start")[0];
     assert_eq!(start["attached_tracepoints"].as_u64().unwrap() as usize, links.len(), "one link per attachment: {links:?}");
-    let sched: Vec<_> = links.iter().filter(|(_, tp)| tp.starts_with("sched_process_")).collect();
-    assert_eq!(sched.len(), 3, "the three scheduler tracepoints: {links:?}");
-    let syscall_tps: Vec<_> = links.iter().filter(|(_, tp)| tp == "sys_exit" || tp.starts_with("sys_enter_")).collect();
+    // fdinfo names a perf link's tracepoint only from about 6.15 on; before, the link types and
+    // their numbers tell the backends apart.
+    let of_type = |t: &str| links.iter().filter(|(lt, _)| lt == t).collect::<Vec<_>>();
+    let (perf, raw, tracing) = (of_type("perf"), of_type("raw_tracepoint"), of_type("tracing"));
+    let named = |l: &[&(String, String)]| l.iter().all(|(_, tp)| !tp.is_empty());
     if start["probes"] == "fentry" {
-        assert!(syscall_tps.is_empty(), "fentry must not use syscall tracepoints: {syscall_tps:?}");
-        let tracing = links.iter().filter(|(t, _)| t == "tracing").count();
+        // The three scheduler tracepoints, and trampolines for the rest.
+        assert!(raw.is_empty(), "fentry must not use the raw sys_exit tracepoint: {links:?}");
+        assert_eq!(perf.len(), 3, "only the three scheduler tracepoints: {links:?}");
+        if named(&perf) {
+            assert!(perf.iter().all(|(_, tp)| tp.starts_with("sched_process_")), "{links:?}");
+        }
         // One per followed syscall the kernel has, plus kernel_clone twice and execve/execveat.
-        assert!(tracing >= 40, "trampolines: {links:?}");
-        assert_eq!(tracing + 3, links.len(), "{links:?}");
+        assert!(tracing.len() >= 40, "trampolines: {links:?}");
+        assert_eq!(tracing.len() + 3, links.len(), "{links:?}");
     } else {
-        let names: Vec<&str> = syscall_tps.iter().map(|(_, tp)| tp.as_str()).collect();
-        assert_eq!(names.len(), 3, "sys_exit, sys_enter_close, sys_enter_close_range: {links:?}");
-        for n in ["sys_exit", "sys_enter_close", "sys_enter_close_range"] {
-            assert!(names.contains(&n), "{n} missing: {links:?}");
+        // sys_exit (raw), sys_enter_close and _close_range and the three scheduler tracepoints.
+        assert_eq!((raw.len(), perf.len(), tracing.len()), (1, 5, 0), "{links:?}");
+        if named(&raw) {
+            assert_eq!(raw[0].1, "sys_exit");
+        }
+        if named(&perf) {
+            let names: Vec<&str> = perf.iter().map(|(_, tp)| tp.as_str()).collect();
+            for n in ["sys_enter_close", "sys_enter_close_range", "sched_process_fork", "sched_process_exec", "sched_process_exit"] {
+                assert!(names.contains(&n), "{n} missing: {links:?}");
+            }
         }
     }
 }
