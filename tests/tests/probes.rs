@@ -155,8 +155,8 @@ fn the_trampoline_backend_leaves_the_syscall_tracepoints_alone() {
     assert_eq!(start["attached_tracepoints"].as_u64().unwrap() as usize, links.len(), "one link per attachment: {links:?}");
     // fdinfo names a perf link's tracepoint only from about 6.15 on; before, the link types and
     // their numbers tell the backends apart.
-    let of_type = |t: &str| links.iter().filter(|(lt, _)| lt == t).collect::<Vec<_>>();
-    let (perf, raw, tracing) = (of_type("perf"), of_type("raw_tracepoint"), of_type("tracing"));
+    let links_of_type = |t: &str| links.iter().filter(|(lt, _)| lt == t).collect::<Vec<_>>();
+    let (perf, raw, tracing) = (links_of_type("perf"), links_of_type("raw_tracepoint"), links_of_type("tracing"));
     let named = |l: &[&(String, String)]| l.iter().all(|(_, tp)| !tp.is_empty());
     if start["probes"] == "fentry" {
         // The three scheduler tracepoints, and trampolines for the rest.
