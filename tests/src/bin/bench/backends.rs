@@ -135,5 +135,30 @@ pub(crate) fn run(ctx: &Ctx, kernel: &str) -> Result<String> {
     Ok(md)
 }
 
+/// The markers around the per-backend section of docs/BENCHMARKS.md that `cargo xtask bench
+/// --vm` writes (one subsection per kernel) and the host bench keeps when it rewrites the file.
+pub(crate) const VM_BEGIN: &str = "<!-- bench --vm: begin -->";
+pub(crate) const VM_END: &str = "<!-- bench --vm: end -->";
+
+/// The per-backend section of a BENCHMARKS.md text, markers included.
+pub(crate) fn vm_block(doc: &str) -> Option<&str> {
+    let start = doc.find(VM_BEGIN)?;
+    let end = doc[start..].find(VM_END)? + start + VM_END.len();
+    Some(&doc[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vm_block_is_found_with_its_markers() {
+        let doc = format!("# b\n\n## Raw\nx\n{VM_BEGIN}\n## per backend\n| a |\n{VM_END}\ntail\n");
+        assert_eq!(vm_block(&doc), Some(format!("{VM_BEGIN}\n## per backend\n| a |\n{VM_END}").as_str()));
+        assert_eq!(vm_block("# b\nno block\n"), None);
+        assert_eq!(vm_block(&format!("{VM_BEGIN} unterminated")), None);
+    }
+}
+
 /// How long a backends run may take per sample (the emulated CPU is slow).
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(900);

@@ -355,7 +355,13 @@ fn run_suite(mut ctx: Ctx, out_path: &Path, pty_trace_version: &str, t_all: Inst
     if ctx.quick {
         ctx.notes.push("--quick: one round, small N, all four workloads in one process tree per configuration (one tracer session each); a smoke test of the suite, not numbers to quote.".into());
     }
-    let doc = render(&ctx, &samples, &ex, &date, pty_trace_version, t_all.elapsed());
+    let mut doc = render(&ctx, &samples, &ex, &date, pty_trace_version, t_all.elapsed());
+    // The per-backend figures from VMs (`cargo xtask bench --vm`) are another run's: kept.
+    if let Some(block) = std::fs::read_to_string(out_path).ok().as_deref().and_then(backends::vm_block) {
+        doc.push('\n');
+        doc.push_str(block);
+        doc.push('\n');
+    }
     println!("{doc}");
     if let Some(dir) = out_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
