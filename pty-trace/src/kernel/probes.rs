@@ -85,6 +85,8 @@ impl LoadOptions {
 
 /// The loaded and attached programs with the maps userspace uses.
 pub struct Probes {
+    /// Our programs, kept open to read what the kernel says of them (`recursion_misses`).
+    prog_fds: Vec<std::os::fd::OwnedFd>,
     /// The backend in use.
     pub backend: ProbeBackend,
     /// `--probes auto` fell back to tracepoints: why the trampolines could not be used.
@@ -109,7 +111,9 @@ pub struct Probes {
 /// The kernel side's `COUNTERS`, summed over CPUs (see [`Counter`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters {
-    /// Ring buffer reservations that failed: events lost.
+    /// Ring buffer reservations that failed, plus runs of our programs the kernel skipped
+    /// (`recursion_misses`: a program already running on that CPU, preempted, made the kernel
+    /// drop the next run rather than nest it): events lost either way.
     pub lost_events: u64,
     /// Children TRACKED had no room for: they run untraced.
     pub untracked_children: u64,
@@ -276,13 +280,14 @@ impl Probes {
             .map_err(|e| anyhow!("filling {MAP_OFFSETS}: {e}"))?;
 
         let mut links = Vec::new();
+        let mut prog_fds = Vec::new();
         let (fork, exec) = match backend {
             ProbeBackend::Tracepoint => (PROG_FORK, PROG_EXEC),
             ProbeBackend::Fentry => (PROG_FORK_TRAMP, PROG_EXEC_TRAMP),
         };
         if backend == ProbeBackend::Fentry {
             // Before the scheduler hooks, which read what these keep.
-            attach_trampoline_helpers(&mut ebpf, &mut links, opts.verbose)?;
+            attach_trampoline_helpers(&mut ebpf, &mut Attached { links: &mut links, prog_fds: &mut prog_fds }, opts.verbose)?;
         }
         // The scheduler hooks go first: once a process is tracked, its children must be.
         for (prog, name) in [
@@ -293,6 +298,7 @@ impl Probes {
             let p: &mut TracePoint = program(&mut ebpf, prog)?;
             p.load()
                 .map_err(|e| load_error(backend, prog, &e, opts.verbose))?;
+            prog_fds.push(keep_fd(p.fd())?);
             let id = p.attach("sched", name).map_err(|e| {
                 permission_error(&format!("attach {prog} to sched:{name}"), format!("{e:#}"))
             })?;
@@ -301,8 +307,19 @@ impl Probes {
             ));
         }
         match backend {
-            ProbeBackend::Tracepoint => attach_syscall_tracepoints(&mut ebpf, &tracefs, &followed, &mut links, opts.verbose)?,
-            ProbeBackend::Fentry => missing.extend(attach_syscall_trampolines(&mut ebpf, &followed, &mut links, opts.verbose)?),
+            ProbeBackend::Tracepoint => attach_syscall_tracepoints(
+                &mut ebpf,
+                &tracefs,
+                &followed,
+                &mut Attached { links: &mut links, prog_fds: &mut prog_fds },
+                opts.verbose,
+            )?,
+            ProbeBackend::Fentry => missing.extend(attach_syscall_trampolines(
+                &mut ebpf,
+                &followed,
+                &mut Attached { links: &mut links, prog_fds: &mut prog_fds },
+                opts.verbose,
+            )?),
         }
 
         let tracked: BpfHashMap<MapData, u32, u32> = BpfHashMap::try_from(
@@ -321,6 +338,7 @@ impl Probes {
         )
         .map_err(|e| anyhow!("{e}"))?;
         Ok(Probes {
+            prog_fds,
             backend,
             fallback: None,
             _ebpf: ebpf,
@@ -351,11 +369,36 @@ impl Probes {
     /// What the kernel side could not do so far, summed over all CPUs.
     pub fn counters(&self) -> KernelCounters {
         let slot = |c: Counter| self.counters.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+        use std::os::fd::AsRawFd;
+        let missed: u64 = self
+            .prog_fds
+            .iter()
+            .map(|fd| std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).map_or(0, |t| recursion_misses(&t)))
+            .sum();
         KernelCounters {
-            lost_events: slot(Counter::LostEvents),
+            lost_events: slot(Counter::LostEvents) + missed,
             untracked_children: slot(Counter::UntrackedChildren),
         }
     }
+}
+
+/// What attaching produces: the links (dropping one detaches it) and our programs' fds.
+struct Attached<'a> {
+    links: &'a mut Vec<Link>,
+    prog_fds: &'a mut Vec<std::os::fd::OwnedFd>,
+}
+
+/// A copy of a loaded program's fd, kept to read its `recursion_misses`.
+fn keep_fd(fd: Result<&aya::programs::ProgramFd, ProgramError>) -> AppResult<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let fd = fd.map_err(|e| anyhow!("program fd: {e}"))?;
+    Ok(fd.as_fd().try_clone_to_owned().map_err(|e| anyhow!("duplicating a program fd: {e}"))?)
+}
+
+/// `recursion_misses:` of `/proc/self/fdinfo/FD` for a BPF program (0 when the kernel does
+/// not say: before 5.12).
+pub fn recursion_misses(fdinfo: &str) -> u64 {
+    fdinfo.lines().find_map(|l| l.strip_prefix("recursion_misses:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// One line for a program of `backend` that did not load. The trampoline backend's refusals
@@ -403,7 +446,7 @@ fn attach_syscall_tracepoints(
     ebpf: &mut Ebpf,
     tracefs: &std::path::Path,
     followed: &[(&'static str, SyscallKind)],
-    links: &mut Vec<Link>,
+    out: &mut Attached<'_>,
     verbose: bool,
 ) -> AppResult<()> {
     let b = ProbeBackend::Tracepoint;
@@ -417,17 +460,19 @@ fn attach_syscall_tracepoints(
         check_syscall_enter_layout(tracefs, &event)?;
         let p: &mut TracePoint = program(ebpf, prog)?;
         p.load().map_err(|e| load_error(b, prog, &e, verbose))?;
+        out.prog_fds.push(keep_fd(p.fd())?);
         let id = p.attach("syscalls", &event).map_err(|e| {
             permission_error(&format!("attach {prog} to syscalls:{event}"), format!("{e:#}"))
         })?;
-        links.push(Link::Tp(p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?));
+        out.links.push(Link::Tp(p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?));
     }
     let p: &mut RawTracePoint = program(ebpf, PROG_SYS_EXIT)?;
     p.load().map_err(|e| load_error(b, PROG_SYS_EXIT, &e, verbose))?;
+    out.prog_fds.push(keep_fd(p.fd())?);
     let id = p.attach("sys_exit").map_err(|e| {
         permission_error(&format!("attach {PROG_SYS_EXIT} to raw tracepoint sys_exit"), format!("{e:#}"))
     })?;
-    links.push(Link::Raw(p.take_link(id).map_err(|e| anyhow!("{PROG_SYS_EXIT}: {e}"))?));
+    out.links.push(Link::Raw(p.take_link(id).map_err(|e| anyhow!("{PROG_SYS_EXIT}: {e}"))?));
     Ok(())
 }
 
@@ -442,7 +487,7 @@ fn kernel_btf() -> AppResult<Btf> {
 /// kernel's BTF has no such function (nothing can sit on it). The same program is loaded once
 /// per function: the kernel ties a tracing program to its target at load time, so it is
 /// unloaded again once attached (the link keeps it alive).
-fn attach_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, links: &mut Vec<Link>, verbose: bool) -> AppResult<bool> {
+fn attach_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, out: &mut Attached<'_>, verbose: bool) -> AppResult<bool> {
     let b = ProbeBackend::Fentry;
     let what = format!("{prog} on {func}");
     let attach_error = |e: ProgramError| {
@@ -461,20 +506,22 @@ fn attach_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: b
     if exit {
         let p: &mut FExit = program(ebpf, prog)?;
         let id = p.attach().map_err(attach_error)?;
-        links.push(Link::Exit(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
+        out.links.push(Link::Exit(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
+        out.prog_fds.push(keep_fd(p.fd())?);
         p.unload().map_err(|e| anyhow!("{what}: {e}"))?;
     } else {
         let p: &mut FEntry = program(ebpf, prog)?;
         let id = p.attach().map_err(attach_error)?;
-        links.push(Link::Entry(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
+        out.links.push(Link::Entry(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
+        out.prog_fds.push(keep_fd(p.fd())?);
         p.unload().map_err(|e| anyhow!("{what}: {e}"))?;
     }
     Ok(true)
 }
 
 /// A kernel function every kernel the trampoline backend supports has: its absence is an error.
-fn attach_required_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, links: &mut Vec<Link>, verbose: bool) -> AppResult<()> {
-    if attach_trampoline(ebpf, btf, prog, func, exit, links, verbose)? {
+fn attach_required_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, out: &mut Attached<'_>, verbose: bool) -> AppResult<()> {
+    if attach_trampoline(ebpf, btf, prog, func, exit, out, verbose)? {
         return Ok(());
     }
     Err(AppError::UnsupportedKernel(format!(
@@ -486,12 +533,12 @@ fn attach_required_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str
 
 /// The trampoline backend's hooks that keep what the scheduler hooks read: `kernel_clone`'s
 /// flags, the registers of `execve`/`execveat`.
-fn attach_trampoline_helpers(ebpf: &mut Ebpf, links: &mut Vec<Link>, verbose: bool) -> AppResult<()> {
+fn attach_trampoline_helpers(ebpf: &mut Ebpf, out: &mut Attached<'_>, verbose: bool) -> AppResult<()> {
     let btf = kernel_btf()?;
-    attach_required_trampoline(ebpf, &btf, PROG_FENTRY_CLONE, "kernel_clone", false, links, verbose)?;
-    attach_required_trampoline(ebpf, &btf, PROG_FEXIT_CLONE, "kernel_clone", true, links, verbose)?;
+    attach_required_trampoline(ebpf, &btf, PROG_FENTRY_CLONE, "kernel_clone", false, out, verbose)?;
+    attach_required_trampoline(ebpf, &btf, PROG_FEXIT_CLONE, "kernel_clone", true, out, verbose)?;
     for func in ["__x64_sys_execve", "__x64_sys_execveat"] {
-        attach_required_trampoline(ebpf, &btf, PROG_FENTRY_EXEC, func, false, links, verbose)?;
+        attach_required_trampoline(ebpf, &btf, PROG_FENTRY_EXEC, func, false, out, verbose)?;
     }
     Ok(())
 }
@@ -502,7 +549,7 @@ fn attach_trampoline_helpers(ebpf: &mut Ebpf, links: &mut Vec<Link>, verbose: bo
 fn attach_syscall_trampolines(
     ebpf: &mut Ebpf,
     followed: &[(&'static str, SyscallKind)],
-    links: &mut Vec<Link>,
+    out: &mut Attached<'_>,
     verbose: bool,
 ) -> AppResult<Vec<&'static str>> {
     let btf = kernel_btf()?;
@@ -517,7 +564,7 @@ fn attach_syscall_trampolines(
             }
             let func = format!("__x64_sys_{name}");
             let prog = if is_exit { PROG_FEXIT_SYSCALL } else { PROG_FENTRY_CLOSE };
-            if !attach_trampoline(ebpf, &btf, prog, &func, is_exit, links, verbose)? {
+            if !attach_trampoline(ebpf, &btf, prog, &func, is_exit, out, verbose)? {
                 missing.push(name);
             }
         }
@@ -533,3 +580,16 @@ pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
 
 
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recursion_misses_from_fdinfo() {
+        let info = "pos:\t0\nflags:\t02000002\nprog_type:\t26\nprog_jited:\t1\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t17\nverified_insns:\t409\n";
+        assert_eq!(recursion_misses(info), 17);
+        // Kernels before 5.12 do not say: nothing missed that we could know of.
+        assert_eq!(recursion_misses("pos:\t0\nprog_type:\t5\n"), 0);
+    }
+}
