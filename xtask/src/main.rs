@@ -92,6 +92,10 @@ enum Cmd {
         /// Wall-clock limit of each VM in seconds (default: from the number of test runs).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Bring the tests' scratch files (JSONL recordings) back to target/vmtest/out/ (the
+        /// guest then writes them over 9p, which is slower than its tmpfs).
+        #[arg(long)]
+        keep_scratch: bool,
     },
 }
 
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
             tcg,
             refresh,
             timeout,
+            keep_scratch,
         } => vmtest::run(&vmtest::Options {
             kernels,
             backends,
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
             tcg,
             refresh,
             timeout,
+            keep_scratch,
         }),
     };
     match result {

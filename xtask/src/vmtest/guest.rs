@@ -40,6 +40,10 @@ pub struct Plan {
     /// The host's RLIMIT_NOFILE (soft, hard), so that tests that open thousands of fds behave
     /// as on the host (the guest's init starts with the kernel's 1024/4096).
     pub nofile: Option<(u64, u64)>,
+    /// Point the tests' TMPDIR at `<backend>/scratch` in the results directory, so that their
+    /// scratch files (JSONL recordings, ground truth) come back to the host. Off by default:
+    /// writing over 9p is slower than the guest's tmpfs, and some tests are timing-sensitive.
+    pub keep_scratch: bool,
 }
 
 /// The `Max open files` (soft, hard) of a `/proc/PID/limits` text; None when unlimited or absent.
@@ -92,10 +96,16 @@ uname -r > "$OUT/uname"
             "if step {backend} doctor {} env {probes} {bin} doctor; then\n",
             plan.doctor_timeout_secs
         );
+        let tmpdir = if plan.keep_scratch {
+            s += &format!("  mkdir -p \"$OUT/{backend}/scratch\"\n");
+            format!("TMPDIR=\"$OUT/{backend}/scratch\" ")
+        } else {
+            String::new()
+        };
         for run in &plan.runs {
             let args: Vec<String> = run.args.iter().map(|a| sh_quote(a)).collect();
             s += &format!(
-                "  step {backend} {} {} env {probes} PTY_TRACE_BIN={bin} RUST_BACKTRACE=1 {} --test-threads=1 {}\n",
+                "  step {backend} {} {} env {probes} PTY_TRACE_BIN={bin} RUST_BACKTRACE=1 {tmpdir}{} --test-threads=1 {}\n",
                 sh_quote(&run.name),
                 run.timeout_secs,
                 sh_quote(&run.exe.to_string_lossy()),
@@ -202,6 +212,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("HOME".into(), "/root's".into())],
             doctor_timeout_secs: 60,
             nofile: Some((20000, 40000)),
+            keep_scratch: false,
         }
     }
 
@@ -219,6 +230,10 @@ mod tests {
              '/w/target/debug/deps/accounting-0123' --test-threads=1 '--exact' 'counts_exact'\nfi\n"
         ), "{s}");
         assert!(s.contains("if step tracepoint doctor 60 "));
+        assert!(!s.contains("TMPDIR"));
+        let kept = render(&Plan { keep_scratch: true, ..plan() });
+        assert!(kept.contains("  mkdir -p \"$OUT/fentry/scratch\"\n"), "{kept}");
+        assert!(kept.contains(" RUST_BACKTRACE=1 TMPDIR=\"$OUT/fentry/scratch\" '/w/"), "{kept}");
         assert!(s.ends_with("echo done > \"$OUT/done\"\n"));
     }
 

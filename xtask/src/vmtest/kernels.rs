@@ -331,6 +331,7 @@ pub fn sources(suite: &Suite) -> String {
 
 /// The `APT_CONFIG` file: every directory apt reads or writes points into `dir`. It is read
 /// before `Dir::Etc::Parts`, so the machine's `apt.conf.d` (and its update hooks) is not read.
+/// No binary caches (`pkgcache.bin`, 50 MB per suite): apt builds them in memory.
 pub fn apt_conf(dir: &Path) -> String {
     let d = dir.display();
     format!(
@@ -345,6 +346,8 @@ pub fn apt_conf(dir: &Path) -> String {
          Dir::State::Lists \"{d}/state/lists\";\n\
          Dir::State::status \"{d}/status\";\n\
          Dir::Cache \"{d}/cache\";\n\
+         Dir::Cache::pkgcache \"\";\n\
+         Dir::Cache::srcpkgcache \"\";\n\
          APT::Architecture \"amd64\";\n\
          APT::Architectures {{ \"amd64\"; }};\n\
          Acquire::Languages \"none\";\n"
@@ -630,7 +633,9 @@ mod tests {
         let conf = apt_conf(Path::new("/c/apt/sid"));
         for line in conf.lines().filter(|l| l.starts_with("Dir::")) {
             assert!(
-                line.contains("\"/c/apt/sid/") || line.contains("\"/dev/null\""),
+                line.contains("\"/c/apt/sid/")
+                    || line.contains("\"/dev/null\"")
+                    || line.ends_with(" \"\";"),
                 "{line}"
             );
         }

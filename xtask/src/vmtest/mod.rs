@@ -140,6 +140,8 @@ pub struct Options {
     pub refresh: bool,
     /// `--timeout SECS`: each VM's wall-clock limit.
     pub timeout: Option<u64>,
+    /// `--keep-scratch`: the tests' scratch files come back (see `guest::Plan::keep_scratch`).
+    pub keep_scratch: bool,
 }
 
 /// The suites `--kernel` names (all when none), in the matrix's order.
@@ -343,6 +345,7 @@ pub fn run(opts: &Options) -> Result<()> {
         nofile: fs::read_to_string("/proc/self/limits")
             .ok()
             .and_then(|l| guest::nofile_limits(&l)),
+        keep_scratch: opts.keep_scratch,
     };
     let longest_step = runs
         .iter()
