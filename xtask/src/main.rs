@@ -195,10 +195,11 @@ mod tests {
             full,
             timeout,
             ..
-        } = parse(&[
-            "vmtest", "--kernel", "6.12,sid", "--kernel", "5.10", "--tests", "leaky",
-            "--timeout", "600",
-        ])
+        } = parse(
+            &"vmtest --kernel 6.12,sid --kernel 5.10 --tests leaky --timeout 600"
+                .split(' ')
+                .collect::<Vec<_>>(),
+        )
         else {
             panic!("not vmtest")
         };

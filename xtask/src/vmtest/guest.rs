@@ -48,7 +48,9 @@ pub struct Plan {
 
 /// The `Max open files` (soft, hard) of a `/proc/PID/limits` text; None when unlimited or absent.
 pub fn nofile_limits(proc_limits: &str) -> Option<(u64, u64)> {
-    let line = proc_limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let line = proc_limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?;
     let mut w = line["Max open files".len()..].split_whitespace();
     Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
 }
@@ -70,7 +72,9 @@ pub fn render(plan: &Plan) -> String {
         s += &format!("export {k}={}\n", sh_quote(v));
     }
     if let Some((soft, hard)) = plan.nofile {
-        s += &format!("ulimit -Hn {hard} && ulimit -Sn {soft} || echo \"vmtest: cannot set RLIMIT_NOFILE\"\n");
+        s += &format!(
+            "ulimit -Hn {hard} && ulimit -Sn {soft} || echo \"vmtest: cannot set RLIMIT_NOFILE\"\n"
+        );
     }
     s += r#"cd /tmp
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -209,7 +213,10 @@ mod tests {
                 args: vec!["--exact".into(), "counts_exact".into()],
                 timeout_secs: 300,
             }],
-            env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("HOME".into(), "/root's".into())],
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("HOME".into(), "/root's".into()),
+            ],
             doctor_timeout_secs: 60,
             nofile: Some((20000, 40000)),
             keep_scratch: false,
@@ -222,7 +229,10 @@ mod tests {
         assert!(s.starts_with("#!/bin/sh\n"));
         assert!(s.contains("OUT=/tmp/vmtest-out\n"));
         assert!(s.contains("export HOME='/root'\\''s'\n"), "{s}");
-        assert!(s.contains("ulimit -Hn 40000 && ulimit -Sn 20000 || "), "{s}");
+        assert!(
+            s.contains("ulimit -Hn 40000 && ulimit -Sn 20000 || "),
+            "{s}"
+        );
         assert!(s.contains(
             "if step fentry doctor 60 env 'PTY_TRACE_PROBES=fentry' '/w/target/release/pty-trace' doctor; then\n\
              \x20 step fentry 'accounting.counts_exact' 300 env 'PTY_TRACE_PROBES=fentry' \
@@ -231,9 +241,18 @@ mod tests {
         ), "{s}");
         assert!(s.contains("if step tracepoint doctor 60 "));
         assert!(!s.contains("TMPDIR"));
-        let kept = render(&Plan { keep_scratch: true, ..plan() });
-        assert!(kept.contains("  mkdir -p \"$OUT/fentry/scratch\"\n"), "{kept}");
-        assert!(kept.contains(" RUST_BACKTRACE=1 TMPDIR=\"$OUT/fentry/scratch\" '/w/"), "{kept}");
+        let kept = render(&Plan {
+            keep_scratch: true,
+            ..plan()
+        });
+        assert!(
+            kept.contains("  mkdir -p \"$OUT/fentry/scratch\"\n"),
+            "{kept}"
+        );
+        assert!(
+            kept.contains(" RUST_BACKTRACE=1 TMPDIR=\"$OUT/fentry/scratch\" '/w/"),
+            "{kept}"
+        );
         assert!(s.ends_with("echo done > \"$OUT/done\"\n"));
     }
 
@@ -284,7 +303,10 @@ mod tests {
         assert_eq!(cells[0].totals(), (1, 0, 0));
         assert_eq!(cells[0].secs, 12.0);
         assert_eq!(cells[0].verdict(), super::super::results::Verdict::Pass);
-        assert_eq!(cells[1].doctor, Doctor::Failed("bpf FAIL helper 158".into()));
+        assert_eq!(
+            cells[1].doctor,
+            Doctor::Failed("bpf FAIL helper 158".into())
+        );
         assert!(cells[1].steps.is_empty());
         assert_eq!(cells[2].doctor, Doctor::Missing);
     }

@@ -121,7 +121,14 @@ const EXE_TIMEOUT_SECS: u64 = 1800;
 const DOCTOR_TIMEOUT_SECS: u64 = 120;
 /// Environment variables passed from the host into the guest's steps when set.
 const PASSED_ENV: &[&str] = &[
-    "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "PYENV_ROOT", "PYENV_VERSION",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "PYENV_ROOT",
+    "PYENV_VERSION",
 ];
 
 /// `cargo xtask vmtest`'s options.
@@ -166,7 +173,10 @@ pub fn select_kernels(wanted: &[String]) -> Result<Vec<&'static Suite>> {
 pub fn select_backends(wanted: &[String]) -> Result<Vec<String>> {
     for w in wanted {
         if !BACKENDS.contains(&w.as_str()) {
-            bail!("unknown backend {w:?}: expected one of {}", BACKENDS.join(", "));
+            bail!(
+                "unknown backend {w:?}: expected one of {}",
+                BACKENDS.join(", ")
+            );
         }
     }
     Ok(BACKENDS
@@ -231,7 +241,8 @@ pub fn test_executables(cargo_json: &str) -> Vec<(String, PathBuf)> {
         if !target.starts_with("\"target\":{\"kind\":[\"test\"]") {
             continue;
         }
-        let (Some(name), Some(exe)) = (json_string(target, "name"), json_string(line, "executable"))
+        let (Some(name), Some(exe)) =
+            (json_string(target, "name"), json_string(line, "executable"))
         else {
             continue;
         };
@@ -354,7 +365,10 @@ pub fn run(opts: &Options) -> Result<()> {
         .chain([DOCTOR_TIMEOUT_SECS])
         .max()
         .unwrap_or(DOCTOR_TIMEOUT_SECS);
-    let limit = Duration::from_secs(opts.timeout.unwrap_or_else(|| default_limit(&runs, backends.len())));
+    let limit = Duration::from_secs(
+        opts.timeout
+            .unwrap_or_else(|| default_limit(&runs, backends.len())),
+    );
     // A step prints a console line when it starts and ends; the guest's timeout stops it
     // (TERM, then KILL 10 s later), so more silence than that means the guest is stuck.
     let silence = Duration::from_secs(longest_step + 60);
@@ -393,7 +407,9 @@ pub fn run(opts: &Options) -> Result<()> {
                 continue;
             }
         };
-        let initrd = root.join("initramfs").join(format!("{}.cpio.gz", kernel.release));
+        let initrd = root
+            .join("initramfs")
+            .join(format!("{}.cpio.gz", kernel.release));
         let modules = match initramfs::build(&kernel, &initrd) {
             Ok(m) => m,
             Err(e) => {
@@ -407,7 +423,11 @@ pub fn run(opts: &Options) -> Result<()> {
             kernel.release,
             kernel.packages.join(", "),
             secs(fetch_start.elapsed()),
-            if modules.is_empty() { "none".to_string() } else { modules.join(" ") }
+            if modules.is_empty() {
+                "none".to_string()
+            } else {
+                modules.join(" ")
+            }
         );
         let accel = match accel {
             Some(a) => a,
@@ -466,7 +486,11 @@ pub fn run(opts: &Options) -> Result<()> {
         cells.extend(kernel_cells);
     }
 
-    extra.push(format!("total {} (results in {})", secs(start.elapsed()), root.join("out").display()));
+    extra.push(format!(
+        "total {} (results in {})",
+        secs(start.elapsed()),
+        root.join("out").display()
+    ));
     eprint!("{}", results::render_text(&cells, &extra));
     let matrix = root.join("matrix.md");
     fs::write(&matrix, results::render_markdown(&cells, &extra))
@@ -482,7 +506,11 @@ pub fn run(opts: &Options) -> Result<()> {
             matrix.display()
         );
     }
-    eprintln!("vmtest: ok ({} cells) in {}", cells.len(), secs(start.elapsed()));
+    eprintln!(
+        "vmtest: ok ({} cells) in {}",
+        cells.len(),
+        secs(start.elapsed())
+    );
     Ok(())
 }
 
@@ -494,7 +522,13 @@ pub fn default_limit(runs: &[TestRun], backends: usize) -> u64 {
     let per_backend: u64 = 120
         + runs
             .iter()
-            .map(|r| if r.timeout_secs == TEST_TIMEOUT_SECS { 90 } else { 600 })
+            .map(|r| {
+                if r.timeout_secs == TEST_TIMEOUT_SECS {
+                    90
+                } else {
+                    600
+                }
+            })
             .sum::<u64>();
     120 + per_backend * backends as u64
 }
@@ -507,11 +541,13 @@ fn choose_accel(opts: &Options, vmlinuz: &Path, initrd: &Path, root: &Path) -> R
     if opts.kvm {
         return Ok(Accel::Kvm);
     }
-    Ok(if qemu::kvm_works(vmlinuz, initrd, &root.join("kvm-probe.txt"))? {
-        Accel::Kvm
-    } else {
-        Accel::Tcg
-    })
+    Ok(
+        if qemu::kvm_works(vmlinuz, initrd, &root.join("kvm-probe.txt"))? {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        },
+    )
 }
 
 #[cfg(test)]
@@ -520,7 +556,11 @@ mod tests {
 
     #[test]
     fn kernel_selection() {
-        let all: Vec<&str> = select_kernels(&[]).unwrap().iter().map(|s| s.label).collect();
+        let all: Vec<&str> = select_kernels(&[])
+            .unwrap()
+            .iter()
+            .map(|s| s.label)
+            .collect();
         assert_eq!(all, ["5.10", "6.1", "6.12", "sid"]);
         let some: Vec<&str> = select_kernels(&["sid".into(), "6.12".into(), "trixie".into()])
             .unwrap()
@@ -529,13 +569,19 @@ mod tests {
             .collect();
         assert_eq!(some, ["6.12", "sid"]);
         let err = select_kernels(&["6.6".into()]).unwrap_err().to_string();
-        assert_eq!(err, "unknown kernel \"6.6\": expected one of 5.10, 6.1, 6.12, sid");
+        assert_eq!(
+            err,
+            "unknown kernel \"6.6\": expected one of 5.10, 6.1, 6.12, sid"
+        );
     }
 
     #[test]
     fn backend_selection() {
         assert_eq!(select_backends(&[]).unwrap(), ["fentry", "tracepoint"]);
-        assert_eq!(select_backends(&["tracepoint".into()]).unwrap(), ["tracepoint"]);
+        assert_eq!(
+            select_backends(&["tracepoint".into()]).unwrap(),
+            ["tracepoint"]
+        );
         assert!(select_backends(&["kprobe".into()]).is_err());
     }
 
@@ -551,35 +597,62 @@ mod tests {
     }
 
     fn exes() -> Vec<(String, PathBuf)> {
-        ["accounting", "faults_threads", "scoring", "kernel_counters", "signals", "tui"]
-            .iter()
-            .map(|t| (t.to_string(), PathBuf::from(format!("/t/{t}-0a1b"))))
-            .collect()
+        [
+            "accounting",
+            "faults_threads",
+            "scoring",
+            "kernel_counters",
+            "signals",
+            "tui",
+        ]
+        .iter()
+        .map(|t| (t.to_string(), PathBuf::from(format!("/t/{t}-0a1b"))))
+        .collect()
     }
 
     #[test]
     fn run_selection() {
         let subset = select_runs(&exes(), &[], false).unwrap();
         assert_eq!(subset.len(), SUBSET.len());
-        assert_eq!(subset[0].name, "accounting.counts_exact_opens_of_dev_null_and_ptmx");
-        assert_eq!(subset[0].args, ["--exact", "counts_exact_opens_of_dev_null_and_ptmx"]);
+        assert_eq!(
+            subset[0].name,
+            "accounting.counts_exact_opens_of_dev_null_and_ptmx"
+        );
+        assert_eq!(
+            subset[0].args,
+            ["--exact", "counts_exact_opens_of_dev_null_and_ptmx"]
+        );
         assert_eq!(subset[0].exe, PathBuf::from("/t/accounting-0a1b"));
         let filtered = select_runs(&exes(), &["leaky".into()], false).unwrap();
         assert_eq!(filtered.len(), exes().len());
         assert!(filtered.iter().all(|r| r.args == ["leaky"]));
         let full = select_runs(&exes(), &[], true).unwrap();
-        assert!(full.iter().all(|r| r.args.is_empty() && r.timeout_secs == EXE_TIMEOUT_SECS));
-        let err = select_runs(&exes()[1..], &[], false).unwrap_err().to_string();
+        assert!(
+            full.iter()
+                .all(|r| r.args.is_empty() && r.timeout_secs == EXE_TIMEOUT_SECS)
+        );
+        let err = select_runs(&exes()[1..], &[], false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("accounting"), "{err}");
     }
 
     #[test]
     fn subset_names_real_tests() {
         let sources = [
-            ("accounting", include_str!("../../../tests/tests/accounting.rs")),
-            ("faults_threads", include_str!("../../../tests/tests/faults_threads.rs")),
+            (
+                "accounting",
+                include_str!("../../../tests/tests/accounting.rs"),
+            ),
+            (
+                "faults_threads",
+                include_str!("../../../tests/tests/faults_threads.rs"),
+            ),
             ("scoring", include_str!("../../../tests/tests/scoring.rs")),
-            ("kernel_counters", include_str!("../../../tests/tests/kernel_counters.rs")),
+            (
+                "kernel_counters",
+                include_str!("../../../tests/tests/kernel_counters.rs"),
+            ),
             ("signals", include_str!("../../../tests/tests/signals.rs")),
         ];
         for (target, test, why) in SUBSET {
@@ -588,7 +661,10 @@ mod tests {
                 .iter()
                 .find(|(t, _)| t == target)
                 .unwrap_or_else(|| panic!("{target} is not in this test's list"));
-            assert!(src.contains(&format!("fn {test}()")), "{target}::{test} does not exist");
+            assert!(
+                src.contains(&format!("fn {test}()")),
+                "{target}::{test} does not exist"
+            );
         }
     }
 
@@ -609,11 +685,17 @@ mod tests {
         assert_eq!(
             test_executables(json),
             [
-                ("accounting".to_string(), PathBuf::from("/w/target/debug/deps/accounting-2")),
+                (
+                    "accounting".to_string(),
+                    PathBuf::from("/w/target/debug/deps/accounting-2")
+                ),
                 ("signals".to_string(), PathBuf::from("/w/t \"q\"/signals-3")),
             ]
         );
-        assert_eq!(json_string(r#"{"a":"x\u0041\\"}"#, "a").as_deref(), Some("xA\\"));
+        assert_eq!(
+            json_string(r#"{"a":"x\u0041\\"}"#, "a").as_deref(),
+            Some("xA\\")
+        );
     }
 
     #[test]
@@ -622,6 +704,9 @@ mod tests {
         let err = check_visible(&[Path::new("/tmp/t/release/pty-trace")]).unwrap_err();
         assert!(err.to_string().contains("CARGO_TARGET_DIR"), "{err}");
         let subset = select_runs(&exes(), &[], false).unwrap();
-        assert_eq!(default_limit(&subset, 2), 120 + 2 * (120 + 90 * SUBSET.len() as u64));
+        assert_eq!(
+            default_limit(&subset, 2),
+            120 + 2 * (120 + 90 * SUBSET.len() as u64)
+        );
     }
 }
