@@ -486,6 +486,7 @@ pub fn run(opts: &Options) -> Result<()> {
         cells.extend(kernel_cells);
     }
 
+    extra.push(format!("pty-trace at {}", workspace_commit()));
     extra.push(format!(
         "total {} (results in {})",
         secs(start.elapsed()),
@@ -531,6 +532,21 @@ pub fn default_limit(runs: &[TestRun], backends: usize) -> u64 {
             })
             .sum::<u64>();
     120 + per_backend * backends as u64
+}
+
+/// The workspace's `git describe --always --dirty`, or "unknown commit" outside git.
+fn workspace_commit() -> String {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(util::workspace_root())
+        .args(["describe", "--always", "--dirty"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown commit".into())
 }
 
 /// TCG unless `--kvm`, or a cached probe boot shows KVM works here (see `qemu::kvm_works`).
