@@ -36,7 +36,14 @@ pub const PROG_SYS_ENTER_CLOSE_RANGE: &str = "pty_sys_enter_close_range";
 pub const PROG_FORK: &str = "pty_sched_fork";
 pub const PROG_EXEC: &str = "pty_sched_exec";
 pub const PROG_EXIT: &str = "pty_sched_exit";
-pub const PROG_DOCTOR_FENTRY: &str = "pty_doctor_fentry";
+/// The trampoline backend's programs and its variants of the fork and exec tracepoints.
+pub const PROG_FEXIT_SYSCALL: &str = "pty_fexit_syscall";
+pub const PROG_FENTRY_CLOSE: &str = "pty_fentry_close";
+pub const PROG_FENTRY_CLONE: &str = "pty_fentry_clone";
+pub const PROG_FEXIT_CLONE: &str = "pty_fexit_clone";
+pub const PROG_FENTRY_EXEC: &str = "pty_fentry_exec";
+pub const PROG_FORK_TRAMP: &str = "pty_sched_fork_tramp";
+pub const PROG_EXEC_TRAMP: &str = "pty_sched_exec_tramp";
 
 /// Size of the `SYSCALL_KINDS` array (covers every syscall number on x86_64 and arm64).
 pub const MAX_SYSCALL_NR: u32 = 1024;

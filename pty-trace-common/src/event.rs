@@ -4,6 +4,8 @@
 pub const PATH_CAPACITY: usize = 256;
 /// Bytes of argv captured per exec (NUL-separated arguments).
 pub const ARGV_CAPACITY: usize = 1024;
+/// Most fds one `ReceivedEvent` carries (the rest are left to /proc reconciliation).
+pub const RECEIVED_CAPACITY: usize = 16;
 /// Most argv entries read per exec (the verifier needs a bound).
 pub const ARGV_MAX_ARGS: usize = 24;
 /// Longest single argument captured.
@@ -26,6 +28,9 @@ pub enum EventType {
     ExecArgv = 5,
     /// The last thread of a tracked process exited: [`ExitEvent`].
     Exit = 6,
+    /// A tracked task received fds over a unix socket (`recvmsg` with `SCM_RIGHTS`):
+    /// [`ReceivedEvent`].
+    Received = 7,
 }
 
 impl EventType {
@@ -37,6 +42,7 @@ impl EventType {
             4 => Self::Exec,
             5 => Self::ExecArgv,
             6 => Self::Exit,
+            7 => Self::Received,
             _ => return None,
         })
     }
@@ -136,6 +142,23 @@ pub struct ExecArgvEvent {
     pub argv: [u8; ARGV_CAPACITY],
 }
 
+/// fds installed in a tracked process by `recvmsg` (`SCM_RIGHTS`), read from the control
+/// message it returned. Which files they are is not known here: userspace looks them up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceivedEvent {
+    pub header: EventHeader,
+    /// The syscall (a [`crate::SyscallKind`] code).
+    pub syscall: u32,
+    /// fds in `fds` (at most [`RECEIVED_CAPACITY`]).
+    pub count: u32,
+    /// 1 when the message carried more fds than `fds` holds.
+    pub truncated: u32,
+    /// 1 when they were received close-on-exec (`MSG_CMSG_CLOEXEC`).
+    pub cloexec: u32,
+    pub fds: [i32; RECEIVED_CAPACITY],
+}
+
 /// The last thread of a tracked process exited (`sched_process_exit` with `group_dead`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +185,7 @@ mod tests {
         assert_eq!(size_of::<ExecEvent>(), 24 + 8 + PATH_CAPACITY);
         assert_eq!(size_of::<ExecArgvEvent>(), 24 + 16 + ARGV_CAPACITY);
         assert_eq!(size_of::<ExitEvent>(), 24);
+        assert_eq!(size_of::<ReceivedEvent>(), 24 + 16 + 4 * RECEIVED_CAPACITY);
     }
 
     #[test]
@@ -173,6 +197,7 @@ mod tests {
             EventType::Exec,
             EventType::ExecArgv,
             EventType::Exit,
+            EventType::Received,
         ] {
             assert_eq!(EventType::from_u32(t as u32), Some(t));
         }

@@ -31,12 +31,16 @@ syscall_kinds! {
     Pipe = 30, Pipe2 = 31, SocketPair = 33,
     // Sockets.
     Socket = 32, Accept = 34, Accept4 = 35,
+    // fds received over a unix socket (SCM_RIGHTS): a `ReceivedEvent`, only when there are any.
+    RecvMsg = 36,
     // Anonymous-inode and other "the return value is a new fd" makers.
     EventFd = 40, EventFd2 = 41, EpollCreate = 42, EpollCreate1 = 43, TimerfdCreate = 44,
     Signalfd = 45, Signalfd4 = 46, MemfdCreate = 47, MemfdSecret = 48, PidfdOpen = 49,
     PidfdGetfd = 50, InotifyInit = 51, InotifyInit1 = 52, FanotifyInit = 53,
     PerfEventOpen = 54, Userfaultfd = 55, IoUringSetup = 56, OpenTree = 57, Fsopen = 58,
     Fsmount = 59, Fspick = 60, LandlockCreateRuleset = 61, MqOpen = 62, Bpf = 63,
+    // seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER): the listener fd.
+    Seccomp = 64,
     // PTYs: TIOCGPTN reveals a master's index, TIOCGPTPEER opens its slave; FIOCLEX/FIONCLEX.
     Ioctl = 70,
     // Process creation and fd-table sharing.
@@ -98,6 +102,16 @@ pub const TIOCGPTPEER: u64 = 0x5441;
 /// `ioctl` requests that set / clear close-on-exec.
 pub const FIOCLEX: u64 = 0x5451;
 pub const FIONCLEX: u64 = 0x5450;
+
+/// `recvmsg` flag: received fds are close-on-exec.
+pub const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
+/// `SOL_SOCKET` and `SCM_RIGHTS`: a control message carrying fds.
+pub const SOL_SOCKET: i32 = 1;
+pub const SCM_RIGHTS: i32 = 1;
+/// `struct user_msghdr`: byte offsets of `msg_control` and `msg_controllen` (x86_64).
+pub const MSGHDR_CONTROL_OFFSET: u64 = 32;
+/// `struct cmsghdr`: `cmsg_len` (8 bytes), `cmsg_level`, `cmsg_type`, then the data.
+pub const CMSG_HEADER_BYTES: u64 = 16;
 
 /// Linux `CLONE_*` bits that matter to fd accounting.
 pub const CLONE_VM: u64 = 0x0000_0100;

@@ -1,26 +1,26 @@
 //! pty-trace's kernel side: the maps shared with userspace and the helpers every probe uses.
-//! One file per hook under `probes/` (`sys_exit.rs`, `sys_enter_close.rs`, `sched.rs`;
-//! `doctor.rs` holds the fentry program `doctor` loads to ask whether trampolines are allowed).
+//! One file per hook under `probes/`; two backends report the same events, and userspace
+//! loads one of them (`kernel::backend` picks it):
 //!
-//! Six programs, all filtered first by the `TRACKED` map of thread-group ids so that nothing
-//! outside a traced session costs more than one hash lookup:
-//! - `pty_sys_exit`: a raw tracepoint on `sys_exit`. It reads the syscall number and arguments
-//!   from the saved user registers and reports every followed syscall that changed an fd table,
-//!   except close and close_range.
-//! - `pty_sys_enter_close`, `pty_sys_enter_close_range`: the `syscalls:sys_enter_close` and
-//!   `sys_enter_close_range` tracepoints report those when entered, before the fd numbers they
-//!   free can be reused by another thread sharing the table.
-//! - `pty_sched_fork`: adds a new child process to `TRACKED` *before it first runs* (the
-//!   tracepoint fires before `wake_up_new_task`), so no descendant runs untraced.
-//! - `pty_sched_exec` (with the new image's argv), `pty_sched_exit`: exec and process death.
+//! - **trampolines** (`trampolines.rs`, fentry/fexit, the fast path): programs on the
+//!   followed syscalls' own functions and on `kernel_clone`/`execve`; a process outside every
+//!   session pays one `TRACKED` lookup per followed syscall and nothing else.
+//! - **tracepoints** (kernels that refuse BPF trampolines): `pty_sys_exit`, a raw tracepoint
+//!   on `sys_exit` that reads the syscall number and arguments from the saved user registers
+//!   and reports every followed syscall that changed an fd table, except close and
+//!   close_range; `pty_sys_enter_close`, `pty_sys_enter_close_range` report those when
+//!   entered, before the fd numbers they free can be reused by another thread sharing the
+//!   table. While attached, every syscall of every task takes the syscall slow path.
+//!
+//! Both use the scheduler tracepoints: `pty_sched_fork` adds a new child process to `TRACKED`
+//! *before it first runs* (the tracepoint fires before `wake_up_new_task`), so no descendant
+//! runs untraced; `pty_sched_exec` (with the new image's argv) and `pty_sched_exit` report
+//! exec and process death (`_tramp` variants for the trampoline backend: `sched.rs`).
+//! Every program is filtered by the `TRACKED` map of thread-group ids.
 //!
 //! Nothing here interprets fd semantics; userspace does (pure, tested code). What the kernel
 //! side could not do (a failed ring buffer reservation, a child TRACKED had no room for) is
 //! counted in the per-CPU `COUNTERS` map: loss is never silent.
-//!
-//! Why not BTF trampolines (fentry/fexit), which would spare other processes the syscall slow
-//! path: on kernels that refuse tracing programs (the machines this was built on answer
-//! BPF_PROG_LOAD of any BPF_PROG_TYPE_TRACING with EPERM), they are not there to be used.
 #![no_std]
 #![no_main]
 

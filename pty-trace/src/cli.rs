@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::{
     core::score::Thresholds,
     error::{AppError, AppResult},
+    kernel::backend::ProbeChoice,
 };
 
 const EXAMPLES: &str = "\
@@ -22,7 +23,8 @@ Examples:
 Exit codes: 0 ok; 1 failure; 2 usage; 3 bad PID (missing, kernel thread, exited);
 4 not allowed to load BPF (run with sudo); 5 tracefs missing (pty-trace doctor --fix);
 6 bad input file or config; 7 report: INCOMPLETE (no summary); 8 report: UNKNOWN (nothing to
-judge from); 10 --exit-on-rotate fired; 11 doctor found a blocking problem;
+judge from); 10 --exit-on-rotate fired; 11 doctor found a blocking problem; 12 the kernel lacks
+what the probes need (too old, no BTF, trampolines refused for --probes fentry);
 126/127 run: command not executable/not found; 141 the JSONL reader on stdout went away (EPIPE);
 otherwise run exits with the command's status.";
 
@@ -80,6 +82,9 @@ Example:\n  sudo pty-trace run --jsonl run.jsonl -- bash -c 'for i in 1 2 3; do 
         /// Fix what can be fixed (mount tracefs).
         #[arg(long)]
         fix: bool,
+        /// The backend whose programs the `probes` row loads (`auto`: the one tracing would use).
+        #[arg(long, value_enum, default_value = "auto", env = "PTY_TRACE_PROBES", value_name = "auto|fentry|tracepoint")]
+        probes: ProbeChoice,
     },
     /// Run a built-in leaky "agent" (a fresh PTY per shell command, masters never closed), traced.
     #[command(after_help = "Without a terminal (or with --no-tui) it prints JSONL and the final summary.\n\nExample:\n  sudo pty-trace demo --commands 40\n  sudo pty-trace demo --fixed      # the same agent closing its masters: HEALTHY")]
@@ -129,6 +134,15 @@ pub struct TraceArgs {
     /// read, a child the TRACKED map has no room for) to stderr.
     #[arg(long)]
     pub debug_kernel: bool,
+    /// Kernel hooks: `fentry` (BPF trampolines on the followed syscalls: only traced processes
+    /// pay), `tracepoint` (raw syscall tracepoints: every syscall on the machine takes the slow
+    /// path), or `auto` (fentry where the kernel allows it). A forced backend that cannot load
+    /// is an error (exit 12).
+    #[arg(long, value_enum, default_value = "auto", env = "PTY_TRACE_PROBES", value_name = "auto|fentry|tracepoint")]
+    pub probes: ProbeChoice,
+    /// When a kernel program does not load, print the verifier's whole log, not just its line.
+    #[arg(long)]
+    pub verbose: bool,
     /// Scoring thresholds from a TOML file (see docs/health.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -33,6 +33,9 @@ pub mod exit_code {
     pub const OUTPUT_CLOSED: i32 = 141;
     /// `doctor`: at least one check failed so tracing cannot work.
     pub const DOCTOR_FAILED: i32 = 11;
+    /// The kernel lacks what the probe backend needs (a BPF helper, the ring buffer, BTF,
+    /// trampolines for `--probes fentry`): one line names the kernel, what is missing and the fix.
+    pub const UNSUPPORTED_KERNEL: i32 = 12;
     /// `run`: the command was found but could not be executed.
     pub const CANNOT_EXEC: i32 = 126;
     /// `run`: the command was not found.
@@ -52,6 +55,8 @@ pub enum AppError {
     #[error("{0}")]
     NoTracefs(String),
     #[error("{0}")]
+    UnsupportedKernel(String),
+    #[error("{0}")]
     BadInput(String),
     #[error("command not found: {0}")]
     CommandNotFound(String),
@@ -70,6 +75,7 @@ impl AppError {
             AppError::NoSuchPid(_) | AppError::KernelThread(..) | AppError::BadTarget(_) => BAD_TARGET,
             AppError::NoPermission(_) => NO_PERMISSION,
             AppError::NoTracefs(_) => NO_TRACEFS,
+            AppError::UnsupportedKernel(_) => UNSUPPORTED_KERNEL,
             AppError::BadInput(_) => BAD_INPUT,
             AppError::CommandNotFound(_) => NOT_FOUND,
             AppError::CannotExec(..) => CANNOT_EXEC,

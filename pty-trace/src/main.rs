@@ -31,8 +31,8 @@ fn main() {
 
 fn dispatch(cli: Cli) -> AppResult<i32> {
     match cli.command {
-        Cmd::Doctor { fix } => {
-            let r = doctor::run_checks(fix);
+        Cmd::Doctor { fix, probes } => {
+            let r = doctor::run_checks(fix, probes);
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             print!("{}", r.render(color));
             if r.tracing_can_work() {
@@ -80,6 +80,8 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
         duration: a.duration,
         ring_bytes: a.ring_buffer_size,
         debug_kernel: a.debug_kernel,
+        probes: a.probes,
+        verbose: a.verbose,
         thresholds,
         tui,
         child_output,

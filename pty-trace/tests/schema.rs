@@ -429,6 +429,8 @@ fn records_from_the_library_validate() {
         sessions: vec![ROOT],
         command: None,
         ring_buffer_bytes: pty_trace_common::DEFAULT_RING_BYTES,
+        probes: Some(pty_trace::core::records::ProbeBackend::Tracepoint),
+        probes_fallback: Some("kernel 6.18: BPF trampolines refused: loading pty_fentry_clone on kernel_clone: Operation not permitted".into()),
         attached_tracepoints: 4,
         syscalls_not_followed: vec![],
         tracefs: "/sys/kernel/tracing".into(),

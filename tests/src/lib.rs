@@ -101,6 +101,31 @@ fn report_skip(test: &str, reason: &str) {
     }
 }
 
+/// `PTY_TRACE_TEST_SLOWDOWN=N` (default 1): how much slower than a real machine of this
+/// kind the tests run, as a whole number. `cargo xtask vmtest` sets it under TCG, where the
+/// emulated CPU runs the same code several times slower: the timing tests stretch their holds,
+/// snapshot intervals and settle windows by it, so that they judge the same thing (a snapshot
+/// taken while the workload is quiet) instead of the emulator's speed.
+pub fn slowdown() -> u64 {
+    static FACTOR: OnceLock<u64> = OnceLock::new();
+    *FACTOR.get_or_init(|| match std::env::var("PTY_TRACE_TEST_SLOWDOWN") {
+        Err(_) => 1,
+        Ok(v) => v.parse::<u64>().ok().filter(|&n| (1..=20).contains(&n)).unwrap_or_else(|| {
+            panic!("PTY_TRACE_TEST_SLOWDOWN={v:?}: expected a whole number from 1 to 20")
+        }),
+    })
+}
+
+/// `ms` milliseconds stretched by [`slowdown`].
+pub fn slow_ms(ms: u64) -> u64 {
+    ms * slowdown()
+}
+
+/// `--interval` for `ms` milliseconds stretched by [`slowdown`].
+pub fn interval_arg(ms: u64) -> String {
+    format!("{}ms", slow_ms(ms))
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pty-trace-e2e-{}-{name}", std::process::id()));

@@ -48,8 +48,8 @@ fn counts_exact_opens_of_dev_null_and_ptmx() {
     let gt = dir.join("gt");
     std::fs::create_dir_all(&gt).unwrap();
     let jsonl = dir.join("out.jsonl");
-    let (n, m, hold) = (7, 3, 1500);
-    let out = run_traced(&jsonl, &["--interval", "100ms"], &[WORKLOAD, "opens", &n.to_string(), &m.to_string(), &hold.to_string(), gt.to_str().unwrap()]);
+    let (n, m, hold) = (7, 3, slow_ms(1500));
+    let out = run_traced(&jsonl, &["--interval", &interval_arg(100)], &[WORKLOAD, "opens", &n.to_string(), &m.to_string(), &hold.to_string(), gt.to_str().unwrap()]);
     assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);
     let gts = ground_truth(&gt);
@@ -58,7 +58,7 @@ fn counts_exact_opens_of_dev_null_and_ptmx() {
     assert_eq!(masters, m, "ground truth itself");
     assert_eq!(slaves, 0);
     assert!(fds >= n + m);
-    let compared = check_quiescent(&recs, &gt, hold, 100);
+    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
     assert!(compared >= 5, "expected several snapshots in a 1.5 s hold at 100 ms, got {compared}");
     let s = summary(&recs);
     assert_eq!(s["session"], pid);
@@ -81,14 +81,14 @@ fn forced_ring_buffer_overflow_is_counted_and_repaired() {
     let gt = dir.join("gt");
     std::fs::create_dir_all(&gt).unwrap();
     let jsonl = dir.join("out.jsonl");
-    let hold = 2000;
+    let hold = slow_ms(2000);
     // A 4 KiB ring buffer holds about a dozen open records: a burst of 3000 opens overflows it.
     let out = run_traced(
         &jsonl,
-        &["--interval", "100ms", "--ring-buffer-size", "4096"],
+        &["--interval", &interval_arg(100), "--ring-buffer-size", "4096"],
         // The burst starts after 600 ms, once the first scans have seeded the process: its
         // repair is then drift, not seeding.
-        &[WORKLOAD, "opens", "3000", "5", &hold.to_string(), gt.to_str().unwrap(), "600"],
+        &[WORKLOAD, "opens", "3000", "5", &hold.to_string(), gt.to_str().unwrap(), &slow_ms(600).to_string()],
     );
     assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);
@@ -99,9 +99,68 @@ fn forced_ring_buffer_overflow_is_counted_and_repaired() {
     // Lost events are visible while it runs, not only at the end.
     assert!(of_type(&recs, "snapshot").iter().any(|x| x["lost_events"].as_u64().unwrap() > 0));
     // Repaired: two scans (suspect, confirm) after quiescence, the counts are exact again.
-    let compared = check_quiescent_after(&recs, &gt, hold, 4 * 100);
+    let compared = check_quiescent_after(&recs, &gt, hold, 4 * slow_ms(100));
     assert!(compared >= 5, "compared {compared} snapshots");
     eprintln!("overflow: {lost} events lost, drift {}, {compared} snapshots equal to /proc", s["drift"]);
+}
+
+#[test]
+fn a_seccomp_listener_fd_is_followed_by_the_kernel_side() {
+    if !bpf_available("a_seccomp_listener_fd_is_followed_by_the_kernel_side") {
+        return;
+    }
+    let dir = scratch("listener");
+    let gt = dir.join("gt");
+    std::fs::create_dir_all(&gt).unwrap();
+    let jsonl = dir.join("out.jsonl");
+    let hold = slow_ms(1200);
+    // The listener is made after 600 ms, once the first scans have seeded the process: had it
+    // come from /proc instead of an event, it would be drift, not seeding.
+    let out = run_traced(
+        &jsonl,
+        &["--interval", &interval_arg(100)],
+        &[WORKLOAD, "listener", &hold.to_string(), gt.to_str().unwrap(), &slow_ms(600).to_string()],
+    );
+    assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
+    assert!(compared >= 3, "compared {compared} snapshots");
+    let s = summary(&recs);
+    assert_eq!(s["lost_events"], 0);
+    // Not repaired from /proc: the listener came as an event.
+    assert_eq!(s["drift"], 0, "the listener fd needed a correction: {} {}", s["drift_by_cause"], s["drift_examples"]);
+}
+
+#[test]
+fn fds_received_over_scm_rights_are_events_with_their_kind() {
+    if !bpf_available("fds_received_over_scm_rights_are_events_with_their_kind") {
+        return;
+    }
+    let dir = scratch("received");
+    let gt = dir.join("gt");
+    std::fs::create_dir_all(&gt).unwrap();
+    let jsonl = dir.join("out.jsonl");
+    let hold = slow_ms(1500);
+    // Received after 600 ms, once the first scans have seeded the process: an fd that came from
+    // /proc instead of an event would be drift.
+    let out = run_traced(
+        &jsonl,
+        &["--interval", &interval_arg(100)],
+        &[WORKLOAD, "received", &hold.to_string(), gt.to_str().unwrap(), &slow_ms(600).to_string()],
+    );
+    assert!(out.status.success(), "pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    // 2 PTY masters among 8 received fds, equal to /proc in every quiet snapshot.
+    let gts = ground_truth(&gt);
+    let parent = gts.iter().find(|g| g.1.1 == 2).unwrap_or_else(|| panic!("the receiver holds 2 masters: {gts:?}"));
+    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
+    assert!(compared >= 3, "compared {compared} snapshots");
+    let s = summary(&recs);
+    assert_eq!(s["lost_events"], 0);
+    assert_eq!(s["drift"], 0, "received fds needed corrections: {} {}", s["drift_by_cause"], s["drift_examples"]);
+    // The masters the sender dropped at exit are held by the receiver: no master is lost.
+    let last = of_type(&recs, "snapshot").into_iter().rev().find_map(|x| x["processes"].as_array().unwrap().iter().find(|p| p["pid"] == parent.0).cloned());
+    assert_eq!(last.map(|r| row_counts(&r).1), Some(2));
 }
 
 fn randomized(seed: u64) {
@@ -109,15 +168,15 @@ fn randomized(seed: u64) {
     let gt = dir.join("gt");
     std::fs::create_dir_all(&gt).unwrap();
     let jsonl = dir.join("out.jsonl");
-    let hold = 1200;
+    let hold = slow_ms(1200);
     let out = run_traced(
         &jsonl,
-        &["--interval", "100ms"],
+        &["--interval", &interval_arg(100)],
         &[WORKLOAD, "random", &seed.to_string(), "160", &hold.to_string(), gt.to_str().unwrap()],
     );
     assert!(out.status.success(), "seed {seed}: pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);
-    let compared = check_quiescent(&recs, &gt, hold, 100);
+    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
     let s = summary(&recs);
     assert_eq!(s["lost_events"], 0, "seed {seed}");
     assert_eq!(s["drift"], 0, "seed {seed}: the model needed corrections: {}", s["drift_by_cause"]);
@@ -145,7 +204,7 @@ fn compare_midway(name: &str, cmd: &[&str], settle: Duration) -> Vec<Value> {
     let dir = scratch(name);
     let jsonl = dir.join("out.jsonl");
     let mut child = Command::new(pty_trace_bin())
-        .args(["run", "--no-tui", "--interval", "100ms", "--jsonl"])
+        .args(["run", "--no-tui", "--interval", &interval_arg(100), "--jsonl"])
         .arg(&jsonl)
         .arg("--")
         .args(cmd)
@@ -169,7 +228,7 @@ fn compare_midway(name: &str, cmd: &[&str], settle: Duration) -> Vec<Value> {
     // the snapshot was taken between them, /proc held exactly `truth` when pty-trace took it.
     let before_ms = unix_ms();
     let truth = read_proc();
-    std::thread::sleep(Duration::from_millis(350));
+    std::thread::sleep(Duration::from_millis(slow_ms(350)));
     let recs = read_jsonl(&jsonl);
     let later = of_type(&recs, "snapshot").last().map(|v| (*v).clone()).unwrap();
     assert_eq!(read_proc(), truth, "{name}: /proc changed within 350 ms: the command must still be sleeping");
@@ -203,13 +262,15 @@ fn real_pty_users_match_proc() {
         return;
     }
     // posix_openpt via Python's pty.openpty, a fork holding the slave.
-    let py = "import os,pty,time\nm,s=pty.openpty()\nm2,s2=pty.openpty()\nos.close(s2)\npid=os.fork()\nif pid==0:\n  os.close(m); time.sleep(2.5); os._exit(0)\nos.close(s); time.sleep(2.5); os.waitpid(pid,0)\n";
-    let recs = compare_midway("python-openpty", &["python3", "-c", py], Duration::from_millis(1200));
+    let nap = slow_ms(2500) as f64 / 1000.0;
+    let py = format!("import os,pty,time\nm,s=pty.openpty()\nm2,s2=pty.openpty()\nos.close(s2)\npid=os.fork()\nif pid==0:\n  os.close(m); time.sleep({nap}); os._exit(0)\nos.close(s); time.sleep({nap}); os.waitpid(pid,0)\n");
+    let settle = Duration::from_millis(slow_ms(1200));
+    let recs = compare_midway("python-openpty", &["python3", "-c", &py], settle);
     let snaps = of_type(&recs, "snapshot");
     // m2's slave was closed: one orphaned PTY at some point.
     assert!(snaps.iter().any(|s| s["totals"]["orphaned_ptys"] == 1), "python: the master without slave must be orphaned");
     // util-linux script: a PTY pair across script and its shell.
-    compare_midway("script", &["script", "-qec", "sleep 2.5", "/dev/null"], Duration::from_millis(1200));
+    compare_midway("script", &["script", "-qec", &format!("sleep {nap}"), "/dev/null"], settle);
 }
 
 #[test]
@@ -243,7 +304,7 @@ fn tmux_server_with_several_windows_matches_proc() {
     let dir = scratch("tmux");
     let jsonl = dir.join("out.jsonl");
     let child = Command::new(pty_trace_bin())
-        .args(["attach", "--no-tui", "--interval", "100ms", "--duration", "1500ms", "--jsonl"])
+        .args(["attach", "--no-tui", "--interval", &interval_arg(100), "--duration", &interval_arg(1500), "--jsonl"])
         .arg(&jsonl)
         .arg(server.to_string())
         .output()
@@ -273,7 +334,8 @@ fn reparented_descendants_stay_in_their_session() {
     // The subshell forks `sleep 30` into the background and exits at once: the sleep is
     // reparented to init (or a subreaper) but still belongs to the session. (30 s: pty-trace's
     // own exit, detaching its probes, can take seconds on a loaded machine; killed below.)
-    let out = run_traced(&jsonl, &["--interval", "100ms"], &["/bin/sh", "-c", "(sleep 30 </dev/null >/dev/null 2>&1 &); sleep 0.6"]);
+    let script = format!("(sleep 30 </dev/null >/dev/null 2>&1 &); sleep {}", slow_ms(600) as f64 / 1000.0);
+    let out = run_traced(&jsonl, &["--interval", &interval_arg(100)], &["/bin/sh", "-c", &script]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);
     let snaps = of_type(&recs, "snapshot");

@@ -39,7 +39,7 @@ fn check_pauses(recs: &[Value], gt_dir: &Path, seed: u64) -> usize {
     let mut compared = 0;
     for (pid, want, at) in &gts {
         // One interval for the events of the round's end to be read and a scan to run.
-        let (lo, hi) = (at + INTERVAL_MS + 50, at + HOLD_MS - 100);
+        let (lo, hi) = (at + slow_ms(INTERVAL_MS) + 50, at + slow_ms(HOLD_MS) - 100);
         let rows = rows_between(recs, *pid, lo, hi);
         assert!(!rows.is_empty(), "issue 12 row 12: seed {seed}: pid {pid}: no snapshot inside the pause [{lo}, {hi}]");
         for (t, row) in rows {
@@ -60,11 +60,11 @@ fn run(seed: u64) -> (u64, usize) {
     let gt = dir.join("gt");
     std::fs::create_dir_all(&gt).unwrap();
     let jsonl = dir.join("out.jsonl");
-    let args = [seed.to_string(), WORKERS.to_string(), OPS_PER_THREAD.to_string(), ROUNDS.to_string(), HOLD_MS.to_string()];
+    let args = [seed.to_string(), WORKERS.to_string(), OPS_PER_THREAD.to_string(), ROUNDS.to_string(), slow_ms(HOLD_MS).to_string()];
     let mut cmd: Vec<&str> = vec![THREADS];
     cmd.extend(args.iter().map(String::as_str));
     cmd.push(gt.to_str().unwrap());
-    let out = run_traced(&jsonl, &["--interval", &format!("{INTERVAL_MS}ms")], &cmd);
+    let out = run_traced(&jsonl, &["--interval", &interval_arg(INTERVAL_MS)], &cmd);
     assert!(out.status.success(), "issue 12 row 12: seed {seed}: pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);
     let s = summary(&recs);

@@ -15,7 +15,7 @@ fn signal(pid: u32, sig: i32) {
 }
 
 fn wait_for_snapshot(path: &std::path::Path) {
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_millis(slow_ms(10_000));
     while Instant::now() < until {
         if of_type(&read_jsonl(path), "snapshot").len() >= 2 {
             return;
@@ -46,7 +46,7 @@ fn sigint_and_sigterm_stop_run_cleanly() {
         let t = Instant::now();
         signal(c.id(), sig);
         let status = c.wait().unwrap();
-        assert!(t.elapsed() < Duration::from_secs(5), "stopped in {:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_millis(slow_ms(5000)), "stopped in {:?}", t.elapsed());
         // The child got SIGTERM and the exit status says so (128 + 15).
         assert_eq!(status.code(), Some(128 + libc::SIGTERM), "SIG{name}");
         assert!(proc_counts(child_pid).is_none(), "the child is gone");
@@ -103,7 +103,7 @@ fn the_traced_process_exiting_ends_run_with_its_status() {
     let jsonl = dir.join("duration.jsonl");
     let t = Instant::now();
     let out = run_traced(&jsonl, &["--interval", "100ms", "--duration", "700ms"], &["sleep", "30"]);
-    assert!(t.elapsed() < Duration::from_secs(6));
+    assert!(t.elapsed() < Duration::from_millis(slow_ms(6000)), "stopped in {:?}", t.elapsed());
     assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
     let recs = read_jsonl(&jsonl);
     assert_eq!(of_type(&recs, "summary")[0]["end_reason"], "duration");

@@ -1,6 +1,6 @@
-//! One file per hook.
+//! One file per hook; `trampolines.rs` holds the fentry/fexit backend's programs.
 
-mod doctor;
 mod sched;
 mod sys_enter_close;
 mod sys_exit;
+mod trampolines;

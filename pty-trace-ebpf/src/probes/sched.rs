@@ -1,5 +1,11 @@
 //! The scheduler hooks: `pty_sched_fork` (a new child is tracked before it first runs),
 //! `pty_sched_exec` (the new image and its argv), `pty_sched_exit` (a process is gone).
+//!
+//! Fork and exec read the syscall's saved user registers (the clone flags; the new stack,
+//! where argv lies). The tracepoint backend finds them with `bpf_task_pt_regs` (5.15+); the
+//! trampoline backend's `_tramp` variants take what its fentry programs kept for the task
+//! (`trampolines.rs`: the flags `kernel_clone` was given, the registers of `execve`), and so
+//! need no helper newer than 5.8.
 
 use aya_ebpf::{
     EbpfContext,
@@ -14,7 +20,11 @@ use pty_trace_common::{
 
 use aya_log_ebpf::{error, warn};
 
-use crate::{CS, DI, EVENTS, ORIG_AX, SP, TRACKED, count, current_regs, header, offsets, syscall_kind, tracked, wakeup_flag};
+use super::trampolines::{CLONE_FLAGS, EXEC_REGS};
+use crate::{
+    CS, DI, EVENTS, ORIG_AX, REGS_SLOTS, SP, TRACKED, count, current_regs, header, offsets, read_regs, syscall_kind,
+    tracked, wakeup_flag,
+};
 
 /// Sends the argv array at user address `argv` (NULL-terminated).
 #[inline(always)]
@@ -83,22 +93,26 @@ fn field<T>(ctx: &TracePointContext, what: &str, offset: u32) -> Result<T, i32> 
 
 #[tracepoint]
 pub fn pty_sched_fork(ctx: TracePointContext) -> u32 {
-    let _ = try_sched_fork(&ctx);
+    let _ = try_sched_fork(&ctx, clone_flags_from_regs);
     0
 }
 
-fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
-    let off = offsets().ok_or(0)?;
-    let child: i32 = field(ctx, "sched_process_fork: child_pid", off.fork_child_pid)?;
-    // The tracepoint runs inside the parent's clone syscall: its arguments, in the parent's
-    // saved user registers, say whether the child is a thread and whether it shares the fd
-    // table. (A task created by the kernel on a process's behalf, an io_uring worker, comes
-    // from another syscall: flags unknown.)
+#[tracepoint]
+pub fn pty_sched_fork_tramp(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_fork(&ctx, stashed_clone_flags);
+    0
+}
+
+/// The flags of the clone being made and whether they are known, from the parent's saved
+/// user registers. The tracepoint runs inside the parent's clone syscall: its arguments say
+/// whether the child is a thread and whether it shares the fd table. (A task created by the
+/// kernel on a process's behalf, an io_uring worker, comes from another syscall: flags
+/// unknown.)
+#[inline(always)]
+fn clone_flags_from_regs(_tid: u32) -> (u64, u32) {
     let regs = current_regs();
     let kind = regs.as_ref().and_then(|w| syscall_kind(w[ORIG_AX], w[CS]));
-    let (flags, known) = match (kind, regs) {
+    match (kind, regs) {
         (Some(SyscallKind::Clone), Some(w)) => (w[DI], 1),
         // SAFETY: fault-tolerant user read of `clone_args.flags`.
         (Some(SyscallKind::Clone3), Some(w)) => {
@@ -110,7 +124,28 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
         (Some(SyscallKind::Fork), _) => (0, 1),
         (Some(SyscallKind::Vfork), _) => (CLONE_VM | CLONE_VFORK, 1),
         _ => (0, 0),
-    };
+    }
+}
+
+/// The flags `kernel_clone` was given by this thread (kept by `pty_fentry_clone`). Every
+/// fork, vfork, clone and clone3 goes through `kernel_clone`; an io_uring worker does not,
+/// and finds nothing: flags unknown, as with registers.
+#[inline(always)]
+fn stashed_clone_flags(tid: u32) -> (u64, u32) {
+    // SAFETY: plain u64 value, copied out immediately.
+    match unsafe { CLONE_FLAGS.get(&tid) } {
+        Some(f) => (*f, 1),
+        None => (0, 0),
+    }
+}
+
+#[inline(always)]
+fn try_sched_fork(ctx: &TracePointContext, flags_of: impl FnOnce(u32) -> (u64, u32)) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
+    let off = offsets().ok_or(0)?;
+    let child: i32 = field(ctx, "sched_process_fork: child_pid", off.fork_child_pid)?;
+    let (flags, known) = flags_of(pid_tgid as u32);
     if flags & CLONE_THREAD == 0 {
         // Before the child's first instruction: it can never run untraced, unless TRACKED is
         // full, and then it is counted (userspace shows `untracked_children`).
@@ -135,11 +170,28 @@ fn try_sched_fork(ctx: &TracePointContext) -> Result<(), i32> {
 
 #[tracepoint]
 pub fn pty_sched_exec(ctx: TracePointContext) -> u32 {
-    let _ = try_sched_exec(&ctx);
+    let _ = try_sched_exec(&ctx, |_| current_regs());
     0
 }
 
-fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
+#[tracepoint]
+pub fn pty_sched_exec_tramp(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exec(&ctx, stashed_exec_regs);
+    0
+}
+
+/// The saved user registers of the thread that called execve/execveat (kept by
+/// `pty_fentry_exec` under its thread id, which the exec may have changed: `old_tid`).
+#[inline(always)]
+fn stashed_exec_regs(old_tid: u32) -> Option<[u64; REGS_SLOTS]> {
+    // SAFETY: plain u64 value, copied out immediately.
+    let regs = unsafe { EXEC_REGS.get(&old_tid).copied() }?;
+    let _ = EXEC_REGS.remove(&old_tid);
+    read_regs(regs)
+}
+
+#[inline(always)]
+fn try_sched_exec(ctx: &TracePointContext, regs_of: impl FnOnce(u32) -> Option<[u64; REGS_SLOTS]>) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
     let off = offsets().ok_or(0)?;
@@ -147,7 +199,7 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i32> {
     let old_tid: i32 = field(ctx, "sched_process_exec: old_pid", off.exec_old_pid)?;
     // The new image is in place and its stack pointer points at argc, then the argv array:
     // argv as the program (and `ps`) sees it, read before anything can change it.
-    if let Some(w) = current_regs() {
+    if let Some(w) = regs_of(old_tid as u32) {
         emit_argv(pid_tgid, session, w[SP] + 8);
     }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
@@ -191,6 +243,9 @@ fn try_sched_exit(ctx: &TracePointContext) -> Result<(), i32> {
         // A thread created before its flags were known may have been added by its tid.
         let _ = TRACKED.remove(&tid);
     }
+    // What the trampoline backend kept for this thread (a clone or an exec that failed).
+    let _ = CLONE_FLAGS.remove(&tid);
+    let _ = EXEC_REGS.remove(&tid);
     if !group_dead {
         return Ok(());
     }

@@ -43,6 +43,13 @@ fn try_enter<const N: usize>(ctx: &TracePointContext, kind: SyscallKind) -> Opti
     let read: [u64; N] = unsafe { ctx.read_at::<[u64; N]>(SYSCALL_ENTER_ARGS_OFFSET as usize).ok()? };
     let mut args = [0u64; 6];
     args[..N].copy_from_slice(&read);
+    report_entry(pid_tgid, session, kind, args)
+}
+
+/// Reports that a traced process entered `kind` (close or close_range) with `args`. Shared
+/// by both backends: these tracepoints and the fentry trampolines (`trampolines.rs`).
+#[inline(always)]
+pub(crate) fn report_entry(pid_tgid: u64, session: u32, kind: SyscallKind, args: [u64; 6]) -> Option<()> {
     let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
         count(Counter::LostEvents);
         return None;

@@ -7,7 +7,8 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use pty_trace_common::{
-    CLONE_PIDFD, Counter, EventType, OpenEvent, PATH_CAPACITY, SyscallEvent, SyscallKind, TIOCGPTN,
+    CLONE_PIDFD, CMSG_HEADER_BYTES, Counter, EventType, MSG_CMSG_CLOEXEC, MSGHDR_CONTROL_OFFSET, OpenEvent, PATH_CAPACITY,
+    RECEIVED_CAPACITY, ReceivedEvent, SCM_RIGHTS, SOL_SOCKET, SyscallEvent, SyscallKind, TIOCGPTN,
 };
 
 use crate::{EVENTS, ORIG_AX_OFFSET, count, header, read_regs, syscall_args, syscall_kind, tracked, wakeup_flag};
@@ -47,6 +48,14 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let session = tracked((pid_tgid >> 32) as u32)?;
     let ret: i64 = ctx.arg(1);
+    report_exit(pid_tgid, session, kind, syscall_args(&read_regs(regs)?), ret)
+}
+
+/// Reports a followed syscall `kind` of a traced process that returned `ret` with arguments
+/// `args`. Shared by both backends: the raw `sys_exit` tracepoint here and the fexit
+/// trampolines (`trampolines.rs`).
+#[inline(always)]
+pub(crate) fn report_exit(pid_tgid: u64, session: u32, kind: SyscallKind, args: [u64; 6], ret: i64) -> Option<()> {
     // Failures change no fd table (close and close_range, whose failures may, are reported
     // at entry by `sys_enter_close.rs` and never reach here). A clone returning 0 is the
     // child's side of it.
@@ -56,7 +65,9 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
     if ret == 0 && kind.is_clone() {
         return None;
     }
-    let args = syscall_args(&read_regs(regs)?);
+    if kind == SyscallKind::RecvMsg {
+        return report_received(pid_tgid, session, kind, &args);
+    }
     let mut f = Finished {
         session,
         args,
@@ -80,6 +91,67 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Option<()> {
         emit_syscall(pid_tgid, kind, &f, ret);
     }
     Some(())
+}
+
+/// Control messages looked at per `recvmsg` (SCM_RIGHTS may follow SCM_CREDENTIALS).
+const MAX_CMSGS: usize = 2;
+
+/// fds a returned `recvmsg` installed: the `SCM_RIGHTS` control message it wrote into the
+/// caller's buffer (`msg_controllen` is what the kernel wrote). A `ReceivedEvent` only when
+/// there are fds: most `recvmsg` calls carry none, and cost nothing more than two reads.
+#[inline(always)]
+fn report_received(pid_tgid: u64, session: u32, kind: SyscallKind, args: &[u64; 6]) -> Option<()> {
+    // SAFETY: user memory is read with the fault-tolerant helper.
+    let [control, controllen]: [u64; 2] = unsafe { bpf_probe_read_user((args[1] + MSGHDR_CONTROL_OFFSET) as *const [u64; 2]).ok()? };
+    if control == 0 {
+        return None;
+    }
+    let mut off: u64 = 0;
+    for _ in 0..MAX_CMSGS {
+        if off + CMSG_HEADER_BYTES > controllen {
+            return None;
+        }
+        // SAFETY: as above.
+        let [len, level_type]: [u64; 2] = unsafe { bpf_probe_read_user((control + off) as *const [u64; 2]).ok()? };
+        if len < CMSG_HEADER_BYTES || off + len > controllen {
+            return None;
+        }
+        if level_type as u32 as i32 == SOL_SOCKET && (level_type >> 32) as u32 as i32 == SCM_RIGHTS {
+            let n = (len - CMSG_HEADER_BYTES) / 4;
+            emit_received(pid_tgid, session, kind, control + off + CMSG_HEADER_BYTES, n, args[2] & MSG_CMSG_CLOEXEC != 0);
+            return Some(());
+        }
+        // CMSG_ALIGN: the next header starts at the next multiple of 8.
+        off += (len + 7) & !7;
+    }
+    None
+}
+
+#[inline(always)]
+fn emit_received(pid_tgid: u64, session: u32, kind: SyscallKind, data: u64, n: u64, cloexec: bool) {
+    let Some(mut entry) = EVENTS.reserve::<ReceivedEvent>(0) else {
+        count(Counter::LostEvents);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let count = if n > RECEIVED_CAPACITY as u64 { RECEIVED_CAPACITY as u64 } else { n };
+    // SAFETY: `ev` points at reserved ring buffer memory sized for ReceivedEvent; the fds are
+    // read from user memory with the fault-tolerant helper, at most the array's size.
+    unsafe {
+        (*ev).header = header(EventType::Received, pid_tgid, session);
+        (*ev).syscall = kind as u32;
+        (*ev).truncated = (n > RECEIVED_CAPACITY as u64) as u32;
+        (*ev).cloexec = cloexec as u32;
+        (*ev).fds = [-1; RECEIVED_CAPACITY];
+        let bytes = ((count * 4) & (RECEIVED_CAPACITY as u64 * 4 * 2 - 1)) as u32;
+        let read = if bytes == 0 || bytes > (RECEIVED_CAPACITY * 4) as u32 {
+            -1
+        } else {
+            generated::bpf_probe_read_user((&raw mut (*ev).fds).cast(), bytes, data as *const _)
+        };
+        (*ev).count = if read == 0 { count as u32 } else { 0 };
+    }
+    entry.submit(wakeup_flag());
 }
 
 #[inline(always)]

@@ -121,6 +121,14 @@ pub struct StartRec {
     /// `run`: the command (redacted).
     pub command: Option<Vec<String>>,
     pub ring_buffer_bytes: u32,
+    /// The kernel hooks that report the events (absent in recordings made before there was
+    /// a choice: those are `tracepoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<ProbeBackend>,
+    /// `--probes auto` fell back to tracepoints: why the trampolines could not be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes_fallback: Option<String>,
+    /// Programs attached (tracepoints and trampolines alike; the name is the first schema's).
     pub attached_tracepoints: usize,
     /// Followed syscalls this kernel does not have.
     pub syscalls_not_followed: Vec<String>,
@@ -131,6 +139,31 @@ pub struct StartRec {
     /// `attach`: processes whose /proc cmdline could not be read (their command shows empty).
     #[serde(default)]
     pub unreadable_cmdlines: u64,
+}
+
+/// Which kernel hooks report the events: BPF trampolines on the followed syscalls' functions
+/// (`fentry`, the fast path), or the raw `sys_exit` and `sys_enter_close*` tracepoints, which
+/// put every task of the machine on the syscall slow path while attached (`tracepoint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeBackend {
+    Fentry,
+    Tracepoint,
+}
+
+impl ProbeBackend {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProbeBackend::Fentry => "fentry",
+            ProbeBackend::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One process of a session at a snapshot.

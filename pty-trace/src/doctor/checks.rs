@@ -10,12 +10,23 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::{Check, bpf_load::try_load_trivial_prog, render::one_line};
+use super::{Check, render::one_line};
+use crate::{
+    core::records::ProbeBackend,
+    error::AppError,
+    kernel::{
+        backend::ProbeChoice,
+        features::try_load_trivial_prog,
+        probes::{LoadOptions, Probes},
+    },
+};
 use crate::{error::os_error_text, kernel::tracefs};
 
-/// The ring buffer map (BPF_MAP_TYPE_RINGBUF) arrived in 5.8, `bpf_task_pt_regs` (the fork and
-/// exec programs read the syscall registers with it) in 5.15.
-pub(super) const MIN_KERNEL: (u32, u32) = (5, 15);
+/// The fentry probes need BPF trampolines (5.5), the ring buffer (5.8) and `kernel_clone`
+/// (its name since 5.10); the tracepoint probes also `bpf_task_pt_regs` (5.15). Which backend
+/// this kernel can run is the `probes` row's answer: it loads them.
+pub(super) const MIN_KERNEL: (u32, u32) = (5, 10);
+const KERNEL_NEEDS: &str = "needed for BPF trampolines, the BPF ring buffer and kernel_clone; the tracepoint probes need 5.15";
 
 /// Tracepoints the tracer cannot work without, as (group, event) under `<tracefs>/events`.
 const REQUIRED_TRACEPOINTS: &[(&str, &str)] = &[
@@ -45,20 +56,14 @@ pub(super) fn check_kernel() -> Check {
             name: "kernel",
             ok: true,
             required: true,
-            detail: format!(
-                "{release} (>= {}.{} needed for the BPF ring buffer and bpf_task_pt_regs)",
-                MIN_KERNEL.0, MIN_KERNEL.1
-            ),
+            detail: format!("{release} (>= {}.{} {KERNEL_NEEDS})", MIN_KERNEL.0, MIN_KERNEL.1),
             fix: None,
         },
         Some(_) => Check {
             name: "kernel",
             ok: false,
             required: true,
-            detail: format!(
-                "{release} is too old (>= {}.{} needed for the BPF ring buffer and bpf_task_pt_regs)",
-                MIN_KERNEL.0, MIN_KERNEL.1
-            ),
+            detail: format!("{release} is too old (>= {}.{} {KERNEL_NEEDS})", MIN_KERNEL.0, MIN_KERNEL.1),
             fix: Some(format!(
                 "boot a Linux {}.{} or newer kernel",
                 MIN_KERNEL.0, MIN_KERNEL.1
@@ -314,50 +319,80 @@ fn tracepoints_under(base: &Path) -> Check {
 // ---------------------------------------------------------------------------------------------
 // 5b. the real programs, and the fast path the kernel may refuse
 
-pub(super) fn check_probes() -> Check {
+/// The `probes` and `fast-path` rows: loads and attaches the programs the way tracing would
+/// (`--probes`/`PTY_TRACE_PROBES`, `auto` by default), and says which backend that is and why.
+pub(super) fn check_probes(choice: ProbeChoice) -> [Check; 2] {
     // The smallest ring buffer: this only proves that everything loads and attaches.
-    match crate::kernel::probes::Probes::load(64 * 1024, false) {
+    match Probes::load(LoadOptions::check(choice)) {
         Ok(p) => {
+            let what = match p.backend {
+                ProbeBackend::Fentry => "BPF trampolines on the followed syscalls and kernel_clone/execve, 3 sched tracepoints",
+                ProbeBackend::Tracepoint => "raw tracepoint sys_exit, syscalls sys_enter_close and sys_enter_close_range, 3 sched tracepoints",
+            };
             let detail = format!(
-                "pty-trace's programs load and attach ({} attachments: raw tracepoint sys_exit, syscalls sys_enter_close and sys_enter_close_range, 3 sched tracepoints) in {:.0} ms",
+                "{} probes load and attach ({} attachments: {what}) in {:.0} ms{}",
+                p.backend,
                 p.attached_tracepoints,
-                p.load_time.as_secs_f64() * 1e3
+                p.load_time.as_secs_f64() * 1e3,
+                if p.missing_syscalls.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not followed here (left to /proc reconciliation): {}", p.missing_syscalls.join(", "))
+                }
             );
+            let fast = fast_path_row(p.backend, p.fallback.as_deref(), choice);
             p.detach();
-            Check { name: "probes", ok: true, required: true, detail, fix: None }
+            [Check { name: "probes", ok: true, required: true, detail, fix: None }, fast]
         }
-        Err(e) => Check {
-            name: "probes",
-            ok: false,
-            required: true,
-            detail: one_line(&e.to_string()),
-            fix: Some("see the rows above; run as root".to_string()),
-        },
+        Err(e) => {
+            let fix = match &e {
+                AppError::UnsupportedKernel(_) => "see the line above; `--probes auto` picks what this kernel allows",
+                _ => "see the rows above; run as root",
+            };
+            [
+                Check { name: "probes", ok: false, required: true, detail: one_line(&e.to_string()), fix: Some(fix.to_string()) },
+                Check {
+                    name: "fast-path",
+                    ok: false,
+                    required: false,
+                    detail: "unknown: no probes could load".to_string(),
+                    fix: None,
+                },
+            ]
+        }
     }
 }
 
-pub(super) fn check_fast_path() -> Check {
-    match crate::kernel::probes::trampolines_allowed() {
-        Ok(()) => Check {
+/// Whether tracing will use the fast path, and why not.
+fn fast_path_row(backend: ProbeBackend, fallback: Option<&str>, choice: ProbeChoice) -> Check {
+    match (backend, fallback) {
+        (ProbeBackend::Fentry, _) => Check {
             name: "fast-path",
             ok: true,
             required: false,
-            detail: "BTF trampolines (fentry/fexit) allowed; pty-trace does not use them yet: \
-                     while tracing, every syscall on the machine takes the syscall slow path"
+            detail: "tracing will use BPF trampolines (fentry/fexit): only traced processes pay more than a map lookup, \
+                     and no process takes the syscall slow path"
                 .to_string(),
             fix: None,
         },
-        Err(e) => Check {
+        (ProbeBackend::Tracepoint, Some(why)) => Check {
             name: "fast-path",
             ok: false,
             required: false,
             detail: format!(
-                "BTF trampolines (fentry/fexit) refused ({}): syscalls are followed with the sys_exit \
-                 tracepoint, so while tracing every syscall on the machine takes the syscall slow path \
-                 (docs/BENCHMARKS.md measures the cost)",
-                one_line(&e)
+                "BPF trampolines refused ({}): tracing will use the sys_exit tracepoint, so while tracing every syscall \
+                 on the machine takes the syscall slow path (docs/BENCHMARKS.md measures the cost)",
+                one_line(why)
             ),
             fix: Some("none needed; a kernel that allows BPF_PROG_TYPE_TRACING would make it possible".to_string()),
+        },
+        (ProbeBackend::Tracepoint, None) => Check {
+            name: "fast-path",
+            ok: choice == ProbeChoice::Tracepoint,
+            required: false,
+            detail: "tracepoint probes chosen (--probes tracepoint): every syscall on the machine takes the slow path while tracing"
+                .to_string(),
+            fix: Some("--probes auto uses BPF trampolines where the kernel allows them".to_string()),
         },
     }
 }
@@ -513,8 +548,9 @@ mod tests {
     #[test]
     fn kernel_threshold_is_5_15() {
         assert!(kernel_supported((5, 15)));
+        assert!(kernel_supported((5, 10)));
         assert!(kernel_supported((6, 0)));
-        assert!(!kernel_supported((5, 14)));
+        assert!(!kernel_supported((5, 9)));
         assert!(!kernel_supported((5, 8)));
         assert!(!kernel_supported((4, 19)));
     }

@@ -16,11 +16,13 @@
 //! |---|---|
 //! | `mod.rs` | [`Check`], [`DoctorReport`], [`run_checks`] and the row order ([`CHECK_NAMES`]) |
 //! | `checks.rs` | one function per row, and the pure helpers that decide them |
-//! | `bpf_load.rs` | the raw `bpf(BPF_PROG_LOAD)` of a trivial program behind the `bpf-load` row |
+//! | `kernel::features` (not here) | the raw `bpf()` probes behind the `bpf-load` and `probes` rows |
 //! | `render.rs` | [`DoctorReport::render`]: the aligned, optionally coloured table |
 
-mod bpf_load;
+
 mod checks;
+
+use crate::kernel::backend::ProbeChoice;
 mod render;
 
 /// One row of the doctor table.
@@ -63,16 +65,17 @@ pub const CHECK_NAMES: &[&str] = &[
 
 /// Runs every check in order, one row per name in [`CHECK_NAMES`]. With `fix`, repairs what
 /// can safely be repaired (today: mounts tracefs) before checking what depends on it.
-pub fn run_checks(fix: bool) -> DoctorReport {
+pub fn run_checks(fix: bool, probes: ProbeChoice) -> DoctorReport {
     // tracefs comes before the tracepoint check so that a tracefs mounted by --fix is seen.
+    let [probes, fast_path] = checks::check_probes(probes);
     let checks = vec![
         checks::check_kernel(),
         checks::check_btf(),
         checks::check_tracefs(fix),
         checks::check_bpf_load(),
         checks::check_tracepoints(),
-        checks::check_probes(),
-        checks::check_fast_path(),
+        probes,
+        fast_path,
         checks::check_pty(),
         checks::check_nofile(),
         checks::check_unprivileged_bpf(),
@@ -129,7 +132,7 @@ mod tests {
     /// any machine: root or not, any kernel, tracefs mounted or not.
     #[test]
     fn real_machine_checks() {
-        let report = run_checks(false);
+        let report = run_checks(false, ProbeChoice::Auto);
         let get = |name: &str| {
             report
                 .checks

@@ -2,6 +2,8 @@
 //! userspace (TRACKED, the counters, the ring buffer), the followed-syscall table, and tracefs.
 //! Records are decoded by the pure core (`core::model::event`), not here.
 
+pub mod backend;
+pub mod features;
 pub mod kernel_log;
 pub mod probes;
 pub mod syscalls;

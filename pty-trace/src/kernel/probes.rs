@@ -1,8 +1,10 @@
 //! Loading and attaching the eBPF programs, and the handles userspace keeps on their maps.
 //!
-//! Thin edge: it turns the embedded object into attached programs plus three handles — the
-//! `TRACKED` map (which processes the kernel reports on), the `EVENTS` ring buffer and the
-//! `COUNTERS`. Failures become one-line [`AppError`]s naming the fix.
+//! Thin edge: it turns the embedded object into attached programs of one backend
+//! (`backend.rs` says which and why) plus three handles — the `TRACKED` map (which processes
+//! the kernel reports on), the `EVENTS` ring buffer and the `COUNTERS`. Before loading, the
+//! features the backend needs are probed (`features.rs`), so an old kernel gets one line and
+//! not a verifier log. Failures become one-line [`AppError`]s naming the fix.
 
 use std::{
     path::PathBuf,
@@ -12,24 +14,31 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLink, trace_point::TracePointLink,
+        FEntry, FExit, ProgramError, RawTracePoint, TracePoint, fentry::FEntryLink, fexit::FExitLink,
+        raw_trace_point::RawTracePointLink, trace_point::TracePointLink,
     },
 };
 use pty_trace_common::{
-    COUNTER_SLOTS, Counter, MAP_COUNTERS, MAP_EVENTS, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_DOCTOR_FENTRY,
-    PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SYS_ENTER_CLOSE, PROG_SYS_ENTER_CLOSE_RANGE, PROG_SYS_EXIT,
-    TracepointOffsets,
+    COUNTER_SLOTS, Counter, MAP_COUNTERS, MAP_EVENTS, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_EXEC,
+    PROG_EXEC_TRAMP, PROG_EXIT, PROG_FENTRY_CLONE, PROG_FENTRY_CLOSE, PROG_FENTRY_EXEC, PROG_FEXIT_CLONE,
+    PROG_FEXIT_SYSCALL, PROG_FORK, PROG_FORK_TRAMP, PROG_SYS_ENTER_CLOSE, PROG_SYS_ENTER_CLOSE_RANGE, PROG_SYS_EXIT,
+    SyscallKind, TracepointOffsets,
 };
 
 use super::{
+    backend::{self, ProbeChoice},
+    features,
     kernel_log::{self, KernelLog},
     syscalls::followed_syscalls,
     tracefs::{self, check_syscall_enter_layout, kernel_has_syscall, tracepoint_offsets},
 };
-use crate::error::{AppError, AppResult};
+use crate::{
+    core::records::ProbeBackend,
+    error::{AppError, AppResult},
+};
 
 /// The compiled eBPF object (built by build.rs from `pty-trace-ebpf`); empty in a build
 /// without the `ebpf` feature.
@@ -56,8 +65,30 @@ fn ebpf_object() -> AppResult<&'static [u8]> {
     Ok(EBPF_OBJECT)
 }
 
+/// How to load the probes.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    pub ring_bytes: u32,
+    /// `--debug-kernel`: the programs' diagnostics on stderr.
+    pub debug_kernel: bool,
+    pub choice: ProbeChoice,
+    /// `--verbose`: a program that does not load prints the verifier's whole log.
+    pub verbose: bool,
+}
+
+impl LoadOptions {
+    /// The smallest ring buffer, no diagnostics: enough to prove that everything loads.
+    pub fn check(choice: ProbeChoice) -> LoadOptions {
+        LoadOptions { ring_bytes: 64 * 1024, debug_kernel: false, choice, verbose: false }
+    }
+}
+
 /// The loaded and attached programs with the maps userspace uses.
 pub struct Probes {
+    /// The backend in use.
+    pub backend: ProbeBackend,
+    /// `--probes auto` fell back to tracepoints: why the trampolines could not be used.
+    pub fallback: Option<String>,
     /// Every attachment, owned: dropping one detaches it.
     links: Vec<Link>,
     /// Kept alive: dropping it detaches everything.
@@ -91,6 +122,8 @@ const _: () = assert!(COUNTER_SLOTS == 2, "KernelCounters reads every slot");
 enum Link {
     Tp(TracePointLink),
     Raw(RawTracePointLink),
+    Entry(FEntryLink),
+    Exit(FExitLink),
 }
 
 /// A program of the object, as its type.
@@ -152,10 +185,28 @@ fn permission_error(what: &str, e: impl std::fmt::Display) -> AppError {
 }
 
 impl Probes {
-    /// Loads the object with an `EVENTS` ring buffer of `ring_bytes` and attaches everything.
-    ///
-    /// `debug_kernel` turns on the programs' diagnostics (see `kernel_log`).
-    pub fn load(ring_bytes: u32, debug_kernel: bool) -> AppResult<Probes> {
+    /// Loads the object and attaches the programs of the backend `opts.choice` names: with
+    /// `auto`, the trampolines, else the tracepoints (with the reason kept in `fallback`).
+    pub fn load(opts: LoadOptions) -> AppResult<Probes> {
+        let mut fallback: Option<String> = None;
+        let mut last_error = None;
+        for &b in opts.choice.candidates() {
+            match Self::load_backend(b, opts) {
+                Ok(mut p) => {
+                    p.fallback = fallback;
+                    return Ok(p);
+                }
+                Err(e) if opts.choice == ProbeChoice::Auto && b == ProbeBackend::Fentry && backend::worth_falling_back(&e) => {
+                    fallback = Some(e.to_string());
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| AppError::Other(anyhow!("no probe backend to try"))))
+    }
+
+    fn load_backend(backend: ProbeBackend, opts: LoadOptions) -> AppResult<Probes> {
         let start = Instant::now();
         if !cfg!(target_arch = "x86_64") {
             return Err(AppError::Other(anyhow!(
@@ -175,10 +226,11 @@ impl Probes {
         };
         // SAFETY: plain syscall with a valid pointer.
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+        check_features(backend)?;
 
-        let log_level = kernel_log::level(debug_kernel);
+        let log_level = kernel_log::level(opts.debug_kernel);
         let mut loader = EbpfLoader::new();
-        loader.map_max_entries(MAP_EVENTS, ring_bytes);
+        loader.map_max_entries(MAP_EVENTS, opts.ring_bytes);
         if let Some(n) = tracked_max {
             loader.map_max_entries(MAP_TRACKED, n);
         }
@@ -186,7 +238,7 @@ impl Probes {
             .override_global("AYA_LOG_LEVEL", &log_level, true)
             .load(object)
             .map_err(|e| permission_error("load the eBPF programs", format!("{e:#}")))?;
-        let kernel_log = if debug_kernel { Some(KernelLog::take(&mut ebpf)?) } else { None };
+        let kernel_log = if opts.debug_kernel { Some(KernelLog::take(&mut ebpf)?) } else { None };
 
         let mut kinds: Array<&mut MapData, u32> = Array::try_from(
             ebpf.map_mut(MAP_SYSCALL_KINDS)
@@ -194,21 +246,22 @@ impl Probes {
         )
         .map_err(|e| anyhow!("{e}"))?;
         let mut missing = Vec::new();
-        // The syscalls that free fd numbers, reported when entered, by their own tracepoint.
-        let mut at_entry = Vec::new();
+        let mut followed = Vec::new();
         for (name, nr, kind) in followed_syscalls() {
             if !kernel_has_syscall(&tracefs, name) {
                 missing.push(name);
                 continue;
             }
-            if kind.reported_at_entry() {
-                // Left out of SYSCALL_KINDS: `sys_exit` must not report them a second time.
-                at_entry.push(name);
+            // The tracepoint backend reports close and close_range from their own entry
+            // tracepoints: left out of SYSCALL_KINDS, `sys_exit` does not report them again.
+            if backend == ProbeBackend::Tracepoint && kind.reported_at_entry() {
+                followed.push((name, kind));
                 continue;
             }
             kinds
                 .set(nr as u32, kind as u32, 0)
                 .map_err(|e| anyhow!("filling {MAP_SYSCALL_KINDS}: {e}"))?;
+            followed.push((name, kind));
         }
         let mut offs: Array<&mut MapData, TracepointOffsets> = Array::try_from(
             ebpf.map_mut(MAP_OFFSETS)
@@ -216,22 +269,30 @@ impl Probes {
         )
         .map_err(|e| anyhow!("{e}"))?;
         let offsets = TracepointOffsets {
-            wakeup_bytes: wakeup_bytes(ring_bytes),
+            wakeup_bytes: wakeup_bytes(opts.ring_bytes),
             ..offsets
         };
         offs.set(0, offsets, 0)
             .map_err(|e| anyhow!("filling {MAP_OFFSETS}: {e}"))?;
 
         let mut links = Vec::new();
+        let (fork, exec) = match backend {
+            ProbeBackend::Tracepoint => (PROG_FORK, PROG_EXEC),
+            ProbeBackend::Fentry => (PROG_FORK_TRAMP, PROG_EXEC_TRAMP),
+        };
+        if backend == ProbeBackend::Fentry {
+            // Before the scheduler hooks, which read what these keep.
+            attach_trampoline_helpers(&mut ebpf, &mut links, opts.verbose)?;
+        }
         // The scheduler hooks go first: once a process is tracked, its children must be.
         for (prog, name) in [
-            (PROG_FORK, "sched_process_fork"),
-            (PROG_EXEC, "sched_process_exec"),
+            (fork, "sched_process_fork"),
+            (exec, "sched_process_exec"),
             (PROG_EXIT, "sched_process_exit"),
         ] {
             let p: &mut TracePoint = program(&mut ebpf, prog)?;
             p.load()
-                .map_err(|e| permission_error(&format!("load program {prog}"), format!("{e:#}")))?;
+                .map_err(|e| load_error(backend, prog, &e, opts.verbose))?;
             let id = p.attach("sched", name).map_err(|e| {
                 permission_error(&format!("attach {prog} to sched:{name}"), format!("{e:#}"))
             })?;
@@ -239,36 +300,10 @@ impl Probes {
                 p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?,
             ));
         }
-        // Attached before sys_exit: there is no moment when the opens that reuse a freed fd
-        // number are reported and the closes that free it are not.
-        for (prog, name) in [(PROG_SYS_ENTER_CLOSE, "close"), (PROG_SYS_ENTER_CLOSE_RANGE, "close_range")] {
-            if !at_entry.contains(&name) {
-                continue;
-            }
-            let event = format!("sys_enter_{name}");
-            check_syscall_enter_layout(&tracefs, &event)?;
-            let p: &mut TracePoint = program(&mut ebpf, prog)?;
-            p.load()
-                .map_err(|e| permission_error(&format!("load program {prog}"), format!("{e:#}")))?;
-            let id = p.attach("syscalls", &event).map_err(|e| {
-                permission_error(&format!("attach {prog} to syscalls:{event}"), format!("{e:#}"))
-            })?;
-            links.push(Link::Tp(p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?));
+        match backend {
+            ProbeBackend::Tracepoint => attach_syscall_tracepoints(&mut ebpf, &tracefs, &followed, &mut links, opts.verbose)?,
+            ProbeBackend::Fentry => missing.extend(attach_syscall_trampolines(&mut ebpf, &followed, &mut links, opts.verbose)?),
         }
-        let p: &mut RawTracePoint = program(&mut ebpf, PROG_SYS_EXIT)?;
-        p.load().map_err(|e| {
-            permission_error(&format!("load program {PROG_SYS_EXIT}"), format!("{e:#}"))
-        })?;
-        let id = p.attach("sys_exit").map_err(|e| {
-            permission_error(
-                &format!("attach {PROG_SYS_EXIT} to raw tracepoint sys_exit"),
-                format!("{e:#}"),
-            )
-        })?;
-        links.push(Link::Raw(
-            p.take_link(id)
-                .map_err(|e| anyhow!("{PROG_SYS_EXIT}: {e}"))?,
-        ));
 
         let tracked: BpfHashMap<MapData, u32, u32> = BpfHashMap::try_from(
             ebpf.take_map(MAP_TRACKED)
@@ -286,6 +321,8 @@ impl Probes {
         )
         .map_err(|e| anyhow!("{e}"))?;
         Ok(Probes {
+            backend,
+            fallback: None,
             _ebpf: ebpf,
             tracked: Tracked(Arc::new(Mutex::new(tracked))),
             events: Some(events),
@@ -321,24 +358,171 @@ impl Probes {
     }
 }
 
-/// Whether the kernel lets us load a BTF trampoline (an fentry program on `vfs_read`): the
-/// kernel's error when it does not.
-pub fn trampolines_allowed() -> Result<(), String> {
-    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(MAP_EVENTS, 64 * 1024)
-        .load(ebpf_object().map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{e:#}"))?;
-    let p: &mut aya::programs::FEntry =
-        program(&mut ebpf, PROG_DOCTOR_FENTRY).map_err(|e| e.to_string())?;
-    p.load("vfs_read", &btf).map_err(|e| {
-        // aya appends an empty verifier log; the kernel's answer is the useful part.
-        let msg = format!("{e:#}");
-        msg.split(". Verifier output")
-            .next()
-            .unwrap_or(&msg)
-            .to_string()
+/// One line for a program of `backend` that did not load. The trampoline backend's refusals
+/// (EPERM on kernels that refuse BPF_PROG_TYPE_TRACING, a missing BTF function) are answers
+/// about this kernel, not about permissions: `auto` falls back on them.
+fn load_error(backend: ProbeBackend, prog: &str, e: &ProgramError, verbose: bool) -> AppError {
+    let line = match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            backend::load_failure_line(&io_error.to_string(), &verifier_log.to_string(), verbose)
+        }
+        other => format!("{other:#}"),
+    };
+    match backend {
+        ProbeBackend::Fentry => AppError::UnsupportedKernel(format!(
+            "kernel {}: BPF trampolines refused: loading {prog}: {line}",
+            kernel_release()
+        )),
+        ProbeBackend::Tracepoint => permission_error(&format!("load program {prog}"), line),
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "(unknown)".into())
+}
+
+/// Probes what `backend` needs before anything loads (see `features.rs`).
+fn check_features(backend: ProbeBackend) -> AppResult<()> {
+    let missing = features::missing_for(backend)
+        .map_err(|e| permission_error("probe the kernel's BPF features", e.to_string()))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::UnsupportedKernel(format!(
+        "kernel {} lacks {}, which the {backend} probes need: {}",
+        kernel_release(),
+        missing.join(" and "),
+        backend::fix_for(backend)
+    )))
+}
+
+/// The tracepoint backend's syscall hooks: `syscalls:sys_enter_close` and `_close_range`, then
+/// the raw `sys_exit` tracepoint.
+fn attach_syscall_tracepoints(
+    ebpf: &mut Ebpf,
+    tracefs: &std::path::Path,
+    followed: &[(&'static str, SyscallKind)],
+    links: &mut Vec<Link>,
+    verbose: bool,
+) -> AppResult<()> {
+    let b = ProbeBackend::Tracepoint;
+    // Attached before sys_exit: there is no moment when the opens that reuse a freed fd
+    // number are reported and the closes that free it are not.
+    for (prog, name) in [(PROG_SYS_ENTER_CLOSE, "close"), (PROG_SYS_ENTER_CLOSE_RANGE, "close_range")] {
+        if !followed.iter().any(|&(n, _)| n == name) {
+            continue;
+        }
+        let event = format!("sys_enter_{name}");
+        check_syscall_enter_layout(tracefs, &event)?;
+        let p: &mut TracePoint = program(ebpf, prog)?;
+        p.load().map_err(|e| load_error(b, prog, &e, verbose))?;
+        let id = p.attach("syscalls", &event).map_err(|e| {
+            permission_error(&format!("attach {prog} to syscalls:{event}"), format!("{e:#}"))
+        })?;
+        links.push(Link::Tp(p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?));
+    }
+    let p: &mut RawTracePoint = program(ebpf, PROG_SYS_EXIT)?;
+    p.load().map_err(|e| load_error(b, PROG_SYS_EXIT, &e, verbose))?;
+    let id = p.attach("sys_exit").map_err(|e| {
+        permission_error(&format!("attach {PROG_SYS_EXIT} to raw tracepoint sys_exit"), format!("{e:#}"))
+    })?;
+    links.push(Link::Raw(p.take_link(id).map_err(|e| anyhow!("{PROG_SYS_EXIT}: {e}"))?));
+    Ok(())
+}
+
+/// The kernel's BTF, which trampolines are attached by.
+fn kernel_btf() -> AppResult<Btf> {
+    Btf::from_sys_fs().map_err(|e| {
+        AppError::UnsupportedKernel(format!("kernel {}: cannot read its BTF ({e}): {}", kernel_release(), backend::fix_for(ProbeBackend::Fentry)))
     })
+}
+
+/// Loads one trampoline program on kernel function `func` and keeps its link: false when the
+/// kernel's BTF has no such function (nothing can sit on it). The same program is loaded once
+/// per function: the kernel ties a tracing program to its target at load time, so it is
+/// unloaded again once attached (the link keeps it alive).
+fn attach_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, links: &mut Vec<Link>, verbose: bool) -> AppResult<bool> {
+    let b = ProbeBackend::Fentry;
+    let what = format!("{prog} on {func}");
+    let attach_error = |e: ProgramError| {
+        AppError::UnsupportedKernel(format!("kernel {}: BPF trampolines refused: attaching {what}: {e:#}", kernel_release()))
+    };
+    let load_result = if exit {
+        program::<FExit>(ebpf, prog)?.load(func, btf)
+    } else {
+        program::<FEntry>(ebpf, prog)?.load(func, btf)
+    };
+    match load_result {
+        Ok(()) => {}
+        Err(ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. })) => return Ok(false),
+        Err(e) => return Err(load_error(b, &what, &e, verbose)),
+    }
+    if exit {
+        let p: &mut FExit = program(ebpf, prog)?;
+        let id = p.attach().map_err(attach_error)?;
+        links.push(Link::Exit(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
+        p.unload().map_err(|e| anyhow!("{what}: {e}"))?;
+    } else {
+        let p: &mut FEntry = program(ebpf, prog)?;
+        let id = p.attach().map_err(attach_error)?;
+        links.push(Link::Entry(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
+        p.unload().map_err(|e| anyhow!("{what}: {e}"))?;
+    }
+    Ok(true)
+}
+
+/// A kernel function every kernel the trampoline backend supports has: its absence is an error.
+fn attach_required_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, links: &mut Vec<Link>, verbose: bool) -> AppResult<()> {
+    if attach_trampoline(ebpf, btf, prog, func, exit, links, verbose)? {
+        return Ok(());
+    }
+    Err(AppError::UnsupportedKernel(format!(
+        "kernel {}: its BTF has no function {func}, which the fentry probes hook: {}",
+        kernel_release(),
+        backend::fix_for(ProbeBackend::Fentry)
+    )))
+}
+
+/// The trampoline backend's hooks that keep what the scheduler hooks read: `kernel_clone`'s
+/// flags, the registers of `execve`/`execveat`.
+fn attach_trampoline_helpers(ebpf: &mut Ebpf, links: &mut Vec<Link>, verbose: bool) -> AppResult<()> {
+    let btf = kernel_btf()?;
+    attach_required_trampoline(ebpf, &btf, PROG_FENTRY_CLONE, "kernel_clone", false, links, verbose)?;
+    attach_required_trampoline(ebpf, &btf, PROG_FEXIT_CLONE, "kernel_clone", true, links, verbose)?;
+    for func in ["__x64_sys_execve", "__x64_sys_execveat"] {
+        attach_required_trampoline(ebpf, &btf, PROG_FENTRY_EXEC, func, false, links, verbose)?;
+    }
+    Ok(())
+}
+
+/// The trampoline backend's syscall hooks: fentry on close and close_range, then fexit on the
+/// other followed syscalls. Returns the followed syscalls whose function the kernel's BTF does
+/// not have (left to /proc reconciliation, like syscalls the kernel lacks).
+fn attach_syscall_trampolines(
+    ebpf: &mut Ebpf,
+    followed: &[(&'static str, SyscallKind)],
+    links: &mut Vec<Link>,
+    verbose: bool,
+) -> AppResult<Vec<&'static str>> {
+    let btf = kernel_btf()?;
+    let mut missing = Vec::new();
+    // Entry hooks first, for the reason `attach_syscall_tracepoints` gives.
+    let (entry, exit): (Vec<_>, Vec<_>) = followed.iter().partition(|(_, k)| k.reported_at_entry());
+    for (list, is_exit) in [(entry, false), (exit, true)] {
+        for &(name, kind) in list {
+            // fork and vfork make no fd; their flags come from `kernel_clone`.
+            if matches!(kind, SyscallKind::Fork | SyscallKind::Vfork) {
+                continue;
+            }
+            let func = format!("__x64_sys_{name}");
+            let prog = if is_exit { PROG_FEXIT_SYSCALL } else { PROG_FENTRY_CLOSE };
+            if !attach_trampoline(ebpf, &btf, prog, &func, is_exit, links, verbose)? {
+                missing.push(name);
+            }
+        }
+    }
+    Ok(missing)
 }
 
 /// Waiting bytes that make the kernel wake the reader: an eighth of the buffer, so a burst

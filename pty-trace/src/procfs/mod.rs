@@ -179,6 +179,16 @@ pub fn scan(pid: u32) -> Scan {
     })
 }
 
+/// One fd of `pid` as /proc shows it now (`None` when it is not open or not readable).
+pub fn observe_fd(pid: u32, fd: i32) -> Option<ObservedFd> {
+    let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?.to_string_lossy().into_owned();
+    let (cloexec, tty_index) = match fdinfo(pid, fd) {
+        Some((c, i)) => (Some(c), i),
+        None => (None, None),
+    };
+    Some(ObservedFd { target, tty_index, cloexec })
+}
+
 /// Checks at start that /proc shows `pid`'s open files to us, with the fix when it does not.
 pub fn check_fds_readable(pid: u32, comm: &str) -> AppResult<()> {
     match scan(pid) {

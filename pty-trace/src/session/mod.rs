@@ -38,14 +38,20 @@ use self::{
 use crate::{
     clock::{Clock, monotonic_ns},
     core::{
-        model::{Model, event::decode},
+        model::{
+            Model,
+            event::{Event, decode},
+        },
         records::{EndReason, RecordKind, StartRec, SummaryRec, TracerCost},
         redact::redact_argv,
         score::{Crossing, Thresholds},
         snapshot::{self, Facts, SessionBook, SummaryContext},
     },
     error::{AppError, AppResult, exit_code},
-    kernel::probes::{KernelCounters, Probes, Tracked},
+    kernel::{
+        backend::ProbeChoice,
+        probes::{KernelCounters, LoadOptions, Probes, Tracked},
+    },
     output::{
         jsonl::{JsonlWriter, OutputFailure},
         safe_open::open_output,
@@ -87,6 +93,10 @@ pub struct Options {
     pub ring_bytes: u32,
     /// `--debug-kernel`: print the kernel programs' diagnostics.
     pub debug_kernel: bool,
+    /// `--probes`: which kernel hooks.
+    pub probes: ProbeChoice,
+    /// `--verbose`: a program that does not load prints the verifier's log.
+    pub verbose: bool,
     pub thresholds: Thresholds,
     pub tui: bool,
     /// `run` with a live view: where the child's stdout/stderr go (the view owns the terminal).
@@ -177,7 +187,12 @@ impl Tracer {
             Some(cmd) => Some(RotateHook::prepare(cmd, opts.on_rotate_shell, opts.tui)?),
             None => None,
         };
-        let mut probes = Probes::load(opts.ring_bytes, opts.debug_kernel)?;
+        let mut probes = Probes::load(LoadOptions {
+            ring_bytes: opts.ring_bytes,
+            debug_kernel: opts.debug_kernel,
+            choice: opts.probes,
+            verbose: opts.verbose,
+        })?;
         let out = open_jsonl(output)?;
         let clock = Clock::now();
         let tracked = probes.tracked.clone();
@@ -222,6 +237,8 @@ impl Tracer {
                 Target::Attach(_) => None,
             },
             ring_buffer_bytes: tr.opts.ring_bytes,
+            probes: Some(tr.probes.backend),
+            probes_fallback: tr.probes.fallback.clone(),
             attached_tracepoints: tr.probes.attached_tracepoints,
             syscalls_not_followed: tr.probes.missing_syscalls.iter().map(|s| s.to_string()).collect(),
             tracefs: tr.probes.tracefs.display().to_string(),
@@ -336,7 +353,14 @@ impl Tracer {
         let rb = ring.get_mut();
         while let Some(item) = rb.next() {
             match decode(&item) {
-                Ok(ev) => {
+                Ok(mut ev) => {
+                    // Received fds: the kernel side knows their numbers; /proc says what they
+                    // are, read now, before any later event of the process is applied.
+                    if let Event::Received { h, fds, .. } = &mut ev {
+                        for r in fds.iter_mut() {
+                            r.seen = procfs::observe_fd(h.tgid, r.fd);
+                        }
+                    }
                     if let Some(filter) = &self.debug_events {
                         let text = format!("{:?}", ev.redacted());
                         match filter {
@@ -467,6 +491,7 @@ impl Tracer {
                 lost_events: facts.lost_events,
                 untracked_children: facts.untracked_children,
                 thresholds: &self.opts.thresholds,
+                probes: self.probes.backend,
             });
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::{
-    records::{EvidenceKind, FdRec, ProcessRec, SnapshotRec, Verdict},
+    records::{EvidenceKind, FdRec, ProbeBackend, ProcessRec, SnapshotRec, Verdict},
     score::Thresholds,
 };
 
@@ -132,6 +132,8 @@ pub struct ViewInput<'a> {
     pub lost_events: u64,
     pub untracked_children: u64,
     pub thresholds: &'a Thresholds,
+    /// The kernel hooks in use.
+    pub probes: ProbeBackend,
 }
 
 /// Everything the view shows, as plain data.
@@ -153,6 +155,8 @@ pub struct ViewState {
     pub thresholds: (f64, f64),
     /// A session whose leak score passes this is leaking (`Thresholds::leak_score`).
     pub leak_threshold: f64,
+    /// The kernel hooks in use (none before the first update).
+    pub probes: Option<ProbeBackend>,
 }
 
 impl ViewState {
@@ -169,6 +173,7 @@ impl ViewState {
             drift: input.drift,
             thresholds: (th.alert_health, th.rotate_health),
             leak_threshold: th.leak_score,
+            probes: Some(input.probes),
             ..ViewState::default()
         };
         for s in input.snapshots {

@@ -11,7 +11,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap},
 };
 
-use crate::core::records::Verdict;
+use crate::core::records::{ProbeBackend, Verdict};
 
 use super::{
     state::{FdView, FeedKind, ProcView, ViewState},
@@ -105,6 +105,11 @@ fn render_header(f: &mut Frame, header: Rect, state: &ViewState, ui: &UiState, p
         rest.extend([sep(), Span::styled(format!("unreadable {}", state.unreadable_procs), p.alarm(true, Color::Red))]);
     }
     rest.extend([sep(), Span::styled(format!("drift {}", state.drift), p.alarm(state.drift > 0, Color::Yellow))]);
+    // Which kernel hooks: the slow path is worth a colour, every process on the machine pays for
+    // it. Shown before the legend is: the legend goes first when the line is short of room.
+    if let Some(b) = state.probes {
+        rest.extend([sep(), Span::styled(format!("probes {b}"), p.alarm(b == ProbeBackend::Tracepoint, Color::Yellow))]);
+    }
     let needed: usize = title.iter().chain(rest.iter()).chain([&legend]).map(Span::width).sum();
     if needed <= header.width as usize {
         title.push(legend);

@@ -124,6 +124,7 @@ pub(crate) fn healthy() -> ViewState {
         pty_max: 4096,
         thresholds: TH,
         leak_threshold: 10.0,
+        probes: None,
     }
 }
 
@@ -140,6 +141,7 @@ pub(crate) fn leaking() -> ViewState {
         pty_max: 4096,
         thresholds: TH,
         leak_threshold: 10.0,
+        probes: None,
     }
 }
 
@@ -159,6 +161,7 @@ pub(crate) fn must_rotate() -> ViewState {
         pty_max: 4096,
         thresholds: TH,
         leak_threshold: 10.0,
+        probes: None,
     }
 }
 

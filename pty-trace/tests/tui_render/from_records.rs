@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use pty_trace::{
     core::{
-        records::{Evidence, EvidenceKind, FdKind, FdRec, Holder, ProcessRec, PtyPair, SnapshotRec, Totals, Verdict},
+        records::{Evidence, EvidenceKind, FdKind, FdRec, Holder, ProbeBackend, ProcessRec, PtyPair, SnapshotRec, Totals, Verdict},
         score::Thresholds,
     },
     tui::{FeedItem, FeedKind, UiState, ViewInput, ViewState},
@@ -103,6 +103,7 @@ fn build(snap: &SnapshotRec, th: &Thresholds) -> ViewState {
         lost_events: snap.lost_events,
         untracked_children: snap.untracked_children,
         thresholds: th,
+        probes: ProbeBackend::Fentry,
     })
 }
 

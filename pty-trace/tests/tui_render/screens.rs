@@ -4,7 +4,7 @@
 
 use crossterm::event::KeyCode;
 use pty_trace::{
-    core::records::Verdict,
+    core::records::{ProbeBackend, Verdict},
     tui::{SortKey, UiState, UserAction, ViewState, on_key, render, visible_procs},
 };
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer, style::Color};
@@ -15,6 +15,21 @@ use crate::fixtures::{
 };
 
 // ---------------------------------------------------------------- header and sessions
+
+#[test]
+fn the_header_names_the_probe_backend() {
+    // Wide enough for everything: the backend and the legend.
+    let mut state = healthy();
+    state.probes = Some(ProbeBackend::Fentry);
+    let b = draw(&state, &ui(), 120, 24);
+    let (_, l) = line_with(&b, "machine PTYs");
+    assert!(l.contains("probes fentry") && l.contains("(pty/nr of pty/max)"), "{l}");
+    // At 80 columns the legend gives way; the backend stays.
+    state.probes = Some(ProbeBackend::Tracepoint);
+    let b = draw(&state, &ui(), 80, 24);
+    let (_, l) = line_with(&b, "machine PTYs 3/4096");
+    assert!(l.contains("probes tracepoint") && !l.contains("pty/nr of pty/max"), "{l}");
+}
 
 #[test]
 fn healthy_session_at_80x24() {

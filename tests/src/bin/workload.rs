@@ -8,6 +8,15 @@
 //!   itself (O_CLOEXEC fds around) and early exits. When done, every live process writes its
 //!   ground truth and sleeps HOLD_MS: that is the quiescent window the tests compare in.
 //!
+//! - `listener HOLD_MS GT_DIR DELAY_MS`: after DELAY_MS (a tracer has seeded it by then), installs
+//!   an allow-everything seccomp filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER` (a supervisor's
+//!   listener fd), writes its ground truth, holds for HOLD_MS.
+//!
+//! - `received HOLD_MS GT_DIR DELAY_MS`: after DELAY_MS, a child opens `/dev/ptmx`, `/dev/null`
+//!   and a pipe and sends the four fds over a unix socketpair (`SCM_RIGHTS`), twice; the parent
+//!   receives the first message plainly and the second with `MSG_CMSG_CLOEXEC`, writes its
+//!   ground truth and holds for HOLD_MS.
+//!
 //! Ground truth (one file per process, `GT_DIR/PID`): `pid fds masters slaves unix_ms`, read
 //! from /proc/self/fd after the last operation.
 
@@ -249,13 +258,107 @@ fn random(args: &[String]) {
     }
 }
 
+/// seccomp's listener fd: a filter that allows everything, with a user-notification listener.
+fn listener(args: &[String]) {
+    let hold: u64 = args[0].parse().unwrap();
+    std::thread::sleep(Duration::from_millis(args[2].parse().unwrap()));
+    // BPF_RET | BPF_K, SECCOMP_RET_ALLOW
+    let filter = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }];
+    let prog = libc::sock_fprog { len: 1, filter: filter.as_ptr() as *mut _ };
+    const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
+    const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_long = 1 << 3;
+    // SAFETY: prctl and seccomp with a valid one-instruction program.
+    let fd = unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "no_new_privs");
+        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog)
+    };
+    assert!(fd > 2, "seccomp listener: {}", std::io::Error::last_os_error());
+    ground_truth(&args[1]);
+    std::thread::sleep(Duration::from_millis(hold));
+}
+
+/// Sends `fds` over the unix socket `sock` in one SCM_RIGHTS message.
+fn send_fds(sock: i32, fds: &[i32]) {
+    let mut byte = [b'x'];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: CMSG_* compute sizes; the buffer is large enough and 8-byte aligned.
+    unsafe {
+        let space = libc::CMSG_SPACE((fds.len() * 4) as u32) as usize;
+        let mut buf = vec![0u64; space.div_ceil(8)];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN((fds.len() * 4) as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast::<i32>(), fds.len());
+        assert_eq!(libc::sendmsg(sock, &msg, 0), 1, "sendmsg: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Receives one message from `sock` with room for `n` fds.
+fn recv_fds(sock: i32, n: usize, flags: i32) -> Vec<i32> {
+    let mut byte = [0u8];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: as in send_fds.
+    unsafe {
+        let space = libc::CMSG_SPACE((n * 4) as u32) as usize;
+        let mut buf = vec![0u64; space.div_ceil(8)];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        assert_eq!(libc::recvmsg(sock, &mut msg, flags), 1, "recvmsg: {}", std::io::Error::last_os_error());
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS, "no SCM_RIGHTS message");
+        let k = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+        let mut out = vec![0i32; k];
+        std::ptr::copy_nonoverlapping(libc::CMSG_DATA(c).cast::<i32>(), out.as_mut_ptr(), k);
+        out
+    }
+}
+
+/// fds received over SCM_RIGHTS (see the module doc).
+fn received(args: &[String]) {
+    let hold: u64 = args[0].parse().unwrap();
+    std::thread::sleep(Duration::from_millis(args[2].parse().unwrap()));
+    let mut sv = [0i32; 2];
+    // SAFETY: plain syscalls; the child only runs code we control and exits.
+    unsafe {
+        assert_eq!(libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        if pid == 0 {
+            for _ in 0..2 {
+                let mut p = [0i32; 2];
+                libc::pipe(p.as_mut_ptr());
+                let fds = [open("/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY), open("/dev/null", libc::O_RDONLY), p[0], p[1]];
+                send_fds(sv[1], &fds);
+            }
+            libc::_exit(0);
+        }
+        let a = recv_fds(sv[0], 4, 0);
+        let b = recv_fds(sv[0], 4, libc::MSG_CMSG_CLOEXEC);
+        assert_eq!((a.len(), b.len()), (4, 4), "received {a:?} {b:?}");
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    }
+    ground_truth(&args[1]);
+    std::thread::sleep(Duration::from_millis(hold));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("opens") if args.len() >= 6 => opens(&args[2..]),
         Some("random") if args.len() >= 6 => random(&args[2..]),
+        Some("listener") if args.len() >= 5 => listener(&args[2..]),
+        Some("received") if args.len() >= 5 => received(&args[2..]),
         _ => {
-            eprintln!("usage: workload opens N M HOLD_MS GT_DIR | random SEED STEPS HOLD_MS GT_DIR [DEPTH]");
+            eprintln!("usage: workload opens N M HOLD_MS GT_DIR | random SEED STEPS HOLD_MS GT_DIR [DEPTH] | listener HOLD_MS GT_DIR DELAY_MS | received HOLD_MS GT_DIR DELAY_MS");
             std::process::exit(2);
         }
     }

@@ -4,9 +4,11 @@
 //! total: a short or unknown record is an error value, never a panic.
 
 use pty_trace_common::{
-    EventHeader, EventType, ExecArgvEvent, ExecEvent, ExitEvent, ForkEvent, OpenEvent,
+    EventHeader, EventType, ExecArgvEvent, ExecEvent, ExitEvent, ForkEvent, OpenEvent, ReceivedEvent,
     SyscallEvent, SyscallKind,
 };
+
+use super::reconcile::ObservedFd;
 
 /// Who and when, common to all events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +58,23 @@ pub enum Event {
     Exit {
         h: Header,
     },
+    /// fds a `recvmsg` installed (`SCM_RIGHTS`). The kernel side knows their numbers only:
+    /// the session looks each one up in /proc as the event arrives (`seen`), before applying it.
+    Received {
+        h: Header,
+        fds: Vec<ReceivedFd>,
+        cloexec: bool,
+        /// More fds came than the record holds: the rest are left to /proc reconciliation.
+        truncated: bool,
+    },
+}
+
+/// One received fd, and what /proc showed of it when the event was read (`None`: not looked
+/// up, or already gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedFd {
+    pub fd: i32,
+    pub seen: Option<ObservedFd>,
 }
 
 impl Event {
@@ -76,6 +95,7 @@ impl Event {
             | Event::Fork { h, .. }
             | Event::Exec { h, .. }
             | Event::ExecArgv { h, .. }
+            | Event::Received { h, .. }
             | Event::Exit { h } => h,
         }
     }
@@ -166,6 +186,16 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let _: ExitEvent = read(bytes, "exit")?;
             Event::Exit { h }
         }
+        EventType::Received => {
+            let e: ReceivedEvent = read(bytes, "received")?;
+            let n = (e.count as usize).min(e.fds.len());
+            Event::Received {
+                h,
+                fds: e.fds[..n].iter().map(|&fd| ReceivedFd { fd, seen: None }).collect(),
+                cloexec: e.cloexec != 0,
+                truncated: e.truncated != 0,
+            }
+        }
     })
 }
 
@@ -181,6 +211,21 @@ mod tests {
 
     fn eh(t: EventType) -> EventHeader {
         EventHeader { event_type: t as u32, tgid: 10, tid: 11, session: 7, ts_ns: 99 }
+    }
+
+    #[test]
+    fn decodes_received_fds_up_to_the_count() {
+        let mut fds = [-1i32; pty_trace_common::RECEIVED_CAPACITY];
+        fds[..3].copy_from_slice(&[7, 8, 9]);
+        let e = ReceivedEvent { header: eh(EventType::Received), syscall: SyscallKind::RecvMsg as u32, count: 2, truncated: 0, cloexec: 1, fds };
+        let Event::Received { fds, cloexec, truncated, .. } = decode(&bytes_of(&e)).unwrap() else { panic!("not received") };
+        assert_eq!(fds.iter().map(|f| f.fd).collect::<Vec<_>>(), vec![7, 8]);
+        assert!(cloexec && !truncated);
+        // A count past the array is cut to it, never a panic.
+        let e = ReceivedEvent { count: 99, truncated: 1, ..e };
+        let Event::Received { fds, truncated, .. } = decode(&bytes_of(&e)).unwrap() else { panic!("not received") };
+        assert_eq!(fds.len(), pty_trace_common::RECEIVED_CAPACITY);
+        assert!(truncated);
     }
 
     #[test]

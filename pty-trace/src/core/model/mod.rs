@@ -408,6 +408,11 @@ impl Model {
                 self.pending_argv.insert(h.tgid, (argv.clone(), *truncated));
             }
             Event::Exit { h } => self.on_exit(h),
+            Event::Received { h, fds, cloexec, truncated: _ } => {
+                if self.ensure_process(h) && !self.in_seed(h) {
+                    syscalls::apply_received(self, h, fds, *cloexec);
+                }
+            }
         }
         self.settle_pty_drops_of(ev.header().tgid);
     }

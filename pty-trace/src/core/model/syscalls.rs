@@ -25,6 +25,8 @@ const PERF_FLAG_FD_CLOEXEC: u64 = 8;
 const FS_CLOEXEC: u64 = 1; // FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC, FSPICK_CLOEXEC
 const LANDLOCK_CREATE_RULESET_VERSION: u64 = 1;
 /// `bpf(2)` commands whose return value is a new fd.
+const SECCOMP_SET_MODE_FILTER: u64 = 1;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: u64 = 1 << 3;
 const BPF_FD_COMMANDS: &[u64] = &[0, 5, 7, 13, 14, 17, 18, 19, 28, 30, 32, 33, 36];
 
 pub(super) fn apply_open(m: &mut Model, h: &Header, fd: i32, dirfd: i64, flags: u64, path: &str) {
@@ -33,6 +35,27 @@ pub(super) fn apply_open(m: &mut Model, h: &Header, fd: i32, dirfd: i64, flags: 
     let mut e = FdEntry::new(kind, full, flags & O_CLOEXEC != 0);
     e.pty_index = pty_index;
     install(m, h, fd, e);
+}
+
+/// fds `recvmsg` installed (`SCM_RIGHTS`), each as /proc showed it when the event was read, or
+/// of unknown kind when it was gone by then (its close is on its way as an event).
+pub(super) fn apply_received(m: &mut Model, h: &Header, fds: &[super::event::ReceivedFd], cloexec: bool) {
+    for r in fds {
+        let e = match &r.seen {
+            Some(o) => {
+                let (kind, index) = super::fd::classify_link_target(&o.target, o.tty_index);
+                let mut e = FdEntry::new(kind, o.target.clone(), cloexec);
+                e.pty_index = index;
+                e
+            }
+            None => FdEntry::new(FdKind::Unknown, "scm_rights", cloexec),
+        };
+        let master = (e.kind == FdKind::PtyMaster).then_some(e.pty_index).flatten();
+        install(m, h, r.fd, e);
+        if let Some(i) = master {
+            m.note_master(i);
+        }
+    }
 }
 
 /// Joins a relative path with its directory fd's target when the model knows it.
@@ -219,6 +242,10 @@ pub(super) fn apply_syscall(
         S::MqOpen => new_fd(m, h, ret, File, "mqueue", true),
         S::Bpf if BPF_FD_COMMANDS.contains(&(a[0] & 0xffff_ffff)) => {
             new_fd(m, h, ret, AnonInode, "anon_inode:bpf", true)
+        }
+        // The supervisor's end of a user-notification filter; the kernel makes it close-on-exec.
+        S::Seccomp if a[0] == SECCOMP_SET_MODE_FILTER && a[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 && ret > 0 => {
+            new_fd(m, h, ret, AnonInode, "anon_inode:seccomp notify", true)
         }
         S::OpenByHandleAt => new_fd(m, h, ret, File, "open_by_handle_at", ce(a[2], O_CLOEXEC)),
         S::Ioctl => apply_ioctl(m, h, ret, a, aux),

@@ -257,6 +257,7 @@ impl Ctx {
         c.args(["attach", "--no-tui", "--jsonl"])
             .arg(&jsonl)
             .args(["--interval", "1s"])
+            .args(self.probes.get().map(|p| ["--probes", p]).into_iter().flatten())
             .arg(sleeper.pid().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -16,6 +16,11 @@
 //! configuration; writes target/BENCHMARKS.quick.md unless `--out` is given), `--out PATH`.
 //! `bench soak [--minutes N] [--sample-s S] [--out PATH]` runs the memory soak instead (see
 //! `soak.rs`; writes target/BENCHMARKS.soak.md), which needs only pty-trace and `script`.
+//! `bench backends [--quick] [--out PATH]` compares the two probe backends in one boot (see
+//! `backends.rs`; `cargo xtask bench --vm KERNEL` runs it in a VM), with pty-trace and
+//! `benchload` only (`BENCHLOAD_BIN` names a prebuilt one: a VM's root is read-only).
+
+mod backends;
 
 mod extras;
 mod hygiene;
@@ -54,7 +59,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--out PATH] | bench soak [--minutes N] [--sample-s S] [--out PATH]");
+    eprintln!("usage: bench [--quick] [--out PATH] | bench soak [--minutes N] [--sample-s S] [--out PATH] | bench backends [--quick] [--out PATH]");
     std::process::exit(2)
 }
 
@@ -66,6 +71,10 @@ fn real_main() -> Result<()> {
     if args.peek().is_some_and(|a| a == "soak") {
         args.next();
         return soak_main(soak::SoakOpts::parse(&mut args)?);
+    }
+    if args.peek().is_some_and(|a| a == "backends") {
+        args.next();
+        return backends_main(&mut args);
     }
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -138,6 +147,7 @@ fn real_main() -> Result<()> {
         quiet_wait: Duration::from_secs(if quick { 0 } else { 10 }),
         quiet_budget: std::cell::Cell::new(Duration::from_secs(if quick { 0 } else { 120 })),
         notes: Vec::new(),
+        probes: std::cell::Cell::new(None),
     };
     let result = run_suite(ctx, &out_path, &pty_trace_version, t_all);
     let _ = std::fs::remove_dir_all(&work);
@@ -169,6 +179,64 @@ fn soak_main(o: soak::SoakOpts) -> Result<()> {
     }
     std::fs::write(&out, &doc).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+/// `bench backends [--quick] [--out PATH]`: root, pty-trace and benchload only.
+fn backends_main(args: &mut dyn Iterator<Item = String>) -> Result<()> {
+    let mut quick = false;
+    let mut out: Option<PathBuf> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--out" => out = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
+            _ => usage(),
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark loads eBPF programs: run it as root");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let pty_trace = std::env::var_os("PTY_TRACE_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/pty-trace"));
+    if !pty_trace.is_file() {
+        bail!("pty-trace binary not found at {} (build it with `cargo xtask build`, or set PTY_TRACE_BIN)", pty_trace.display());
+    }
+    let benchload = match std::env::var_os("BENCHLOAD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => build_benchload(&root)?,
+    };
+    if !benchload.is_file() {
+        bail!("benchload not found at {}", benchload.display());
+    }
+    let work = std::env::temp_dir().join(format!("pty-trace-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let ctx = Ctx {
+        quick,
+        rounds: if quick { 1 } else { 3 },
+        root,
+        pty_trace,
+        benchload,
+        work: work.clone(),
+        bt_arrow: false,
+        bt_version: String::new(),
+        strace_version: String::new(),
+        timeout: backends::TIMEOUT,
+        quiet_wait: Duration::ZERO,
+        quiet_budget: std::cell::Cell::new(Duration::ZERO),
+        notes: Vec::new(),
+        probes: std::cell::Cell::new(None),
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown kernel".into());
+    let result = backends::run(&ctx, &kernel);
+    let _ = std::fs::remove_dir_all(&work);
+    let doc = result?;
+    println!("{doc}");
+    if let Some(out) = out {
+        std::fs::write(&out, &doc).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("bench: wrote {}", out.display());
+    }
     Ok(())
 }
 

@@ -73,7 +73,11 @@ impl Ctx {
             }
             Config::PtyTrace => {
                 let mut c = Command::new(&self.pty_trace);
-                c.args(["run", "--no-tui", "--jsonl"]).arg(self.jsonl()).args(["--interval", "1s", "--"]).args(argv);
+                c.args(["run", "--no-tui", "--jsonl"]).arg(self.jsonl()).args(["--interval", "1s"]);
+                if let Some(p) = self.probes.get() {
+                    c.args(["--probes", p]);
+                }
+                c.arg("--").args(argv);
                 c
             }
             Config::Bpftrace => {

@@ -119,4 +119,7 @@ pub(crate) struct Ctx {
     /// ... and how long all samples together may wait (the machine may be shared all along).
     pub(crate) quiet_budget: std::cell::Cell<Duration>,
     pub(crate) notes: Vec<String>,
+    /// `--probes` for the pty-trace runs (`bench backends` sets it per sample; None: pty-trace's
+    /// own choice).
+    pub(crate) probes: std::cell::Cell<Option<&'static str>>,
 }

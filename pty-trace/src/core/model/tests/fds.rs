@@ -287,3 +287,56 @@ fn dup_of_an_fd_unknown_to_the_model_is_unknown_and_requests_a_scan() {
     assert_eq!(t.e(ROOT, 1).kind, FdKind::Unknown);
     assert!(t.m.take_needs_reconcile().contains(&ROOT));
 }
+
+#[test]
+fn a_seccomp_listener_is_a_close_on_exec_fd_and_other_seccomp_calls_make_none() {
+    let mut t = T::new();
+    const FILTER: u64 = 1;
+    const NEW_LISTENER: u64 = 1 << 3;
+    const TSYNC: u64 = 1;
+    // seccomp(SECCOMP_SET_MODE_FILTER, NEW_LISTENER, prog) = 5: the supervisor's fd.
+    t.sys(ROOT, K::Seccomp, 5, &[FILTER, NEW_LISTENER, 0x7000]);
+    assert_eq!(t.fds(ROOT), vec![5]);
+    let e = t.m.table_of(ROOT).unwrap().fds[&5].clone();
+    assert_eq!(e.kind, crate::core::model::fd::FdKind::AnonInode);
+    assert!(e.cloexec, "the kernel makes the listener close-on-exec");
+    // A filter without a listener returns 0 (or a thread id with TSYNC): no fd.
+    t.sys(ROOT, K::Seccomp, 0, &[FILTER, 0, 0x7000]);
+    t.sys(ROOT, K::Seccomp, 1234, &[FILTER, TSYNC, 0x7000]);
+    // SECCOMP_SET_MODE_STRICT, SECCOMP_GET_ACTION_AVAIL: no fd either.
+    t.sys(ROOT, K::Seccomp, 0, &[0, 0, 0]);
+    t.sys(ROOT, K::Seccomp, 0, &[2, 0, 0x7000]);
+    assert_eq!(t.fds(ROOT), vec![5]);
+}
+
+#[test]
+fn fds_received_over_scm_rights_take_their_kind_from_what_proc_showed() {
+    use crate::core::model::{
+        event::{Event, ReceivedFd},
+        fd::FdKind,
+        reconcile::ObservedFd,
+    };
+    let mut t = T::new();
+    let seen = |target: &str, tty: Option<u32>| Some(ObservedFd { target: target.into(), tty_index: tty, cloexec: Some(true) });
+    let h = t.hdr(ROOT, ROOT);
+    t.m.apply(&Event::Received {
+        h,
+        fds: vec![
+            ReceivedFd { fd: 5, seen: seen("/dev/ptmx", Some(7)) },
+            ReceivedFd { fd: 6, seen: seen("pipe:[1234]", None) },
+            // Closed again before /proc was read: counted, its kind unknown until its close.
+            ReceivedFd { fd: 7, seen: None },
+        ],
+        cloexec: true,
+        truncated: false,
+    });
+    assert_eq!(t.fds(ROOT), vec![5, 6, 7]);
+    let table = t.m.table_of(ROOT).unwrap();
+    assert_eq!((table.fds[&5].kind, table.fds[&5].pty_index), (FdKind::PtyMaster, Some(7)));
+    assert_eq!(table.fds[&6].kind, FdKind::Pipe);
+    assert_eq!(table.fds[&7].kind, FdKind::Unknown);
+    assert!(table.fds.values().all(|e| e.cloexec), "MSG_CMSG_CLOEXEC");
+    assert_eq!(t.m.stats.drift, 0);
+    t.sys(ROOT, K::Close, 0, &[7]);
+    assert_eq!(t.fds(ROOT), vec![5, 6]);
+}
