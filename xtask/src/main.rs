@@ -96,6 +96,10 @@ enum Cmd {
         /// guest then writes them over 9p, which is slower than its tmpfs).
         #[arg(long)]
         keep_scratch: bool,
+        /// PTY_TRACE_TEST_SLOWDOWN for the tests in the guest: how many times slower than the
+        /// host it runs (default: 3 under TCG, 1 under KVM).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+        slowdown: Option<u32>,
     },
 }
 
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             refresh,
             timeout,
             keep_scratch,
+            slowdown,
         } => vmtest::run(&vmtest::Options {
             kernels,
             backends,
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
             refresh,
             timeout,
             keep_scratch,
+            slowdown,
         }),
     };
     match result {

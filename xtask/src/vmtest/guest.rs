@@ -44,6 +44,9 @@ pub struct Plan {
     /// scratch files (JSONL recordings, ground truth) come back to the host. Off by default:
     /// writing over 9p is slower than the guest's tmpfs, and some tests are timing-sensitive.
     pub keep_scratch: bool,
+    /// `PTY_TRACE_TEST_SLOWDOWN` for the tests (see `tests/src/lib.rs`): how many times slower
+    /// than the host the guest runs; the timing tests stretch their windows by it.
+    pub slowdown: u32,
 }
 
 /// The `Max open files` (soft, hard) of a `/proc/PID/limits` text; None when unlimited or absent.
@@ -71,6 +74,7 @@ pub fn render(plan: &Plan) -> String {
     for (k, v) in &plan.env {
         s += &format!("export {k}={}\n", sh_quote(v));
     }
+    s += &format!("export PTY_TRACE_TEST_SLOWDOWN={}\n", plan.slowdown);
     if let Some((soft, hard)) = plan.nofile {
         s += &format!(
             "ulimit -Hn {hard} && ulimit -Sn {soft} || echo \"vmtest: cannot set RLIMIT_NOFILE\"\n"
@@ -220,6 +224,7 @@ mod tests {
             doctor_timeout_secs: 60,
             nofile: Some((20000, 40000)),
             keep_scratch: false,
+            slowdown: 3,
         }
     }
 

@@ -150,6 +150,21 @@ pub struct Options {
     pub timeout: Option<u64>,
     /// `--keep-scratch`: the tests' scratch files come back (see `guest::Plan::keep_scratch`).
     pub keep_scratch: bool,
+    /// `--slowdown N`: `PTY_TRACE_TEST_SLOWDOWN` in the guest (default: `TCG_SLOWDOWN` under
+    /// TCG, 1 under KVM).
+    pub slowdown: Option<u32>,
+}
+
+/// How many times slower than the host the tests run under TCG: vm.md measured a tight
+/// syscall loop about 3x slower in a TCG guest than on the host.
+pub const TCG_SLOWDOWN: u32 = 3;
+
+/// `PTY_TRACE_TEST_SLOWDOWN` for a guest on `accel`, unless `--slowdown` says.
+pub fn slowdown(accel: Accel, forced: Option<u32>) -> u32 {
+    forced.unwrap_or(match accel {
+        Accel::Tcg => TCG_SLOWDOWN,
+        Accel::Kvm => 1,
+    })
 }
 
 /// The suites `--kernel` names (all when none), in the matrix's order.
@@ -358,6 +373,7 @@ pub fn run(opts: &Options) -> Result<()> {
             .ok()
             .and_then(|l| guest::nofile_limits(&l)),
         keep_scratch: opts.keep_scratch,
+        slowdown: 1,
     };
     let longest_step = runs
         .iter()
@@ -444,12 +460,17 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let plan_file = out.join(initramfs::PLAN_FILE);
+        let plan = Plan {
+            slowdown: slowdown(accel, opts.slowdown),
+            ..plan.clone()
+        };
         fs::write(&plan_file, guest::render(&plan))
             .with_context(|| format!("writing {}", plan_file.display()))?;
         eprintln!(
-            "vmtest: {label}: booting {} ({}, {} backend(s) x {} test run(s), limit {}s)",
+            "vmtest: {label}: booting {} ({}, slowdown {}, {} backend(s) x {} test run(s), limit {}s)",
             kernel.release,
             accel.name(),
+            plan.slowdown,
             backends.len(),
             runs.len(),
             limit.as_secs()
@@ -599,6 +620,13 @@ mod tests {
             ["tracepoint"]
         );
         assert!(select_backends(&["kprobe".into()]).is_err());
+    }
+
+    #[test]
+    fn slowdowns() {
+        assert_eq!(slowdown(Accel::Tcg, None), TCG_SLOWDOWN);
+        assert_eq!(slowdown(Accel::Kvm, None), 1);
+        assert_eq!(slowdown(Accel::Tcg, Some(5)), 5);
     }
 
     #[test]
