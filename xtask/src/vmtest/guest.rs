@@ -27,6 +27,15 @@ pub struct TestRun {
     /// libtest arguments after `--test-threads=1` (filters, `--exact`).
     pub args: Vec<String>,
     pub timeout_secs: u64,
+    /// Run only in this backend's cell (tests that choose backends themselves); None: in every
+    /// cell.
+    pub only_backend: Option<String>,
+}
+
+impl TestRun {
+    pub fn runs_in(&self, backend: &str) -> bool {
+        self.only_backend.as_deref().is_none_or(|b| b == backend)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +119,7 @@ uname -r > "$OUT/uname"
         } else {
             String::new()
         };
-        for run in &plan.runs {
+        for run in plan.runs.iter().filter(|r| r.runs_in(backend)) {
             let args: Vec<String> = run.args.iter().map(|a| sh_quote(a)).collect();
             s += &format!(
                 "  step {backend} {} {} env {probes} PTY_TRACE_BIN={bin} RUST_BACKTRACE=1 {tmpdir}{} --test-threads=1 {}\n",
@@ -175,6 +184,7 @@ pub fn read_cells(
             };
             let steps = if doctor == Doctor::Passed {
                 runs.iter()
+                    .filter(|run| run.runs_in(backend))
                     .map(|run| {
                         let rc = read(backend, &run.name, "rc").as_deref().and_then(parse_rc);
                         let log = read(backend, &run.name, "log").unwrap_or_default();
@@ -211,12 +221,22 @@ mod tests {
         Plan {
             binary: "/w/target/release/pty-trace".into(),
             backends: vec!["fentry".into(), "tracepoint".into()],
-            runs: vec![TestRun {
-                name: "accounting.counts_exact".into(),
-                exe: "/w/target/debug/deps/accounting-0123".into(),
-                args: vec!["--exact".into(), "counts_exact".into()],
-                timeout_secs: 300,
-            }],
+            runs: vec![
+                TestRun {
+                    name: "accounting.counts_exact".into(),
+                    exe: "/w/target/debug/deps/accounting-0123".into(),
+                    args: vec!["--exact".into(), "counts_exact".into()],
+                    timeout_secs: 300,
+                    only_backend: None,
+                },
+                TestRun {
+                    name: "probes.doctor_says".into(),
+                    exe: "/w/target/debug/deps/probes-4567".into(),
+                    args: vec!["--exact".into(), "doctor_says".into()],
+                    timeout_secs: 300,
+                    only_backend: Some("fentry".into()),
+                },
+            ],
             env: vec![
                 ("PATH".into(), "/usr/bin:/bin".into()),
                 ("HOME".into(), "/root's".into()),
@@ -242,9 +262,14 @@ mod tests {
             "if step fentry doctor 60 env 'PTY_TRACE_PROBES=fentry' '/w/target/release/pty-trace' doctor; then\n\
              \x20 step fentry 'accounting.counts_exact' 300 env 'PTY_TRACE_PROBES=fentry' \
              PTY_TRACE_BIN='/w/target/release/pty-trace' RUST_BACKTRACE=1 \
-             '/w/target/debug/deps/accounting-0123' --test-threads=1 '--exact' 'counts_exact'\nfi\n"
+             '/w/target/debug/deps/accounting-0123' --test-threads=1 '--exact' 'counts_exact'\n\
+             \x20 step fentry 'probes.doctor_says' 300 env 'PTY_TRACE_PROBES=fentry' \
+             PTY_TRACE_BIN='/w/target/release/pty-trace' RUST_BACKTRACE=1 \
+             '/w/target/debug/deps/probes-4567' --test-threads=1 '--exact' 'doctor_says'\nfi\n"
         ), "{s}");
         assert!(s.contains("if step tracepoint doctor 60 "));
+        assert_eq!(s.matches("step fentry 'probes.doctor_says'").count(), 1);
+        assert!(!s.contains("step tracepoint 'probes."));
         assert!(!s.contains("TMPDIR"));
         let kept = render(&Plan {
             keep_scratch: true,
@@ -301,7 +326,13 @@ mod tests {
             ("tracepoint".to_string(), Expect::Optional),
             ("other".to_string(), Expect::Required),
         ];
-        let cells = read_cells(&dir, "6.12", &backends, &plan().runs, Some("VM timed out"));
+        let cells = read_cells(
+            &dir,
+            "6.12",
+            &backends,
+            &plan().runs[..1],
+            Some("VM timed out"),
+        );
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(cells[0].kernel, "6.12.118+deb13-amd64");
         assert_eq!(cells[0].doctor, Doctor::Passed);

@@ -115,6 +115,26 @@ pub const SUBSET: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// End-to-end tests that choose the backends themselves (`--probes`), so they run once per
+/// kernel, in the first backend's cell: `(test target, test, why)`.
+pub const ONCE_PER_KERNEL: &[(&str, &str, &str)] = &[
+    (
+        "probes",
+        "each_backend_is_named_in_the_start_record_or_refused_in_one_line",
+        "which backends this kernel can load, named in `start` or refused in one line (exit 12)",
+    ),
+    (
+        "probes",
+        "doctor_says_which_backend_tracing_will_use",
+        "doctor's probes row agrees with what `run` does on this kernel",
+    ),
+    (
+        "probes",
+        "the_trampoline_backend_leaves_the_syscall_tracepoints_alone",
+        "the point of fentry: no program on the syscall tracepoints",
+    ),
+];
+
 /// Guest-side limits: one test of the subset, one test executable (filter or `--full`), doctor.
 const TEST_TIMEOUT_SECS: u64 = 300;
 const EXE_TIMEOUT_SECS: u64 = 1800;
@@ -201,12 +221,14 @@ pub fn select_backends(wanted: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The test runs of a cell: the subset (one run per test, `--exact`), or each executable with
-/// the filters, or each whole executable (`full`). `executables` are `(target, path)`.
+/// The test runs of a cell: the subset (one run per test, `--exact`) and `ONCE_PER_KERNEL`
+/// in the first of `backends`, or each executable with the filters, or each whole executable
+/// (`full`). `executables` are `(target, path)`.
 pub fn select_runs(
     executables: &[(String, PathBuf)],
     filters: &[String],
     full: bool,
+    backends: &[String],
 ) -> Result<Vec<TestRun>> {
     if full || !filters.is_empty() {
         return Ok(executables
@@ -216,20 +238,25 @@ pub fn select_runs(
                 exe: exe.clone(),
                 args: if full { Vec::new() } else { filters.to_vec() },
                 timeout_secs: EXE_TIMEOUT_SECS,
+                only_backend: None,
             })
             .collect());
     }
-    SUBSET
+    let every = SUBSET.iter().map(|p| (p, None));
+    let once = ONCE_PER_KERNEL
         .iter()
-        .map(|(target, test, _)| {
+        .map(|p| (p, backends.first().cloned()));
+    every
+        .chain(once)
+        .map(|((target, test, _), only_backend)| {
             let exe = executables
                 .iter()
                 .find(|(t, _)| t == target)
                 .map(|(_, e)| e.clone())
                 .with_context(|| {
                     format!(
-                        "test target {target} of vmtest's SUBSET was not built: \
-                         update SUBSET in xtask/src/vmtest/mod.rs"
+                        "test target {target} of vmtest's subset was not built: \
+                         update SUBSET or ONCE_PER_KERNEL in xtask/src/vmtest/mod.rs"
                     )
                 })?;
             Ok(TestRun {
@@ -237,6 +264,7 @@ pub fn select_runs(
                 exe,
                 args: vec!["--exact".into(), test.to_string()],
                 timeout_secs: TEST_TIMEOUT_SECS,
+                only_backend,
             })
         })
         .collect()
@@ -349,7 +377,7 @@ pub fn run(opts: &Options) -> Result<()> {
     setup::run()?;
     let binary = tasks::build_binary(true)?;
     let executables = build_test_executables()?;
-    let runs = select_runs(&executables, &opts.tests, opts.full)?;
+    let runs = select_runs(&executables, &opts.tests, opts.full, &backends)?;
     let mut visible: Vec<&Path> = vec![&binary];
     visible.extend(runs.iter().map(|r| r.exe.as_path()));
     check_visible(&visible)?;
@@ -383,7 +411,7 @@ pub fn run(opts: &Options) -> Result<()> {
         .unwrap_or(DOCTOR_TIMEOUT_SECS);
     let limit = Duration::from_secs(
         opts.timeout
-            .unwrap_or_else(|| default_limit(&runs, backends.len())),
+            .unwrap_or_else(|| default_limit(&runs, &backends)),
     );
     // A step prints a console line when it starts and ends; the guest's timeout stops it
     // (TERM, then KILL 10 s later), so more silence than that means the guest is stuck.
@@ -540,10 +568,11 @@ pub fn run(opts: &Options) -> Result<()> {
 /// watchdog): 2 minutes to boot, plus per backend 2 minutes for doctor and 90 s per test of
 /// the subset (the slowest measured takes 75 s under TCG), or 10 minutes per test executable
 /// for `--full` and `--tests`.
-pub fn default_limit(runs: &[TestRun], backends: usize) -> u64 {
-    let per_backend: u64 = 120
-        + runs
+pub fn default_limit(runs: &[TestRun], backends: &[String]) -> u64 {
+    let per_backend = |backend: &String| -> u64 {
+        120 + runs
             .iter()
+            .filter(|r| r.runs_in(backend))
             .map(|r| {
                 if r.timeout_secs == TEST_TIMEOUT_SECS {
                     90
@@ -551,8 +580,9 @@ pub fn default_limit(runs: &[TestRun], backends: usize) -> u64 {
                     600
                 }
             })
-            .sum::<u64>();
-    120 + per_backend * backends as u64
+            .sum::<u64>()
+    };
+    120 + backends.iter().map(per_backend).sum::<u64>()
 }
 
 /// The workspace's `git describe --always --dirty`, or "unknown commit" outside git.
@@ -647,6 +677,7 @@ mod tests {
             "scoring",
             "kernel_counters",
             "signals",
+            "probes",
             "tui",
         ]
         .iter()
@@ -654,10 +685,26 @@ mod tests {
         .collect()
     }
 
+    fn both() -> Vec<String> {
+        select_backends(&[]).unwrap()
+    }
+
     #[test]
     fn run_selection() {
-        let subset = select_runs(&exes(), &[], false).unwrap();
-        assert_eq!(subset.len(), SUBSET.len());
+        let subset = select_runs(&exes(), &[], false, &both()).unwrap();
+        assert_eq!(subset.len(), SUBSET.len() + ONCE_PER_KERNEL.len());
+        assert!(
+            subset[..SUBSET.len()]
+                .iter()
+                .all(|r| r.only_backend.is_none())
+        );
+        assert!(
+            subset[SUBSET.len()..]
+                .iter()
+                .all(|r| r.only_backend.as_deref() == Some("fentry"))
+        );
+        let tracepoint_only = select_runs(&exes(), &[], false, &["tracepoint".into()]).unwrap();
+        assert!(tracepoint_only.iter().all(|r| r.runs_in("tracepoint")));
         assert_eq!(
             subset[0].name,
             "accounting.counts_exact_opens_of_dev_null_and_ptmx"
@@ -667,15 +714,15 @@ mod tests {
             ["--exact", "counts_exact_opens_of_dev_null_and_ptmx"]
         );
         assert_eq!(subset[0].exe, PathBuf::from("/t/accounting-0a1b"));
-        let filtered = select_runs(&exes(), &["leaky".into()], false).unwrap();
+        let filtered = select_runs(&exes(), &["leaky".into()], false, &both()).unwrap();
         assert_eq!(filtered.len(), exes().len());
         assert!(filtered.iter().all(|r| r.args == ["leaky"]));
-        let full = select_runs(&exes(), &[], true).unwrap();
+        let full = select_runs(&exes(), &[], true, &both()).unwrap();
         assert!(
             full.iter()
                 .all(|r| r.args.is_empty() && r.timeout_secs == EXE_TIMEOUT_SECS)
         );
-        let err = select_runs(&exes()[1..], &[], false)
+        let err = select_runs(&exes()[1..], &[], false, &both())
             .unwrap_err()
             .to_string();
         assert!(err.contains("accounting"), "{err}");
@@ -698,8 +745,9 @@ mod tests {
                 include_str!("../../../tests/tests/kernel_counters.rs"),
             ),
             ("signals", include_str!("../../../tests/tests/signals.rs")),
+            ("probes", include_str!("../../../tests/tests/probes.rs")),
         ];
-        for (target, test, why) in SUBSET {
+        for (target, test, why) in SUBSET.iter().chain(ONCE_PER_KERNEL) {
             assert!(!why.is_empty());
             let (_, src) = sources
                 .iter()
@@ -747,10 +795,10 @@ mod tests {
         assert!(check_visible(&[Path::new("/work/target/release/pty-trace")]).is_ok());
         let err = check_visible(&[Path::new("/tmp/t/release/pty-trace")]).unwrap_err();
         assert!(err.to_string().contains("CARGO_TARGET_DIR"), "{err}");
-        let subset = select_runs(&exes(), &[], false).unwrap();
+        let subset = select_runs(&exes(), &[], false, &both()).unwrap();
         assert_eq!(
-            default_limit(&subset, 2),
-            120 + 2 * (120 + 90 * SUBSET.len() as u64)
+            default_limit(&subset, &both()),
+            120 + 2 * (120 + 90 * SUBSET.len() as u64) + 90 * ONCE_PER_KERNEL.len() as u64
         );
     }
 }
