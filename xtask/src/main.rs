@@ -100,6 +100,9 @@ enum Cmd {
         /// host it runs (default: 3 under TCG, 1 under KVM).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
         slowdown: Option<u32>,
+        /// VMs booted at once (default: one per host core).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+        jobs: Option<u64>,
     },
 }
 
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
             timeout,
             keep_scratch,
             slowdown,
+            jobs,
         } => vmtest::run(&vmtest::Options {
             kernels,
             backends,
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             timeout,
             keep_scratch,
             slowdown,
+            jobs: jobs.map(|j| j as usize),
         }),
     };
     match result {

@@ -50,93 +50,112 @@ pub fn expectation(kernel_label: &str, backend: &str) -> Expect {
     }
 }
 
-/// The end-to-end tests run in each cell by default: `(test target, test, why)`. The whole
-/// suite does not fit the time budget under TCG (an emulated CPU about 3x slower than the host,
-/// two backends per kernel, four kernels, and CI's whole budget is 45 minutes), so these are the
-/// tests that exercise the kernel side in ways a backend or a kernel version could break.
-/// Guest seconds per test, measured under single-threaded TCG on 6.1 and 6.12, are in
-/// brackets: about 110 s per cell today, about 170 s once the churn test passes all ten seeds
-/// (it fails under TCG on a snapshot gap after one or two, 7 s each). Left out: `real_pty_users_match_proc` (8 s; its
-/// 1.2 s settle is shorter than program loading under TCG, 1.3 s), `tmux_server_...` (17 s)
-/// and `reparented_...` (10 s), whose kernel paths the churn test covers, `on_rotate_...`
-/// (11 s), `a_bad_tracked_max_...` (2 s) and `the_traced_process_exiting_...` (8 s), which
-/// are userspace behaviour that no kernel changes. `--full` runs everything, `--tests FILTER`
-/// a choice.
-pub const SUBSET: &[(&str, &str, &str)] = &[
-    (
+/// Where a test of the subset runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In every backend's cell.
+    Every,
+    /// Only in the fentry cell. Only these VMs can test the fentry backend (the project's
+    /// machines refuse BPF trampolines), while `cargo xtask test` runs the whole suite with the
+    /// tracepoint backend on the host; so the longest tests run for fentry alone.
+    Fentry,
+    /// Once per kernel, in the first backend's cell: tests that choose backends themselves, or
+    /// that check what the kernel does whichever programs are loaded.
+    Once,
+}
+
+/// One test of the default subset.
+#[derive(Debug, Clone, Copy)]
+pub struct Pick {
+    pub target: &'static str,
+    pub test: &'static str,
+    pub scope: Scope,
+    /// Guest seconds measured on 6.1 under TCG with `PTY_TRACE_TEST_SLOWDOWN=3` in the fentry
+    /// cell, and why the test is in.
+    pub why: &'static str,
+}
+
+const fn pick(target: &'static str, test: &'static str, scope: Scope, why: &'static str) -> Pick {
+    Pick {
+        target,
+        test,
+        scope,
+        why,
+    }
+}
+
+/// The end-to-end tests run by default. The whole suite does not fit CI's budget under TCG:
+/// the emulated CPU is about 3x slower, the timing tests stretch their windows 3x
+/// (`PTY_TRACE_TEST_SLOWDOWN`), starting pty-trace with the fentry backend takes seconds
+/// (attaching about 50 trampolines), and there are eight cells. These are the tests that
+/// exercise what a kernel version or a backend can break: about 11 minutes of guest time per
+/// kernel, two kernels at a time. Left out (seconds as below): `agent_that_closes_its_masters_is_healthy`
+/// (39), `without_debug_kernel_the_programs_log_nothing` (22),
+/// `sigint_detaches_attach_and_leaves_the_target_running` (23),
+/// `doctor_says_which_backend_tracing_will_use` (34); `real_pty_users_match_proc`,
+/// `tmux_server_with_several_windows_matches_proc` and `reparented_descendants_...`, whose
+/// kernel paths the churn test covers; and the userspace behaviour no kernel changes
+/// (`on_rotate_...`, `a_bad_tracked_max_...`, `the_traced_process_exiting_...`). `--full` runs
+/// everything, `--tests FILTER` a choice.
+pub const SUBSET: &[Pick] = &[
+    pick(
         "accounting",
         "counts_exact_opens_of_dev_null_and_ptmx",
-        "[6 s] exact counts of opens and closes of ptmx and /dev/null: every hooked syscall path",
+        Scope::Every,
+        "[27 s] exact counts of opens and closes of ptmx and /dev/null: every hooked syscall path",
     ),
-    (
-        "accounting",
-        "randomized_workloads_match_proc_for_every_seed",
-        "[~70 s] the key one: randomized fork/dup/close/exec churn vs /proc, no drift, no loss",
-    ),
-    (
-        "accounting",
-        "forced_ring_buffer_overflow_is_counted_and_repaired",
-        "[9 s] lost events are counted and repaired: ring buffer behaviour is the kernel's",
-    ),
-    (
+    pick(
         "faults_threads",
         "threads_reusing_fd_numbers_need_no_correction",
-        "[20 s] threads racing on one fd table: event order across CPUs in a real scheduler",
+        Scope::Every,
+        "[82 s] threads racing on one fd table: event order across CPUs in a real scheduler",
     ),
-    (
+    pick(
         "scoring",
         "leaky_agent_is_detected_with_a_rotate_decision_and_one_pty_per_command",
-        "[17 s] the product's promise end to end: a leaking agent is caught",
+        Scope::Every,
+        "[46 s] the product's promise end to end: a leaking agent is caught",
     ),
-    (
-        "scoring",
-        "agent_that_closes_its_masters_is_healthy",
-        "[14 s] and a healthy one is not flagged (no false positive from missed closes)",
+    pick(
+        "accounting",
+        "randomized_workloads_match_proc_for_every_seed",
+        Scope::Fentry,
+        "[~310 s] the key one: randomized fork/dup/close/exec churn vs /proc, no drift, no loss",
     ),
-    (
-        "kernel_counters",
-        "children_the_tracked_map_cannot_hold_are_counted_and_logged",
-        "[6 s] the kernel programs' map-full path is counted, not dropped",
-    ),
-    (
-        "kernel_counters",
-        "without_debug_kernel_the_programs_log_nothing",
-        "[5 s] the kernel programs' logging stays off without --debug-kernel",
-    ),
-    (
+    pick(
         "signals",
         "sigint_and_sigterm_stop_run_cleanly",
-        "[6 s] programs detach cleanly on SIGINT and SIGTERM",
+        Scope::Fentry,
+        "[35 s] the trampolines detach cleanly on SIGINT and SIGTERM",
     ),
-    (
-        "signals",
-        "sigint_detaches_attach_and_leaves_the_target_running",
-        "[5 s] attach mode (seeded from /proc) detaches and leaves the target alone",
-    ),
-];
-
-/// End-to-end tests that choose the backends themselves (`--probes`), so they run once per
-/// kernel, in the first backend's cell: `(test target, test, why)`.
-pub const ONCE_PER_KERNEL: &[(&str, &str, &str)] = &[
-    (
+    pick(
         "probes",
         "each_backend_is_named_in_the_start_record_or_refused_in_one_line",
-        "which backends this kernel can load, named in `start` or refused in one line (exit 12)",
+        Scope::Once,
+        "[46 s] which backends this kernel loads, named in `start` or refused in one line",
     ),
-    (
-        "probes",
-        "doctor_says_which_backend_tracing_will_use",
-        "doctor's probes row agrees with what `run` does on this kernel",
-    ),
-    (
+    pick(
         "probes",
         "the_trampoline_backend_leaves_the_syscall_tracepoints_alone",
-        "the point of fentry: no program on the syscall tracepoints",
+        Scope::Once,
+        "[25 s] the point of fentry: no program on the syscall tracepoints",
+    ),
+    pick(
+        "accounting",
+        "forced_ring_buffer_overflow_is_counted_and_repaired",
+        Scope::Once,
+        "[35 s] lost events are counted and repaired: the ring buffer is the kernel's",
+    ),
+    pick(
+        "kernel_counters",
+        "children_the_tracked_map_cannot_hold_are_counted_and_logged",
+        Scope::Once,
+        "[28 s] a full BPF map is counted, not dropped",
     ),
 ];
 
 /// Guest-side limits: one test of the subset, one test executable (filter or `--full`), doctor.
-const TEST_TIMEOUT_SECS: u64 = 300;
+const TEST_TIMEOUT_SECS: u64 = 900;
 const EXE_TIMEOUT_SECS: u64 = 1800;
 const DOCTOR_TIMEOUT_SECS: u64 = 120;
 /// Environment variables passed from the host into the guest's steps when set.
@@ -173,6 +192,8 @@ pub struct Options {
     /// `--slowdown N`: `PTY_TRACE_TEST_SLOWDOWN` in the guest (default: `TCG_SLOWDOWN` under
     /// TCG, 1 under KVM).
     pub slowdown: Option<u32>,
+    /// `--jobs N`: VMs booted at once (default: the host's cores).
+    pub jobs: Option<usize>,
 }
 
 /// How many times slower than the host the tests run under TCG: vm.md measured a tight
@@ -221,9 +242,9 @@ pub fn select_backends(wanted: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The test runs of a cell: the subset (one run per test, `--exact`) and `ONCE_PER_KERNEL`
-/// in the first of `backends`, or each executable with the filters, or each whole executable
-/// (`full`). `executables` are `(target, path)`.
+/// The test runs of a cell: the subset (one run per test, `--exact`, placed by its scope
+/// among `backends`), or each executable with the filters in every cell, or each whole
+/// executable (`full`). `executables` are `(target, path)`.
 pub fn select_runs(
     executables: &[(String, PathBuf)],
     filters: &[String],
@@ -242,32 +263,34 @@ pub fn select_runs(
             })
             .collect());
     }
-    let every = SUBSET.iter().map(|p| (p, None));
-    let once = ONCE_PER_KERNEL
-        .iter()
-        .map(|p| (p, backends.first().cloned()));
-    every
-        .chain(once)
-        .map(|((target, test, _), only_backend)| {
-            let exe = executables
-                .iter()
-                .find(|(t, _)| t == target)
-                .map(|(_, e)| e.clone())
-                .with_context(|| {
-                    format!(
-                        "test target {target} of vmtest's subset was not built: \
-                         update SUBSET or ONCE_PER_KERNEL in xtask/src/vmtest/mod.rs"
-                    )
-                })?;
-            Ok(TestRun {
-                name: format!("{target}.{test}"),
-                exe,
-                args: vec!["--exact".into(), test.to_string()],
-                timeout_secs: TEST_TIMEOUT_SECS,
-                only_backend,
-            })
-        })
-        .collect()
+    let mut runs = Vec::new();
+    for p in SUBSET {
+        let only_backend = match p.scope {
+            Scope::Every => None,
+            Scope::Fentry if backends.iter().any(|b| b == "fentry") => Some("fentry".to_string()),
+            Scope::Fentry => continue,
+            Scope::Once => backends.first().cloned(),
+        };
+        let exe = executables
+            .iter()
+            .find(|(t, _)| t == p.target)
+            .map(|(_, e)| e.clone())
+            .with_context(|| {
+                format!(
+                    "test target {} of vmtest's SUBSET was not built: \
+                     update SUBSET in xtask/src/vmtest/mod.rs",
+                    p.target
+                )
+            })?;
+        runs.push(TestRun {
+            name: format!("{}.{}", p.target, p.test),
+            exe,
+            args: vec!["--exact".into(), p.test.to_string()],
+            timeout_secs: TEST_TIMEOUT_SECS,
+            only_backend,
+        });
+    }
+    Ok(runs)
 }
 
 /// The test executables in `cargo test --no-run --message-format=json` output: `(target,
@@ -366,7 +389,30 @@ fn check_visible(paths: &[&Path]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask vmtest`.
+/// A kernel ready to boot, or the cells that say why it is not.
+enum Prepared {
+    Ready {
+        label: &'static str,
+        kernel: kernels::Kernel,
+        initrd: PathBuf,
+    },
+    Failed(Vec<Cell>),
+}
+
+/// What one boot needs besides its kernel.
+struct Boot<'a> {
+    plan: &'a Plan,
+    runs: &'a [TestRun],
+    backends: &'a [String],
+    accel: Accel,
+    limit: Duration,
+    silence: Duration,
+    root: &'a Path,
+}
+
+/// `cargo xtask vmtest`: builds, prepares every kernel (one after the other: network and
+/// disk), then boots them `jobs` at a time (each single-threaded TCG VM keeps about one host
+/// core busy, and less while the guest waits).
 pub fn run(opts: &Options) -> Result<()> {
     let start = Instant::now();
     let suites = select_kernels(&opts.kernels)?;
@@ -391,18 +437,6 @@ pub fn run(opts: &Options) -> Result<()> {
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))),
     )
     .collect();
-    let plan = Plan {
-        binary: binary.clone(),
-        backends: backends.clone(),
-        runs: runs.clone(),
-        env,
-        doctor_timeout_secs: DOCTOR_TIMEOUT_SECS,
-        nofile: fs::read_to_string("/proc/self/limits")
-            .ok()
-            .and_then(|l| guest::nofile_limits(&l)),
-        keep_scratch: opts.keep_scratch,
-        slowdown: 1,
-    };
     let longest_step = runs
         .iter()
         .map(|r| r.timeout_secs)
@@ -419,120 +453,88 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let root = util::target_dir().join("vmtest");
     let cache = root.join("cache");
+    let mut prepared = Vec::new();
     let mut accel: Option<Accel> = None;
-    let mut cells: Vec<Cell> = Vec::new();
-    let mut extra: Vec<String> = Vec::new();
-    for suite in suites {
-        let label = suite.label;
-        let expects: Vec<(String, Expect)> = backends
-            .iter()
-            .map(|b| (b.clone(), expectation(label, b)))
-            .collect();
-        let failed_cells = |why: String| -> Vec<Cell> {
-            expects
-                .iter()
-                .map(|(b, e)| Cell {
-                    kernel: label.to_string(),
-                    backend: b.clone(),
-                    expect: *e,
-                    doctor: Doctor::Missing,
-                    steps: Vec::new(),
-                    secs: 0.0,
-                    vm_problem: Some(why.clone()),
-                })
-                .collect()
-        };
-        let fetch_start = Instant::now();
-        let kernel = match kernels::fetch(suite, &cache, opts.refresh) {
-            Ok(k) => k,
-            Err(e) => {
-                eprintln!("vmtest: {label}: {e:#}");
-                cells.extend(failed_cells(format!("kernel not fetched: {e:#}")));
-                continue;
-            }
-        };
-        let initrd = root
-            .join("initramfs")
-            .join(format!("{}.cpio.gz", kernel.release));
-        let modules = match initramfs::build(&kernel, &initrd) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("vmtest: {label}: {e:#}");
-                cells.extend(failed_cells(format!("no initramfs: {e:#}")));
-                continue;
-            }
-        };
-        eprintln!(
-            "vmtest: {label}: {} ({}) ready in {} (9p modules: {})",
-            kernel.release,
-            kernel.packages.join(", "),
-            secs(fetch_start.elapsed()),
-            if modules.is_empty() {
-                "none".to_string()
-            } else {
-                modules.join(" ")
-            }
-        );
-        let accel = match accel {
-            Some(a) => a,
-            None => {
-                let a = choose_accel(opts, &kernel.vmlinuz, &initrd, &root)?;
-                accel = Some(a);
-                a
-            }
-        };
-
-        let out = root.join("out").join(label);
-        if out.exists() {
-            fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+    for suite in &suites {
+        let p = prepare(suite, &backends, &cache, &root, opts.refresh);
+        if let (Prepared::Ready { kernel, initrd, .. }, None) = (&p, accel) {
+            accel = Some(choose_accel(opts, &kernel.vmlinuz, initrd, &root)?);
         }
-        fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let plan_file = out.join(initramfs::PLAN_FILE);
-        let plan = Plan {
-            slowdown: slowdown(accel, opts.slowdown),
-            ..plan.clone()
-        };
-        fs::write(&plan_file, guest::render(&plan))
-            .with_context(|| format!("writing {}", plan_file.display()))?;
+        prepared.push(p);
+    }
+    let accel = accel.unwrap_or(Accel::Tcg);
+    let plan = Plan {
+        binary: binary.clone(),
+        backends: backends.clone(),
+        runs: runs.clone(),
+        env,
+        doctor_timeout_secs: DOCTOR_TIMEOUT_SECS,
+        nofile: fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| guest::nofile_limits(&l)),
+        keep_scratch: opts.keep_scratch,
+        slowdown: slowdown(accel, opts.slowdown),
+    };
+    let boot = Boot {
+        plan: &plan,
+        runs: &runs,
+        backends: &backends,
+        accel,
+        limit,
+        silence,
+        root: &root,
+    };
+    let booting = prepared
+        .iter()
+        .filter(|p| matches!(p, Prepared::Ready { .. }))
+        .count();
+    let jobs = opts
+        .jobs
+        .unwrap_or_else(default_jobs)
+        .clamp(1, booting.max(1));
+    if booting > 0 {
         eprintln!(
-            "vmtest: {label}: booting {} ({}, slowdown {}, {} backend(s) x {} test run(s), limit {}s)",
-            kernel.release,
+            "vmtest: booting {booting} kernel(s), {jobs} at a time ({}, slowdown {}, {} backend(s) x {} test run(s), limit {}s per VM)",
             accel.name(),
             plan.slowdown,
             backends.len(),
             runs.len(),
             limit.as_secs()
         );
-        let vm = qemu::Vm {
-            vmlinuz: kernel.vmlinuz.clone(),
-            initrd: initrd.clone(),
-            out_dir: Some(out.clone()),
-            console_log: out.join("console.log"),
-            accel,
-            limit,
-            silence,
-            extra_append: None,
-            progress: Some(format!("vmtest: {label}:")),
-        };
-        let outcome = qemu::run(&vm)?;
-        let problem = outcome.problem();
-        if let Some(p) = &problem {
-            eprintln!(
-                "vmtest: {label}: {p}; the console's last lines ({}):\n{}",
-                vm.console_log.display(),
-                outcome.tail
-            );
+    }
+    // One slot per kernel, filled by whichever worker boots it.
+    type Slot = Option<(Vec<Cell>, Option<String>)>;
+    let slots: Vec<std::sync::Mutex<Slot>> = prepared
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(p) = prepared.get(i) else { break };
+                    let done = match p {
+                        Prepared::Failed(cells) => (cells.clone(), None),
+                        Prepared::Ready {
+                            label,
+                            kernel,
+                            initrd,
+                        } => boot_one(&boot, label, kernel, initrd),
+                    };
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+                }
+            });
         }
-        let kernel_cells = guest::read_cells(&out, label, &expects, &runs, problem.as_deref());
-        extra.push(format!(
-            "{}: VM {} ({}; /init after {}){}",
-            kernel.release,
-            secs(outcome.wall),
-            accel.name(),
-            outcome.boot_secs.map_or("?".into(), |b| format!("{b:.1}s")),
-            problem.map_or(String::new(), |p| format!("; {p}"))
-        ));
-        cells.extend(kernel_cells);
+    });
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut extra: Vec<String> = Vec::new();
+    for slot in slots {
+        if let Some((c, line)) = slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            cells.extend(c);
+            extra.extend(line);
+        }
     }
 
     extra.push(format!("pty-trace at {}", workspace_commit()));
@@ -562,6 +564,139 @@ pub fn run(opts: &Options) -> Result<()> {
         secs(start.elapsed())
     );
     Ok(())
+}
+
+/// VMs booted at once by default: one per host core (each keeps at most one busy).
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The cells of a kernel that could not be booted: every backend failed with `why`.
+fn failed_cells(label: &str, backends: &[String], why: &str) -> Vec<Cell> {
+    backends
+        .iter()
+        .map(|b| Cell {
+            kernel: label.to_string(),
+            backend: b.clone(),
+            expect: expectation(label, b),
+            doctor: Doctor::Missing,
+            steps: Vec::new(),
+            secs: 0.0,
+            vm_problem: Some(why.to_string()),
+        })
+        .collect()
+}
+
+/// Fetches `suite`'s kernel and builds its initramfs.
+fn prepare(
+    suite: &'static Suite,
+    backends: &[String],
+    cache: &Path,
+    root: &Path,
+    refresh: bool,
+) -> Prepared {
+    let label = suite.label;
+    let start = Instant::now();
+    let kernel = match kernels::fetch(suite, cache, refresh) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("vmtest: {label}: {e:#}");
+            let why = format!("kernel not fetched: {e:#}");
+            return Prepared::Failed(failed_cells(label, backends, &why));
+        }
+    };
+    let initrd = root
+        .join("initramfs")
+        .join(format!("{}.cpio.gz", kernel.release));
+    let modules = match initramfs::build(&kernel, &initrd) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("vmtest: {label}: {e:#}");
+            let why = format!("no initramfs: {e:#}");
+            return Prepared::Failed(failed_cells(label, backends, &why));
+        }
+    };
+    eprintln!(
+        "vmtest: {label}: {} ({}) ready in {} (9p modules: {})",
+        kernel.release,
+        kernel.packages.join(", "),
+        secs(start.elapsed()),
+        if modules.is_empty() {
+            "none".to_string()
+        } else {
+            modules.join(" ")
+        }
+    );
+    Prepared::Ready {
+        label,
+        kernel,
+        initrd,
+    }
+}
+
+/// Boots one kernel with the plan; its cells and its line for the notes.
+fn boot_one(
+    boot: &Boot,
+    label: &str,
+    kernel: &kernels::Kernel,
+    initrd: &Path,
+) -> (Vec<Cell>, Option<String>) {
+    let expects: Vec<(String, Expect)> = boot
+        .backends
+        .iter()
+        .map(|b| (b.clone(), expectation(label, b)))
+        .collect();
+    let out = boot.root.join("out").join(label);
+    let written = (|| -> Result<()> {
+        if out.exists() {
+            fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+        }
+        fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let plan_file = out.join(initramfs::PLAN_FILE);
+        fs::write(&plan_file, guest::render(boot.plan))
+            .with_context(|| format!("writing {}", plan_file.display()))
+    })();
+    if let Err(e) = written {
+        eprintln!("vmtest: {label}: {e:#}");
+        return (failed_cells(label, boot.backends, &format!("{e:#}")), None);
+    }
+    eprintln!("vmtest: {label}: booting {}", kernel.release);
+    let vm = qemu::Vm {
+        vmlinuz: kernel.vmlinuz.clone(),
+        initrd: initrd.to_path_buf(),
+        out_dir: Some(out.clone()),
+        console_log: out.join("console.log"),
+        accel: boot.accel,
+        limit: boot.limit,
+        silence: boot.silence,
+        extra_append: None,
+        progress: Some(format!("vmtest: {label}:")),
+    };
+    let outcome = match qemu::run(&vm) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vmtest: {label}: {e:#}");
+            return (failed_cells(label, boot.backends, &format!("{e:#}")), None);
+        }
+    };
+    let problem = outcome.problem();
+    if let Some(p) = &problem {
+        eprintln!(
+            "vmtest: {label}: {p}; the console's last lines ({}):\n{}",
+            vm.console_log.display(),
+            outcome.tail
+        );
+    }
+    let cells = guest::read_cells(&out, label, &expects, boot.runs, problem.as_deref());
+    let line = format!(
+        "{}: VM {} ({}; /init after {}){}",
+        kernel.release,
+        secs(outcome.wall),
+        boot.accel.name(),
+        outcome.boot_secs.map_or("?".into(), |b| format!("{b:.1}s")),
+        problem.map_or(String::new(), |p| format!("; {p}"))
+    );
+    (cells, Some(line))
 }
 
 /// A VM's default wall-clock limit, a backstop (a hung guest is caught sooner by the silence
@@ -692,19 +827,18 @@ mod tests {
     #[test]
     fn run_selection() {
         let subset = select_runs(&exes(), &[], false, &both()).unwrap();
-        assert_eq!(subset.len(), SUBSET.len() + ONCE_PER_KERNEL.len());
-        assert!(
-            subset[..SUBSET.len()]
-                .iter()
-                .all(|r| r.only_backend.is_none())
-        );
-        assert!(
-            subset[SUBSET.len()..]
-                .iter()
-                .all(|r| r.only_backend.as_deref() == Some("fentry"))
-        );
-        let tracepoint_only = select_runs(&exes(), &[], false, &["tracepoint".into()]).unwrap();
-        assert!(tracepoint_only.iter().all(|r| r.runs_in("tracepoint")));
+        assert_eq!(subset.len(), SUBSET.len());
+        for (run, pick) in subset.iter().zip(SUBSET) {
+            let want = match pick.scope {
+                Scope::Every => None,
+                Scope::Fentry | Scope::Once => Some("fentry"),
+            };
+            assert_eq!(run.only_backend.as_deref(), want, "{}", run.name);
+        }
+        let tracepoint = select_runs(&exes(), &[], false, &["tracepoint".into()]).unwrap();
+        assert!(tracepoint.iter().all(|r| r.runs_in("tracepoint")));
+        let fentry_only = SUBSET.iter().filter(|p| p.scope == Scope::Fentry).count();
+        assert_eq!(tracepoint.len(), SUBSET.len() - fentry_only);
         assert_eq!(
             subset[0].name,
             "accounting.counts_exact_opens_of_dev_null_and_ptmx"
@@ -747,7 +881,10 @@ mod tests {
             ("signals", include_str!("../../../tests/tests/signals.rs")),
             ("probes", include_str!("../../../tests/tests/probes.rs")),
         ];
-        for (target, test, why) in SUBSET.iter().chain(ONCE_PER_KERNEL) {
+        for Pick {
+            target, test, why, ..
+        } in SUBSET
+        {
             assert!(!why.is_empty());
             let (_, src) = sources
                 .iter()
@@ -796,9 +933,10 @@ mod tests {
         let err = check_visible(&[Path::new("/tmp/t/release/pty-trace")]).unwrap_err();
         assert!(err.to_string().contains("CARGO_TARGET_DIR"), "{err}");
         let subset = select_runs(&exes(), &[], false, &both()).unwrap();
+        let every = SUBSET.iter().filter(|p| p.scope == Scope::Every).count();
         assert_eq!(
             default_limit(&subset, &both()),
-            120 + 2 * (120 + 90 * SUBSET.len() as u64) + 90 * ONCE_PER_KERNEL.len() as u64
+            120 + 2 * 120 + 90 * (SUBSET.len() + every) as u64
         );
     }
 }
