@@ -103,6 +103,9 @@ enum Cmd {
         /// VMs booted at once (default: one per host core).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
         jobs: Option<u64>,
+        /// Print the default test subset (where each test runs, its time, why) and exit.
+        #[arg(long)]
+        list: bool,
     },
 }
 
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
             keep_scratch,
             slowdown,
             jobs,
+            list,
         } => vmtest::run(&vmtest::Options {
             kernels,
             backends,
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
             keep_scratch,
             slowdown,
             jobs: jobs.map(|j| j as usize),
+            list,
         }),
     };
     match result {

@@ -194,6 +194,8 @@ pub struct Options {
     pub slowdown: Option<u32>,
     /// `--jobs N`: VMs booted at once (default: the host's cores).
     pub jobs: Option<usize>,
+    /// `--list`: print the default subset and exit.
+    pub list: bool,
 }
 
 /// How many times slower than the host the tests run under TCG: vm.md measured a tight
@@ -240,6 +242,22 @@ pub fn select_backends(wanted: &[String]) -> Result<Vec<String>> {
         .filter(|b| wanted.is_empty() || wanted.iter().any(|w| w == *b))
         .map(|b| b.to_string())
         .collect())
+}
+
+/// The default subset as text, for `--list`: one line per test under its scope.
+pub fn render_subset() -> String {
+    let mut s = String::new();
+    for (scope, title) in [
+        (Scope::Every, "in every cell"),
+        (Scope::Fentry, "in the fentry cell only"),
+        (Scope::Once, "once per kernel, in the first backend's cell"),
+    ] {
+        s += &format!("{title}:\n");
+        for p in SUBSET.iter().filter(|p| p.scope == scope) {
+            s += &format!("  {}::{}\n      {}\n", p.target, p.test, p.why);
+        }
+    }
+    s
 }
 
 /// The test runs of a cell: the subset (one run per test, `--exact`, placed by its scope
@@ -414,6 +432,10 @@ struct Boot<'a> {
 /// disk), then boots them `jobs` at a time (each single-threaded TCG VM keeps about one host
 /// core busy, and less while the guest waits).
 pub fn run(opts: &Options) -> Result<()> {
+    if opts.list {
+        print!("{}", render_subset());
+        return Ok(());
+    }
     let start = Instant::now();
     let suites = select_kernels(&opts.kernels)?;
     let backends = select_backends(&opts.backends)?;
@@ -822,6 +844,23 @@ mod tests {
 
     fn both() -> Vec<String> {
         select_backends(&[]).unwrap()
+    }
+
+    #[test]
+    fn subset_listing() {
+        let text = render_subset();
+        assert!(text.starts_with(
+            "in every cell:\n  accounting::counts_exact_opens_of_dev_null_and_ptmx\n"
+        ));
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+                .count(),
+            SUBSET.len()
+        );
+        for p in SUBSET {
+            assert!(text.contains(p.why));
+        }
     }
 
     #[test]
