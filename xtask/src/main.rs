@@ -92,6 +92,20 @@ enum Cmd {
         /// Wall-clock limit of each VM in seconds (default: from the number of test runs).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Bring the tests' scratch files (JSONL recordings) back to target/vmtest/out/ (the
+        /// guest then writes them over 9p, which is slower than its tmpfs).
+        #[arg(long)]
+        keep_scratch: bool,
+        /// PTY_TRACE_TEST_SLOWDOWN for the tests in the guest: how many times slower than the
+        /// host it runs (default: 3 under TCG, 1 under KVM).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+        slowdown: Option<u32>,
+        /// VMs booted at once (default: one per host core).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+        jobs: Option<u64>,
+        /// Print the default test subset (where each test runs, its time, why) and exit.
+        #[arg(long)]
+        list: bool,
     },
 }
 
@@ -112,6 +126,10 @@ fn main() -> ExitCode {
             tcg,
             refresh,
             timeout,
+            keep_scratch,
+            slowdown,
+            jobs,
+            list,
         } => vmtest::run(&vmtest::Options {
             kernels,
             backends,
@@ -121,6 +139,10 @@ fn main() -> ExitCode {
             tcg,
             refresh,
             timeout,
+            keep_scratch,
+            slowdown,
+            jobs: jobs.map(|j| j as usize),
+            list,
         }),
     };
     match result {
@@ -189,10 +211,11 @@ mod tests {
             full,
             timeout,
             ..
-        } = parse(&[
-            "vmtest", "--kernel", "6.12,sid", "--kernel", "5.10", "--tests", "leaky",
-            "--timeout", "600",
-        ])
+        } = parse(
+            &"vmtest --kernel 6.12,sid --kernel 5.10 --tests leaky --timeout 600"
+                .split(' ')
+                .collect::<Vec<_>>(),
+        )
         else {
             panic!("not vmtest")
         };

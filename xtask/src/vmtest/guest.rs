@@ -27,6 +27,15 @@ pub struct TestRun {
     /// libtest arguments after `--test-threads=1` (filters, `--exact`).
     pub args: Vec<String>,
     pub timeout_secs: u64,
+    /// Run only in this backend's cell (tests that choose backends themselves); None: in every
+    /// cell.
+    pub only_backend: Option<String>,
+}
+
+impl TestRun {
+    pub fn runs_in(&self, backend: &str) -> bool {
+        self.only_backend.as_deref().is_none_or(|b| b == backend)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -40,11 +49,20 @@ pub struct Plan {
     /// The host's RLIMIT_NOFILE (soft, hard), so that tests that open thousands of fds behave
     /// as on the host (the guest's init starts with the kernel's 1024/4096).
     pub nofile: Option<(u64, u64)>,
+    /// Point the tests' TMPDIR at `<backend>/scratch` in the results directory, so that their
+    /// scratch files (JSONL recordings, ground truth) come back to the host. Off by default:
+    /// writing over 9p is slower than the guest's tmpfs, and some tests are timing-sensitive.
+    pub keep_scratch: bool,
+    /// `PTY_TRACE_TEST_SLOWDOWN` for the tests (see `tests/src/lib.rs`): how many times slower
+    /// than the host the guest runs; the timing tests stretch their windows by it.
+    pub slowdown: u32,
 }
 
 /// The `Max open files` (soft, hard) of a `/proc/PID/limits` text; None when unlimited or absent.
 pub fn nofile_limits(proc_limits: &str) -> Option<(u64, u64)> {
-    let line = proc_limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let line = proc_limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?;
     let mut w = line["Max open files".len()..].split_whitespace();
     Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
 }
@@ -65,8 +83,11 @@ pub fn render(plan: &Plan) -> String {
     for (k, v) in &plan.env {
         s += &format!("export {k}={}\n", sh_quote(v));
     }
+    s += &format!("export PTY_TRACE_TEST_SLOWDOWN={}\n", plan.slowdown);
     if let Some((soft, hard)) = plan.nofile {
-        s += &format!("ulimit -Hn {hard} && ulimit -Sn {soft} || echo \"vmtest: cannot set RLIMIT_NOFILE\"\n");
+        s += &format!(
+            "ulimit -Hn {hard} && ulimit -Sn {soft} || echo \"vmtest: cannot set RLIMIT_NOFILE\"\n"
+        );
     }
     s += r#"cd /tmp
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -92,10 +113,16 @@ uname -r > "$OUT/uname"
             "if step {backend} doctor {} env {probes} {bin} doctor; then\n",
             plan.doctor_timeout_secs
         );
-        for run in &plan.runs {
+        let tmpdir = if plan.keep_scratch {
+            s += &format!("  mkdir -p \"$OUT/{backend}/scratch\"\n");
+            format!("TMPDIR=\"$OUT/{backend}/scratch\" ")
+        } else {
+            String::new()
+        };
+        for run in plan.runs.iter().filter(|r| r.runs_in(backend)) {
             let args: Vec<String> = run.args.iter().map(|a| sh_quote(a)).collect();
             s += &format!(
-                "  step {backend} {} {} env {probes} PTY_TRACE_BIN={bin} RUST_BACKTRACE=1 {} --test-threads=1 {}\n",
+                "  step {backend} {} {} env {probes} PTY_TRACE_BIN={bin} RUST_BACKTRACE=1 {tmpdir}{} --test-threads=1 {}\n",
                 sh_quote(&run.name),
                 run.timeout_secs,
                 sh_quote(&run.exe.to_string_lossy()),
@@ -157,6 +184,7 @@ pub fn read_cells(
             };
             let steps = if doctor == Doctor::Passed {
                 runs.iter()
+                    .filter(|run| run.runs_in(backend))
                     .map(|run| {
                         let rc = read(backend, &run.name, "rc").as_deref().and_then(parse_rc);
                         let log = read(backend, &run.name, "log").unwrap_or_default();
@@ -193,15 +221,30 @@ mod tests {
         Plan {
             binary: "/w/target/release/pty-trace".into(),
             backends: vec!["fentry".into(), "tracepoint".into()],
-            runs: vec![TestRun {
-                name: "accounting.counts_exact".into(),
-                exe: "/w/target/debug/deps/accounting-0123".into(),
-                args: vec!["--exact".into(), "counts_exact".into()],
-                timeout_secs: 300,
-            }],
-            env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("HOME".into(), "/root's".into())],
+            runs: vec![
+                TestRun {
+                    name: "accounting.counts_exact".into(),
+                    exe: "/w/target/debug/deps/accounting-0123".into(),
+                    args: vec!["--exact".into(), "counts_exact".into()],
+                    timeout_secs: 300,
+                    only_backend: None,
+                },
+                TestRun {
+                    name: "probes.doctor_says".into(),
+                    exe: "/w/target/debug/deps/probes-4567".into(),
+                    args: vec!["--exact".into(), "doctor_says".into()],
+                    timeout_secs: 300,
+                    only_backend: Some("fentry".into()),
+                },
+            ],
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("HOME".into(), "/root's".into()),
+            ],
             doctor_timeout_secs: 60,
             nofile: Some((20000, 40000)),
+            keep_scratch: false,
+            slowdown: 3,
         }
     }
 
@@ -211,14 +254,35 @@ mod tests {
         assert!(s.starts_with("#!/bin/sh\n"));
         assert!(s.contains("OUT=/tmp/vmtest-out\n"));
         assert!(s.contains("export HOME='/root'\\''s'\n"), "{s}");
-        assert!(s.contains("ulimit -Hn 40000 && ulimit -Sn 20000 || "), "{s}");
+        assert!(
+            s.contains("ulimit -Hn 40000 && ulimit -Sn 20000 || "),
+            "{s}"
+        );
         assert!(s.contains(
             "if step fentry doctor 60 env 'PTY_TRACE_PROBES=fentry' '/w/target/release/pty-trace' doctor; then\n\
              \x20 step fentry 'accounting.counts_exact' 300 env 'PTY_TRACE_PROBES=fentry' \
              PTY_TRACE_BIN='/w/target/release/pty-trace' RUST_BACKTRACE=1 \
-             '/w/target/debug/deps/accounting-0123' --test-threads=1 '--exact' 'counts_exact'\nfi\n"
+             '/w/target/debug/deps/accounting-0123' --test-threads=1 '--exact' 'counts_exact'\n\
+             \x20 step fentry 'probes.doctor_says' 300 env 'PTY_TRACE_PROBES=fentry' \
+             PTY_TRACE_BIN='/w/target/release/pty-trace' RUST_BACKTRACE=1 \
+             '/w/target/debug/deps/probes-4567' --test-threads=1 '--exact' 'doctor_says'\nfi\n"
         ), "{s}");
         assert!(s.contains("if step tracepoint doctor 60 "));
+        assert_eq!(s.matches("step fentry 'probes.doctor_says'").count(), 1);
+        assert!(!s.contains("step tracepoint 'probes."));
+        assert!(!s.contains("TMPDIR"));
+        let kept = render(&Plan {
+            keep_scratch: true,
+            ..plan()
+        });
+        assert!(
+            kept.contains("  mkdir -p \"$OUT/fentry/scratch\"\n"),
+            "{kept}"
+        );
+        assert!(
+            kept.contains(" RUST_BACKTRACE=1 TMPDIR=\"$OUT/fentry/scratch\" '/w/"),
+            "{kept}"
+        );
         assert!(s.ends_with("echo done > \"$OUT/done\"\n"));
     }
 
@@ -262,14 +326,23 @@ mod tests {
             ("tracepoint".to_string(), Expect::Optional),
             ("other".to_string(), Expect::Required),
         ];
-        let cells = read_cells(&dir, "6.12", &backends, &plan().runs, Some("VM timed out"));
+        let cells = read_cells(
+            &dir,
+            "6.12",
+            &backends,
+            &plan().runs[..1],
+            Some("VM timed out"),
+        );
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(cells[0].kernel, "6.12.118+deb13-amd64");
         assert_eq!(cells[0].doctor, Doctor::Passed);
         assert_eq!(cells[0].totals(), (1, 0, 0));
         assert_eq!(cells[0].secs, 12.0);
         assert_eq!(cells[0].verdict(), super::super::results::Verdict::Pass);
-        assert_eq!(cells[1].doctor, Doctor::Failed("bpf FAIL helper 158".into()));
+        assert_eq!(
+            cells[1].doctor,
+            Doctor::Failed("bpf FAIL helper 158".into())
+        );
         assert!(cells[1].steps.is_empty());
         assert_eq!(cells[2].doctor, Doctor::Missing);
     }

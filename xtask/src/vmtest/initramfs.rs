@@ -7,12 +7,7 @@
 //! The archive is cpio newc + gzip, rebuilt on every run (about a second). Not here: what the
 //! guest runs (`guest.rs`), booting (`qemu.rs`).
 
-use std::{
-    collections::HashSet,
-    fs,
-    path::Path,
-    process::Command,
-};
+use std::{collections::HashSet, fs, path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
 
@@ -49,10 +44,11 @@ pub fn build(kernel: &Kernel, out: &Path) -> Result<Vec<String>> {
             .with_context(|| format!("creating {}", staging.join(dir).display()))?;
     }
     if !is_static_elf(Path::new(BUSYBOX)) {
-        bail!("{BUSYBOX} is missing or not statically linked: install busybox-static (`cargo xtask setup` does)");
+        bail!(
+            "{BUSYBOX} is missing or not statically linked: install busybox-static (`cargo xtask setup` does)"
+        );
     }
-    fs::copy(BUSYBOX, staging.join("bin/busybox"))
-        .with_context(|| format!("copying {BUSYBOX}"))?;
+    fs::copy(BUSYBOX, staging.join("bin/busybox")).with_context(|| format!("copying {BUSYBOX}"))?;
 
     let dep = fs::read_to_string(kernel.modules.join("modules.dep"))
         .with_context(|| format!("reading {}/modules.dep", kernel.modules.display()))?;
@@ -101,7 +97,9 @@ pub fn load_order(modules_dep: &str, roots: &[&str], builtin: Option<&str>) -> R
     let find = |name: &str| deps.iter().find(|(m, _)| module_name(m) == normalize(name));
     let is_builtin = |name: &str| match builtin {
         None => true,
-        Some(text) => text.lines().any(|l| module_name(l.trim()) == normalize(name)),
+        Some(text) => text
+            .lines()
+            .any(|l| module_name(l.trim()) == normalize(name)),
     };
 
     let mut order: Vec<String> = Vec::new();
@@ -169,8 +167,8 @@ fn decompress_module(src: &Path, dest: &Path) -> Result<()> {
             fs::copy(src, dest).with_context(|| format!("copying {}", src.display()))?;
         }
         Some(tool) => {
-            let out = fs::File::create(dest)
-                .with_context(|| format!("creating {}", dest.display()))?;
+            let out =
+                fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
             let mut cmd = Command::new(tool);
             cmd.args(["-d", "-c"]).arg(src).stdout(out);
             crate::util::run_checked(&mut cmd, &format!("{tool} -dc {}", src.display()))?;
@@ -275,7 +273,10 @@ mod tests {
         );
         // Every module comes after all of its dependencies.
         for (i, path) in order.iter().enumerate() {
-            let line = DEP_6_1.lines().find(|l| l.starts_with(&format!("{path}:"))).unwrap();
+            let line = DEP_6_1
+                .lines()
+                .find(|l| l.starts_with(&format!("{path}:")))
+                .unwrap();
             for dep in line.split_once(':').unwrap().1.split_whitespace() {
                 let j = order.iter().position(|p| p == dep).unwrap();
                 assert!(j < i, "{dep} after {path}");
@@ -302,7 +303,10 @@ mod tests {
 
     #[test]
     fn module_names() {
-        assert_eq!(module_name("kernel/net/9p/9pnet_virtio.ko.xz"), "9pnet_virtio");
+        assert_eq!(
+            module_name("kernel/net/9p/9pnet_virtio.ko.xz"),
+            "9pnet_virtio"
+        );
         assert_eq!(module_name("kernel/fs/9p/9p.ko"), "9p");
         assert_eq!(module_name("kernel/x/virtio-pci.ko.zst"), "virtio_pci");
     }

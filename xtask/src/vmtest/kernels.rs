@@ -84,7 +84,9 @@ pub struct Kernel {
 /// packages from a fresh `apt-get update` even when cached ones exist.
 pub fn fetch(suite: &Suite, cache: &Path, refresh: bool) -> Result<Kernel> {
     let debs_dir = cache.join("debs").join(suite.codename);
-    let resolved_file = cache.join("resolved").join(format!("{}.txt", suite.codename));
+    let resolved_file = cache
+        .join("resolved")
+        .join(format!("{}.txt", suite.codename));
     let cached = if refresh {
         None
     } else {
@@ -180,11 +182,8 @@ fn resolve_and_download(suite: &Suite, cache: &Path, debs_dir: &Path) -> Result<
         )
     })?;
     let release = image["linux-image-".len()..].to_string();
-    let image_stanza = Stanza::parse(&apt.run(
-        "apt-cache",
-        &["show", "--no-all-versions", &image],
-        None,
-    )?);
+    let image_stanza =
+        Stanza::parse(&apt.run("apt-cache", &["show", "--no-all-versions", &image], None)?);
     let packages = kernel_packages(
         &image,
         &release,
@@ -200,7 +199,10 @@ fn resolve_and_download(suite: &Suite, cache: &Path, debs_dir: &Path) -> Result<
         };
         let (Some(version), Some(arch)) = (stanza.get("Version"), stanza.get("Architecture"))
         else {
-            bail!("apt-cache show {pkg} ({}) has no Version or Architecture", suite.codename);
+            bail!(
+                "apt-cache show {pkg} ({}) has no Version or Architecture",
+                suite.codename
+            );
         };
         versions.push(format!("{pkg} {version}"));
         debs.push(deb_file_name(pkg, version, arch));
@@ -261,7 +263,8 @@ impl PrivateApt {
         let dir = fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
         write_file(&dir.join("status"), "")?;
         write_file(
-            &dir.join("sources.list.d").join(format!("{}.sources", suite.codename)),
+            &dir.join("sources.list.d")
+                .join(format!("{}.sources", suite.codename)),
             &sources(suite),
         )?;
         // The machine's Acquire settings: proxies, and date checks an archive snapshot needs.
@@ -295,7 +298,12 @@ impl PrivateApt {
         let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("E:")).collect();
         if !out.status.success() || !errors.is_empty() {
             let why = if errors.is_empty() {
-                stderr.trim().lines().last().unwrap_or("no message").to_string()
+                stderr
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("no message")
+                    .to_string()
             } else {
                 errors.join(" | ")
             };
@@ -331,6 +339,7 @@ pub fn sources(suite: &Suite) -> String {
 
 /// The `APT_CONFIG` file: every directory apt reads or writes points into `dir`. It is read
 /// before `Dir::Etc::Parts`, so the machine's `apt.conf.d` (and its update hooks) is not read.
+/// No binary caches (`pkgcache.bin`, 50 MB per suite): apt builds them in memory.
 pub fn apt_conf(dir: &Path) -> String {
     let d = dir.display();
     format!(
@@ -345,6 +354,8 @@ pub fn apt_conf(dir: &Path) -> String {
          Dir::State::Lists \"{d}/state/lists\";\n\
          Dir::State::status \"{d}/status\";\n\
          Dir::Cache \"{d}/cache\";\n\
+         Dir::Cache::pkgcache \"\";\n\
+         Dir::Cache::srcpkgcache \"\";\n\
          APT::Architecture \"amd64\";\n\
          APT::Architectures {{ \"amd64\"; }};\n\
          Acquire::Languages \"none\";\n"
@@ -630,7 +641,9 @@ mod tests {
         let conf = apt_conf(Path::new("/c/apt/sid"));
         for line in conf.lines().filter(|l| l.starts_with("Dir::")) {
             assert!(
-                line.contains("\"/c/apt/sid/") || line.contains("\"/dev/null\""),
+                line.contains("\"/c/apt/sid/")
+                    || line.contains("\"/dev/null\"")
+                    || line.ends_with(" \"\";"),
                 "{line}"
             );
         }

@@ -105,9 +105,15 @@ pub fn qemu_args(vm: &Vm) -> Vec<String> {
     }
     args.extend(
         [
-            "-m", "2048", "-smp", "2", "-nographic", "-no-reboot",
+            "-m",
+            "2048",
+            "-smp",
+            "2",
+            "-nographic",
+            "-no-reboot",
             // No network card: no iPXE option ROM to wait for, and the tests need none.
-            "-nic", "none",
+            "-nic",
+            "none",
         ]
         .map(String::from),
     );
@@ -209,8 +215,14 @@ pub fn run(vm: &Vm) -> Result<Outcome> {
     let last_line = Arc::new(AtomicU64::new(0));
     let log = Arc::new(Mutex::new(log));
     let mut readers = Vec::new();
-    let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-    let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let stdout = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
     for stream in [stdout, stderr].into_iter().flatten() {
         let (seen, last_line, log) = (seen.clone(), last_line.clone(), log.clone());
         let progress = vm.progress.clone();
@@ -254,7 +266,10 @@ pub fn run(vm: &Vm) -> Result<Outcome> {
         let now = start.elapsed();
         let quiet = now.saturating_sub(Duration::from_millis(last_line.load(Ordering::Relaxed)));
         let why = if now > vm.limit {
-            Some(format!("VM killed after {:.0}s (its time limit)", vm.limit.as_secs_f64()))
+            Some(format!(
+                "VM killed after {:.0}s (its time limit)",
+                vm.limit.as_secs_f64()
+            ))
         } else if quiet > vm.silence {
             Some(format!(
                 "VM killed after {:.0}s without console output (hung?)",
@@ -339,7 +354,10 @@ fn host_key() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_default();
     format!("{} / {cpu}", release.trim())
 }
@@ -408,13 +426,32 @@ mod tests {
             crash: None,
         };
         assert_eq!(o.problem(), None);
-        assert!(Outcome { exit: None, ..o.clone() }.problem().is_some());
+        assert!(
+            Outcome {
+                exit: None,
+                ..o.clone()
+            }
+            .problem()
+            .is_some()
+        );
         assert_eq!(
-            Outcome { killed: Some("VM killed".into()), ..o.clone() }.problem().as_deref(),
+            Outcome {
+                killed: Some("VM killed".into()),
+                ..o.clone()
+            }
+            .problem()
+            .as_deref(),
             Some("VM killed")
         );
-        let crashed = Outcome { crash: Some("Oops: int3".into()), killed: Some("x".into()), ..o };
-        assert_eq!(crashed.problem().as_deref(), Some("the guest kernel crashed: Oops: int3"));
+        let crashed = Outcome {
+            crash: Some("Oops: int3".into()),
+            killed: Some("x".into()),
+            ..o
+        };
+        assert_eq!(
+            crashed.problem().as_deref(),
+            Some("the guest kernel crashed: Oops: int3")
+        );
     }
 
     #[test]
@@ -430,7 +467,8 @@ mod tests {
             Some("Oops: int3: 0000 [#1] PREEMPT SMP NOPTI (pty-trace, RIP do_exit+0x2f6/0xad0)")
         );
         assert_eq!(
-            crash_summary("[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n").as_deref(),
+            crash_summary("[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+                .as_deref(),
             Some("Kernel panic - not syncing: VFS: Unable to mount root fs")
         );
         assert_eq!(crash_summary("vmtest: all good\nVMTEST-EXIT 0\n"), None);
@@ -438,8 +476,14 @@ mod tests {
 
     #[test]
     fn probe_cache() {
-        assert_eq!(cached_probe("6.18 / EPYC\nfalse\n", "6.18 / EPYC"), Some(false));
-        assert_eq!(cached_probe("6.18 / EPYC\ntrue\n", "6.18 / EPYC"), Some(true));
+        assert_eq!(
+            cached_probe("6.18 / EPYC\nfalse\n", "6.18 / EPYC"),
+            Some(false)
+        );
+        assert_eq!(
+            cached_probe("6.18 / EPYC\ntrue\n", "6.18 / EPYC"),
+            Some(true)
+        );
         assert_eq!(cached_probe("6.17 / EPYC\ntrue\n", "6.18 / EPYC"), None);
         assert_eq!(cached_probe("", "x"), None);
     }

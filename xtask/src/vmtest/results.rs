@@ -77,12 +77,21 @@ pub struct Cell {
 impl Cell {
     pub fn totals(&self) -> (u32, u32, u32) {
         self.steps.iter().fold((0, 0, 0), |(p, f, i), s| {
-            (p + s.libtest.passed, f + s.libtest.failed, i + s.libtest.ignored)
+            (
+                p + s.libtest.passed,
+                f + s.libtest.failed,
+                i + s.libtest.ignored,
+            )
         })
     }
 
     pub fn verdict(&self) -> Verdict {
-        judge(self.expect, &self.doctor, &self.steps, self.vm_problem.as_deref())
+        judge(
+            self.expect,
+            &self.doctor,
+            &self.steps,
+            self.vm_problem.as_deref(),
+        )
     }
 }
 
@@ -171,7 +180,11 @@ pub fn judge(expect: Expect, doctor: &Doctor, steps: &[Step], vm_problem: Option
                 problems.push(format!("{}: timed out", step.name));
             }
             Some(_) if !step.libtest.failures.is_empty() => {
-                problems.push(format!("{}: FAILED {}", step.name, step.libtest.failures.join(", ")));
+                problems.push(format!(
+                    "{}: FAILED {}",
+                    step.name,
+                    step.libtest.failures.join(", ")
+                ));
             }
             Some(_) if step.libtest.failed > 0 => {
                 problems.push(format!("{}: {} failed", step.name, step.libtest.failed));
@@ -339,7 +352,10 @@ mod tests {
             }
         );
         let bad = parse_libtest(FAILED_RUN);
-        assert_eq!((bad.passed, bad.failed, bad.ignored, bad.summaries), (1, 1, 1, 1));
+        assert_eq!(
+            (bad.passed, bad.failed, bad.ignored, bad.summaries),
+            (1, 1, 1, 1)
+        );
         assert_eq!(bad.failures, ["b"]);
         let both = parse_libtest(&format!("{OK_RUN}{FAILED_RUN}"));
         assert_eq!((both.passed, both.failed, both.summaries), (3, 1, 2));
@@ -350,8 +366,14 @@ mod tests {
     fn doctor_reasons() {
         let out = "kernel            PASS    6.12\nbpf programs      FAIL    load: helper 158 unknown\n\
                    tracefs           PASS\n";
-        assert_eq!(doctor_reason(out), "bpf programs FAIL load: helper 158 unknown");
-        assert_eq!(doctor_reason("error: no such  flag\n\n"), "error: no such flag");
+        assert_eq!(
+            doctor_reason(out),
+            "bpf programs FAIL load: helper 158 unknown"
+        );
+        assert_eq!(
+            doctor_reason("error: no such  flag\n\n"),
+            "error: no such flag"
+        );
         assert_eq!(doctor_reason(""), "no output");
         let long = format!("probes  FAIL  load failed: {}", "r1 = r2 ".repeat(100));
         let reason = doctor_reason(&long);
@@ -379,9 +401,17 @@ mod tests {
             Verdict::Fail(format!("doctor: {fail_reason}"))
         );
         // An optional backend whose doctor passes must pass its tests.
-        assert!(matches!(judge(Optional, &Doctor::Passed, &failed, None), Verdict::Fail(_)));
+        assert!(matches!(
+            judge(Optional, &Doctor::Passed, &failed, None),
+            Verdict::Fail(_)
+        ));
         assert_eq!(
-            judge(Required, &Doctor::Missing, &[], Some("VM timed out after 600s")),
+            judge(
+                Required,
+                &Doctor::Missing,
+                &[],
+                Some("VM timed out after 600s")
+            ),
             Verdict::Fail("doctor did not run (VM timed out after 600s)".into())
         );
         let timeout = vec![step("signals", Some(124), "running 1 test\n")];
@@ -389,9 +419,18 @@ mod tests {
             judge(Required, &Doctor::Passed, &timeout, None),
             Verdict::Fail("signals: timed out".into())
         );
-        let missing = vec![ok[0].clone(), step("signals", None, ""), step("tui", None, "")];
+        let missing = vec![
+            ok[0].clone(),
+            step("signals", None, ""),
+            step("tui", None, ""),
+        ];
         assert_eq!(
-            judge(Required, &Doctor::Passed, &missing, Some("the guest kernel crashed")),
+            judge(
+                Required,
+                &Doctor::Passed,
+                &missing,
+                Some("the guest kernel crashed")
+            ),
             Verdict::Fail(
                 "2 of 3 test runs did not run, from signals on (the guest kernel crashed)".into()
             )
@@ -406,7 +445,10 @@ mod tests {
             Some(0),
             "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 9 filtered out\n",
         )];
-        assert!(matches!(judge(Required, &Doctor::Passed, &nothing, None), Verdict::Fail(_)));
+        assert!(matches!(
+            judge(Required, &Doctor::Passed, &nothing, None),
+            Verdict::Fail(_)
+        ));
         // A doctor-only cell (no steps) passes on doctor alone.
         assert_eq!(judge(Required, &Doctor::Passed, &[], None), Verdict::Pass);
     }
@@ -453,8 +495,14 @@ mod tests {
             lines[2],
             "6.12.118+deb13-amd64  fentry      required  ok      3       1       1        95s   FAILED"
         );
-        assert_eq!(lines[3], "5.10.0-46-amd64 tracepoint: unavailable: bpf FAIL helper 158");
-        assert_eq!(lines[4], "6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b");
+        assert_eq!(
+            lines[3],
+            "5.10.0-46-amd64 tracepoint: unavailable: bpf FAIL helper 158"
+        );
+        assert_eq!(
+            lines[4],
+            "6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b"
+        );
         assert_eq!(lines[5], "6.12.118+deb13-amd64: VM 120.0s");
         assert!(!all_acceptable(&cells()));
         assert!(all_acceptable(&cells()[..1]));
@@ -468,6 +516,9 @@ mod tests {
              |---|---|---|---|---|---|---|---|---|\n\
              | 5.10.0-46-amd64 | tracepoint | optional | FAIL | - | - | - | 3s | unavailable |\n"
         ), "{md}");
-        assert!(md.contains("- 6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b\n"), "{md}");
+        assert!(
+            md.contains("- 6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b\n"),
+            "{md}"
+        );
     }
 }
