@@ -157,7 +157,7 @@ fn randomized(seed: u64) {
     let gt = dir.join("gt");
     std::fs::create_dir_all(&gt).unwrap();
     let jsonl = dir.join("out.jsonl");
-    let hold = slow_ms(1200);
+    let hold = slow_ms(1500);
     let out = run_traced(
         &jsonl,
         &["--interval", &interval_arg(100)],
@@ -165,9 +165,16 @@ fn randomized(seed: u64) {
     );
     assert!(out.status.success(), "seed {seed}: pty-trace failed: {}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);
-    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
     let s = summary(&recs);
-    assert_eq!(s["lost_events"], 0, "seed {seed}");
+    let lost = s["lost_events"].as_u64().unwrap();
+    if lost > 0 && kernel_skips_tolerated() {
+        // Counted, then repaired: exact once two scans (suspect, confirm) have passed.
+        let compared = check_quiescent_after(&recs, &gt, hold, 4 * slow_ms(100));
+        eprintln!("seed {seed}: {lost} events lost (the kernel skipped program runs), drift {}: {compared} snapshot rows equal to /proc after the repair", s["drift"]);
+        return;
+    }
+    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
+    assert_eq!(lost, 0, "seed {seed}");
     assert_eq!(s["drift"], 0, "seed {seed}: the model needed corrections: {}", s["drift_by_cause"]);
     eprintln!("seed {seed}: {} processes, {compared} snapshot rows equal to /proc", ground_truth(&gt).len());
 }
@@ -177,7 +184,7 @@ fn randomized_workloads_match_proc_for_every_seed() {
     if !bpf_available("randomized_workloads_match_proc_for_every_seed") {
         return;
     }
-    for seed in 1..=10 {
+    for seed in 1..=seeds(10) {
         randomized(seed);
     }
 }
