@@ -61,6 +61,10 @@ enum Cmd {
         /// Short run for smoke-testing the benchmark itself.
         #[arg(long)]
         quick: bool,
+        /// Instead: both probe backends side by side in one boot of this Debian kernel (5.10,
+        /// 6.1, 6.12, sid) under QEMU, written into docs/BENCHMARKS.md (ratios only).
+        #[arg(long, value_name = "KERNEL", conflicts_with_all = ["quick", "args"])]
+        vm: Option<String>,
         /// Extra arguments for the benchmark (after `--`), e.g. `soak --minutes 10`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -116,7 +120,8 @@ fn main() -> ExitCode {
         Cmd::Build { debug } => tasks::build(!debug),
         Cmd::Demo { args } => tasks::demo(&args),
         Cmd::Test { args } => tasks::test(&args),
-        Cmd::Bench { quick, args } => tasks::bench(quick, &args),
+        Cmd::Bench { vm: Some(kernel), .. } => vmtest::bench::run(&kernel),
+        Cmd::Bench { quick, args, vm: None } => tasks::bench(quick, &args),
         Cmd::Vmtest {
             kernels,
             backends,

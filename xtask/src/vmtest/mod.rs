@@ -13,6 +13,7 @@
 //! and reads its results back, `qemu.rs` boots and watches the VM, `results.rs` judges and
 //! renders the matrix. This file chooses what to run and ties them together.
 
+pub mod bench;
 mod guest;
 mod initramfs;
 mod kernels;
@@ -408,7 +409,7 @@ fn check_visible(paths: &[&Path]) -> Result<()> {
 }
 
 /// A kernel ready to boot, or the cells that say why it is not.
-enum Prepared {
+pub(super) enum Prepared {
     Ready {
         label: &'static str,
         kernel: kernels::Kernel,
@@ -610,7 +611,7 @@ fn failed_cells(label: &str, backends: &[String], why: &str) -> Vec<Cell> {
 }
 
 /// Fetches `suite`'s kernel and builds its initramfs.
-fn prepare(
+pub(super) fn prepare(
     suite: &'static Suite,
     backends: &[String],
     cache: &Path,
@@ -758,7 +759,7 @@ fn workspace_commit() -> String {
 }
 
 /// TCG unless `--kvm`, or a cached probe boot shows KVM works here (see `qemu::kvm_works`).
-fn choose_accel(opts: &Options, vmlinuz: &Path, initrd: &Path, root: &Path) -> Result<Accel> {
+pub(super) fn choose_accel(opts: &Options, vmlinuz: &Path, initrd: &Path, root: &Path) -> Result<Accel> {
     if opts.tcg {
         return Ok(Accel::Tcg);
     }
