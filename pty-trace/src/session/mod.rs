@@ -39,7 +39,7 @@ use crate::{
     clock::{Clock, monotonic_ns},
     core::{
         model::{
-            Model,
+            KernelAbi, Model,
             event::{Event, decode},
         },
         records::{EndReason, RecordKind, StartRec, SummaryRec, TracerCost},
@@ -198,7 +198,7 @@ impl Tracer {
         let tracked = probes.tracked.clone();
         let events = probes.events.take().ok_or_else(|| anyhow!("ring buffer already taken"))?;
         let mut tr = Tracer {
-            model: Model::new(),
+            model: Model::with_abi(KernelAbi::of_release(&crate::kernel::probes::kernel_release())),
             books: BTreeMap::new(),
             tracked,
             ring: None,

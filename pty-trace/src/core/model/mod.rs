@@ -198,11 +198,45 @@ pub struct Model {
     /// when its last master fd goes). Slave drops of other PTYs (the terminal the traced
     /// processes run in) need no look at the holders.
     pub(crate) master_indexes: HashSet<u32>,
+    /// What the running kernel's syscalls accept where a record made at entry cannot say
+    /// whether they failed (see [`KernelAbi`]).
+    pub abi: KernelAbi,
+}
+
+/// Syscall behaviour that differs between the kernels pty-trace runs on, for the records made
+/// when a syscall is entered (close_range): the model checks the arguments as the running
+/// kernel does. Set from the kernel release by the session (`KernelAbi::of_release`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelAbi {
+    /// `CLOSE_RANGE_CLOEXEC` (5.11): before it, close_range with that flag fails with EINVAL.
+    pub close_range_cloexec: bool,
+}
+
+impl Default for KernelAbi {
+    fn default() -> Self {
+        KernelAbi { close_range_cloexec: true }
+    }
+}
+
+impl KernelAbi {
+    /// From a release such as `5.10.0-46-amd64` (an unparsable one: today's kernels).
+    pub fn of_release(release: &str) -> KernelAbi {
+        let mut it = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse::<u32>().unwrap_or(0));
+        match (it.next(), it.next()) {
+            (Some(major), Some(minor)) => KernelAbi { close_range_cloexec: (major, minor) >= (5, 11) },
+            _ => KernelAbi::default(),
+        }
+    }
 }
 
 impl Model {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A model for a kernel whose syscalls behave as `abi` says.
+    pub fn with_abi(abi: KernelAbi) -> Self {
+        Model { abi, ..Self::default() }
     }
 
     pub fn add_session(&mut self, root: u32, ts_ns: u64) {

@@ -163,7 +163,7 @@ pub(super) fn apply_syscall(
         }
         // close_range fails (EINVAL) before touching anything when its arguments are bad; the
         // kernel reports it before knowing, so the arguments are checked here as it checks them.
-        S::CloseRange if ret == 0 && close_range_valid(a) => {
+        S::CloseRange if ret == 0 && close_range_valid(a, m.abi) => {
             if a[2] & CLOSE_RANGE_UNSHARE != 0 {
                 m.unshare_table(h.tgid);
             }
@@ -267,8 +267,9 @@ pub(super) fn apply_syscall(
 /// close_range(first, last, flags) gets past its argument checks: known flags, first <= last.
 /// (With CLOSE_RANGE_UNSHARE it can still fail with ENOMEM when copying the table: negligible,
 /// and /proc reconciliation would repair it.)
-fn close_range_valid(a: &[u64; 6]) -> bool {
-    a[2] & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) == 0 && a[0] as u32 <= a[1] as u32
+fn close_range_valid(a: &[u64; 6], abi: super::KernelAbi) -> bool {
+    let known = if abi.close_range_cloexec { CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC } else { CLOSE_RANGE_UNSHARE };
+    a[2] & !known == 0 && a[0] as u32 <= a[1] as u32
 }
 
 fn apply_ioctl(m: &mut Model, h: &Header, ret: i64, a: &[u64; 6], aux: [i32; 2]) {

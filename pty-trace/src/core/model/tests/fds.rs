@@ -340,3 +340,23 @@ fn fds_received_over_scm_rights_take_their_kind_from_what_proc_showed() {
     t.sys(ROOT, K::Close, 0, &[7]);
     assert_eq!(t.fds(ROOT), vec![5, 6]);
 }
+
+#[test]
+fn close_range_cloexec_is_refused_by_kernels_before_5_11() {
+    use crate::core::model::KernelAbi;
+    const CLOEXEC: u64 = 1 << 2;
+    assert!(!KernelAbi::of_release("5.10.0-46-amd64").close_range_cloexec);
+    assert!(KernelAbi::of_release("5.11.0").close_range_cloexec);
+    assert!(KernelAbi::of_release("6.18.44-fc-v1045").close_range_cloexec);
+    assert!(KernelAbi::of_release("weird").close_range_cloexec);
+    for (abi, marked) in [(KernelAbi { close_range_cloexec: true }, true), (KernelAbi { close_range_cloexec: false }, false)] {
+        let mut t = T::new();
+        t.m.abi = abi;
+        t.files(ROOT, &[3, 4], false);
+        // Reported at entry with ret 0: the model decides as the kernel would.
+        t.sys(ROOT, K::CloseRange, 0, &[3, 4, CLOEXEC]);
+        assert_eq!(t.fds(ROOT), vec![3, 4], "CLOEXEC closes nothing");
+        let table = t.m.table_of(ROOT).unwrap();
+        assert_eq!(table.fds[&3].cloexec && table.fds[&4].cloexec, marked, "{abi:?}");
+    }
+}
