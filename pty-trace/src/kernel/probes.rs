@@ -1,7 +1,8 @@
 //! Loading and attaching the eBPF programs, and the handles userspace keeps on their maps.
 //!
 //! Thin edge: it turns the embedded object into attached programs of one backend
-//! (`backend.rs` says which and why) plus three handles — the `TRACKED` map (which processes
+//! (`backend.rs` says which and why; `attach_tracepoints.rs` and `attach_trampolines.rs` attach
+//! each backend's syscall hooks) plus three handles — the `TRACKED` map (which processes
 //! the kernel reports on), the `EVENTS` ring buffer and the `COUNTERS`. Before loading, the
 //! features the backend needs are probed (`features.rs`), so an old kernel gets one line and
 //! not a verifier log. Failures become one-line [`AppError`]s naming the fix.
@@ -14,26 +15,25 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        FEntry, FExit, ProgramError, RawTracePoint, TracePoint, fentry::FEntryLink, fexit::FExitLink,
-        raw_trace_point::RawTracePointLink, trace_point::TracePointLink,
+        ProgramError, TracePoint, fentry::FEntryLink, fexit::FExitLink, raw_trace_point::RawTracePointLink,
+        trace_point::TracePointLink,
     },
 };
 use pty_trace_common::{
     COUNTER_SLOTS, Counter, MAP_COUNTERS, MAP_EVENTS, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_EXEC,
-    PROG_EXEC_TRAMP, PROG_EXIT, PROG_FENTRY_CLONE, PROG_FENTRY_CLOSE, PROG_FENTRY_EXEC, PROG_FEXIT_CLONE,
-    PROG_FEXIT_SYSCALL, PROG_FORK, PROG_FORK_TRAMP, PROG_SYS_ENTER_CLOSE, PROG_SYS_ENTER_CLOSE_RANGE, PROG_SYS_EXIT,
-    SyscallKind, TracepointOffsets,
+    PROG_EXEC_TRAMP, PROG_EXIT, PROG_FORK, PROG_FORK_TRAMP, TracepointOffsets,
 };
 
 use super::{
+    attach_tracepoints, attach_trampolines,
     backend::{self, ProbeChoice},
     features,
     kernel_log::{self, KernelLog},
     syscalls::followed_syscalls,
-    tracefs::{self, check_syscall_enter_layout, kernel_has_syscall, tracepoint_offsets},
+    tracefs::{self, kernel_has_syscall, tracepoint_offsets},
 };
 use crate::{
     core::records::ProbeBackend,
@@ -123,7 +123,7 @@ const _: () = assert!(COUNTER_SLOTS == 2, "KernelCounters reads every slot");
 
 /// An attachment; dropping it detaches.
 #[allow(dead_code)] // held only to be dropped
-enum Link {
+pub(super) enum Link {
     Tp(TracePointLink),
     Raw(RawTracePointLink),
     Entry(FEntryLink),
@@ -131,7 +131,7 @@ enum Link {
 }
 
 /// A program of the object, as its type.
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> AppResult<&'a mut T>
+pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> AppResult<&'a mut T>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
@@ -169,7 +169,7 @@ impl Tracked {
     }
 }
 
-fn permission_error(what: &str, e: impl std::fmt::Display) -> AppError {
+pub(super) fn permission_error(what: &str, e: impl std::fmt::Display) -> AppError {
     let msg = e.to_string();
     let lower = msg.to_lowercase();
     if lower.contains("operation not permitted")
@@ -287,7 +287,7 @@ impl Probes {
         };
         if backend == ProbeBackend::Fentry {
             // Before the scheduler hooks, which read what these keep.
-            attach_trampoline_helpers(&mut ebpf, &mut Attached { links: &mut links, prog_fds: &mut prog_fds }, opts.verbose)?;
+            attach_trampolines::attach_trampoline_helpers(&mut ebpf, &mut Attached { links: &mut links, prog_fds: &mut prog_fds }, opts.verbose)?;
         }
         // The scheduler hooks go first: once a process is tracked, its children must be.
         for (prog, name) in [
@@ -307,14 +307,14 @@ impl Probes {
             ));
         }
         match backend {
-            ProbeBackend::Tracepoint => attach_syscall_tracepoints(
+            ProbeBackend::Tracepoint => attach_tracepoints::attach_syscall_tracepoints(
                 &mut ebpf,
                 &tracefs,
                 &followed,
                 &mut Attached { links: &mut links, prog_fds: &mut prog_fds },
                 opts.verbose,
             )?,
-            ProbeBackend::Fentry => missing.extend(attach_syscall_trampolines(
+            ProbeBackend::Fentry => missing.extend(attach_trampolines::attach_syscall_trampolines(
                 &mut ebpf,
                 &followed,
                 &mut Attached { links: &mut links, prog_fds: &mut prog_fds },
@@ -383,13 +383,13 @@ impl Probes {
 }
 
 /// What attaching produces: the links (dropping one detaches it) and our programs' fds.
-struct Attached<'a> {
-    links: &'a mut Vec<Link>,
-    prog_fds: &'a mut Vec<std::os::fd::OwnedFd>,
+pub(super) struct Attached<'a> {
+    pub(super) links: &'a mut Vec<Link>,
+    pub(super) prog_fds: &'a mut Vec<std::os::fd::OwnedFd>,
 }
 
 /// A copy of a loaded program's fd, kept to read its `recursion_misses`.
-fn keep_fd(fd: Result<&aya::programs::ProgramFd, ProgramError>) -> AppResult<std::os::fd::OwnedFd> {
+pub(super) fn keep_fd(fd: Result<&aya::programs::ProgramFd, ProgramError>) -> AppResult<std::os::fd::OwnedFd> {
     use std::os::fd::AsFd;
     let fd = fd.map_err(|e| anyhow!("program fd: {e}"))?;
     Ok(fd.as_fd().try_clone_to_owned().map_err(|e| anyhow!("duplicating a program fd: {e}"))?)
@@ -404,7 +404,7 @@ pub fn recursion_misses(fdinfo: &str) -> u64 {
 /// One line for a program of `backend` that did not load. The trampoline backend's refusals
 /// (EPERM on kernels that refuse BPF_PROG_TYPE_TRACING, a missing BTF function) are answers
 /// about this kernel, not about permissions: `auto` falls back on them.
-fn load_error(backend: ProbeBackend, prog: &str, e: &ProgramError, verbose: bool) -> AppError {
+pub(super) fn load_error(backend: ProbeBackend, prog: &str, e: &ProgramError, verbose: bool) -> AppError {
     let line = match e {
         ProgramError::LoadError { io_error, verifier_log } => {
             backend::load_failure_line(&io_error.to_string(), &verifier_log.to_string(), verbose)
@@ -438,138 +438,6 @@ fn check_features(backend: ProbeBackend) -> AppResult<()> {
         missing.join(" and "),
         backend::fix_for(backend)
     )))
-}
-
-/// The tracepoint backend's syscall hooks: `syscalls:sys_enter_close` and `_close_range`, then
-/// the raw `sys_exit` tracepoint.
-fn attach_syscall_tracepoints(
-    ebpf: &mut Ebpf,
-    tracefs: &std::path::Path,
-    followed: &[(&'static str, SyscallKind)],
-    out: &mut Attached<'_>,
-    verbose: bool,
-) -> AppResult<()> {
-    let b = ProbeBackend::Tracepoint;
-    // Attached before sys_exit: there is no moment when the opens that reuse a freed fd
-    // number are reported and the closes that free it are not.
-    for (prog, name) in [(PROG_SYS_ENTER_CLOSE, "close"), (PROG_SYS_ENTER_CLOSE_RANGE, "close_range")] {
-        if !followed.iter().any(|&(n, _)| n == name) {
-            continue;
-        }
-        let event = format!("sys_enter_{name}");
-        check_syscall_enter_layout(tracefs, &event)?;
-        let p: &mut TracePoint = program(ebpf, prog)?;
-        p.load().map_err(|e| load_error(b, prog, &e, verbose))?;
-        out.prog_fds.push(keep_fd(p.fd())?);
-        let id = p.attach("syscalls", &event).map_err(|e| {
-            permission_error(&format!("attach {prog} to syscalls:{event}"), format!("{e:#}"))
-        })?;
-        out.links.push(Link::Tp(p.take_link(id).map_err(|e| anyhow!("{prog}: {e}"))?));
-    }
-    let p: &mut RawTracePoint = program(ebpf, PROG_SYS_EXIT)?;
-    p.load().map_err(|e| load_error(b, PROG_SYS_EXIT, &e, verbose))?;
-    out.prog_fds.push(keep_fd(p.fd())?);
-    let id = p.attach("sys_exit").map_err(|e| {
-        permission_error(&format!("attach {PROG_SYS_EXIT} to raw tracepoint sys_exit"), format!("{e:#}"))
-    })?;
-    out.links.push(Link::Raw(p.take_link(id).map_err(|e| anyhow!("{PROG_SYS_EXIT}: {e}"))?));
-    Ok(())
-}
-
-/// The kernel's BTF, which trampolines are attached by.
-fn kernel_btf() -> AppResult<Btf> {
-    Btf::from_sys_fs().map_err(|e| {
-        AppError::UnsupportedKernel(format!("kernel {}: cannot read its BTF ({e}): {}", kernel_release(), backend::fix_for(ProbeBackend::Fentry)))
-    })
-}
-
-/// Loads one trampoline program on kernel function `func` and keeps its link: false when the
-/// kernel's BTF has no such function (nothing can sit on it). The same program is loaded once
-/// per function: the kernel ties a tracing program to its target at load time, so it is
-/// unloaded again once attached (the link keeps it alive).
-fn attach_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, out: &mut Attached<'_>, verbose: bool) -> AppResult<bool> {
-    let b = ProbeBackend::Fentry;
-    let what = format!("{prog} on {func}");
-    let attach_error = |e: ProgramError| {
-        AppError::UnsupportedKernel(format!("kernel {}: BPF trampolines refused: attaching {what}: {e:#}", kernel_release()))
-    };
-    let load_result = if exit {
-        program::<FExit>(ebpf, prog)?.load(func, btf)
-    } else {
-        program::<FEntry>(ebpf, prog)?.load(func, btf)
-    };
-    match load_result {
-        Ok(()) => {}
-        Err(ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. })) => return Ok(false),
-        Err(e) => return Err(load_error(b, &what, &e, verbose)),
-    }
-    if exit {
-        let p: &mut FExit = program(ebpf, prog)?;
-        let id = p.attach().map_err(attach_error)?;
-        out.links.push(Link::Exit(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
-        out.prog_fds.push(keep_fd(p.fd())?);
-        p.unload().map_err(|e| anyhow!("{what}: {e}"))?;
-    } else {
-        let p: &mut FEntry = program(ebpf, prog)?;
-        let id = p.attach().map_err(attach_error)?;
-        out.links.push(Link::Entry(p.take_link(id).map_err(|e| anyhow!("{what}: {e}"))?));
-        out.prog_fds.push(keep_fd(p.fd())?);
-        p.unload().map_err(|e| anyhow!("{what}: {e}"))?;
-    }
-    Ok(true)
-}
-
-/// A kernel function every kernel the trampoline backend supports has: its absence is an error.
-fn attach_required_trampoline(ebpf: &mut Ebpf, btf: &Btf, prog: &str, func: &str, exit: bool, out: &mut Attached<'_>, verbose: bool) -> AppResult<()> {
-    if attach_trampoline(ebpf, btf, prog, func, exit, out, verbose)? {
-        return Ok(());
-    }
-    Err(AppError::UnsupportedKernel(format!(
-        "kernel {}: its BTF has no function {func}, which the fentry probes hook: {}",
-        kernel_release(),
-        backend::fix_for(ProbeBackend::Fentry)
-    )))
-}
-
-/// The trampoline backend's hooks that keep what the scheduler hooks read: `kernel_clone`'s
-/// flags, the registers of `execve`/`execveat`.
-fn attach_trampoline_helpers(ebpf: &mut Ebpf, out: &mut Attached<'_>, verbose: bool) -> AppResult<()> {
-    let btf = kernel_btf()?;
-    attach_required_trampoline(ebpf, &btf, PROG_FENTRY_CLONE, "kernel_clone", false, out, verbose)?;
-    attach_required_trampoline(ebpf, &btf, PROG_FEXIT_CLONE, "kernel_clone", true, out, verbose)?;
-    for func in ["__x64_sys_execve", "__x64_sys_execveat"] {
-        attach_required_trampoline(ebpf, &btf, PROG_FENTRY_EXEC, func, false, out, verbose)?;
-    }
-    Ok(())
-}
-
-/// The trampoline backend's syscall hooks: fentry on close and close_range, then fexit on the
-/// other followed syscalls. Returns the followed syscalls whose function the kernel's BTF does
-/// not have (left to /proc reconciliation, like syscalls the kernel lacks).
-fn attach_syscall_trampolines(
-    ebpf: &mut Ebpf,
-    followed: &[(&'static str, SyscallKind)],
-    out: &mut Attached<'_>,
-    verbose: bool,
-) -> AppResult<Vec<&'static str>> {
-    let btf = kernel_btf()?;
-    let mut missing = Vec::new();
-    // Entry hooks first, for the reason `attach_syscall_tracepoints` gives.
-    let (entry, exit): (Vec<_>, Vec<_>) = followed.iter().partition(|(_, k)| k.reported_at_entry());
-    for (list, is_exit) in [(entry, false), (exit, true)] {
-        for &(name, kind) in list {
-            // fork and vfork make no fd; their flags come from `kernel_clone`.
-            if matches!(kind, SyscallKind::Fork | SyscallKind::Vfork) {
-                continue;
-            }
-            let func = format!("__x64_sys_{name}");
-            let prog = if is_exit { PROG_FEXIT_SYSCALL } else { PROG_FENTRY_CLOSE };
-            if !attach_trampoline(ebpf, &btf, prog, &func, is_exit, out, verbose)? {
-                missing.push(name);
-            }
-        }
-    }
-    Ok(missing)
 }
 
 /// Waiting bytes that make the kernel wake the reader: an eighth of the buffer, so a burst
