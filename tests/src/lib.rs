@@ -133,6 +133,19 @@ pub fn kernel_skips_tolerated() -> bool {
     std::env::var("PTY_TRACE_TEST_KERNEL_SKIPS").is_ok_and(|v| v == "1")
 }
 
+/// Whether the run of `summary` lost no events, so that the checks only a lossless run passes
+/// (no drift, exact counts from the first quiet snapshot) apply. Some lost: a failure, unless
+/// [`kernel_skips_tolerated`], when it is printed and false is returned.
+pub fn lossless(summary: &Value, what: &str) -> bool {
+    let lost = summary["lost_events"].as_u64().unwrap_or(0);
+    if lost == 0 {
+        return true;
+    }
+    assert!(kernel_skips_tolerated(), "{what}: {lost} events lost");
+    eprintln!("{what}: {lost} events lost (the kernel skipped program runs): only the checks a lossy run must pass apply");
+    false
+}
+
 /// `ms` milliseconds stretched by [`slowdown`].
 pub fn slow_ms(ms: u64) -> u64 {
     ms * slowdown()

@@ -58,13 +58,18 @@ fn counts_exact_opens_of_dev_null_and_ptmx() {
     assert_eq!(masters, m, "ground truth itself");
     assert_eq!(slaves, 0);
     assert!(fds >= n + m);
-    let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
-    assert!(compared >= 5, "expected several snapshots in a 1.5 s hold at 100 ms, got {compared}");
     let s = summary(&recs);
     assert_eq!(s["session"], pid);
     assert_eq!(s["exit_status"], 0);
-    assert_eq!(s["lost_events"], 0);
-    assert_eq!(s["drift"], 0, "the model needed corrections: {}", s["drift_by_cause"]);
+    if lossless(s, "opens") {
+        let compared = check_quiescent(&recs, &gt, hold, slow_ms(100));
+        assert!(compared >= 5, "expected several snapshots in a 1.5 s hold at 100 ms, got {compared}");
+        assert_eq!(s["drift"], 0, "the model needed corrections: {}", s["drift_by_cause"]);
+    } else {
+        // Repaired: exact once two scans (suspect, confirm) have passed.
+        let compared = check_quiescent_after(&recs, &gt, hold, 4 * slow_ms(100));
+        assert!(compared >= 2, "after the repair: {compared} snapshots");
+    }
     // The workload's open events themselves: exactly n /dev/null and m /dev/ptmx more than at start.
     let first = of_type(&recs, "snapshot").into_iter().find_map(|s| s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).cloned()).unwrap();
     let peak = of_type(&recs, "snapshot").iter().filter_map(|s| s["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).map(row_counts)).max().unwrap();
