@@ -16,7 +16,7 @@ use crate::{
     error::AppError,
     kernel::{
         backend::ProbeChoice,
-        features::try_load_trivial_prog,
+        features::{kernel_release, try_load_trivial_prog},
         probes::{LoadOptions, Probes},
     },
 };
@@ -82,24 +82,6 @@ pub(super) fn check_kernel() -> Check {
             )),
         },
     }
-}
-
-/// The running kernel's release (`uname -r`), or "" if uname fails.
-pub(super) fn kernel_release() -> String {
-    // SAFETY: utsname is plain old data; all-zero is a valid value and uname only writes into it.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return String::new();
-    }
-    // Read up to the NUL without trusting that there is one.
-    let bytes: Vec<u8> = uts
-        .release
-        .iter()
-        .map(|&c| c as u8)
-        .take_while(|&b| b != 0)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// "6.18.44-fc-v669" -> (6, 18). The minor number may be followed by anything ("6.1-rc1").

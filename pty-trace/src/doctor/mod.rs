@@ -164,7 +164,7 @@ mod tests {
 
         // The kernel row follows the version helpers, whatever this kernel is.
         let kernel = get("kernel");
-        match checks::parse_kernel_version(&checks::kernel_release()) {
+        match checks::parse_kernel_version(&crate::kernel::features::kernel_release()) {
             Some(v) => {
                 assert!(kernel.required);
                 assert_eq!(kernel.ok, checks::kernel_supported(v), "{}", kernel.detail);

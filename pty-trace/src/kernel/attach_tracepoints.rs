@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use pty_trace_common::{PROG_SYS_ENTER_CLOSE, PROG_SYS_ENTER_CLOSE_RANGE, PROG_SYS_EXIT, SyscallKind};
 
 use super::{
-    probes::{Attached, Link, keep_fd, load_error, permission_error, program},
+    attach::{Attached, Link, keep_fd, load_error, permission_error, program},
     tracefs::check_syscall_enter_layout,
 };
 use crate::{core::records::ProbeBackend, error::AppResult};

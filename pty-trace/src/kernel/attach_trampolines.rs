@@ -14,7 +14,8 @@ use pty_trace_common::{
 
 use super::{
     backend,
-    probes::{Attached, Link, keep_fd, kernel_release, load_error, program},
+    attach::{Attached, Link, keep_fd, load_error, program},
+    features::kernel_release,
 };
 use crate::{
     core::records::ProbeBackend,

@@ -49,6 +49,24 @@ struct BpfProgLoadAttr {
 
 const _: () = assert!(std::mem::size_of::<BpfProgLoadAttr>() == 128);
 
+/// The running kernel's release (`uname -r`), or "" if uname fails.
+pub fn kernel_release() -> String {
+    // SAFETY: utsname is plain old data; all-zero is a valid value and uname only writes into it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    // Read up to the NUL without trusting that there is one.
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Loads `r0 = 0; exit` as a socket filter and closes it again. This is the cheapest thing
 /// that proves the kernel lets us load BPF at all.
 pub fn try_load_trivial_prog() -> io::Result<()> {

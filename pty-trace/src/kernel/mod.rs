@@ -2,6 +2,7 @@
 //! userspace (TRACKED, the counters, the ring buffer), the followed-syscall table, and tracefs.
 //! Records are decoded by the pure core (`core::model::event`), not here.
 
+mod attach;
 mod attach_tracepoints;
 mod attach_trampolines;
 pub mod backend;

@@ -17,10 +17,7 @@ use anyhow::{Context, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{
-        ProgramError, TracePoint, fentry::FEntryLink, fexit::FExitLink, raw_trace_point::RawTracePointLink,
-        trace_point::TracePointLink,
-    },
+    programs::TracePoint,
 };
 use pty_trace_common::{
     COUNTER_SLOTS, Counter, MAP_COUNTERS, MAP_EVENTS, MAP_OFFSETS, MAP_SYSCALL_KINDS, MAP_TRACKED, PROG_EXEC,
@@ -28,9 +25,10 @@ use pty_trace_common::{
 };
 
 use super::{
+    attach::{Attached, Link, keep_fd, load_error, permission_error, program},
     attach_tracepoints, attach_trampolines,
     backend::{self, ProbeChoice},
-    features,
+    features::{self, kernel_release},
     kernel_log::{self, KernelLog},
     syscalls::followed_syscalls,
     tracefs::{self, kernel_has_syscall, tracepoint_offsets},
@@ -121,26 +119,6 @@ pub struct KernelCounters {
 
 const _: () = assert!(COUNTER_SLOTS == 2, "KernelCounters reads every slot");
 
-/// An attachment; dropping it detaches.
-#[allow(dead_code)] // held only to be dropped
-pub(super) enum Link {
-    Tp(TracePointLink),
-    Raw(RawTracePointLink),
-    Entry(FEntryLink),
-    Exit(FExitLink),
-}
-
-/// A program of the object, as its type.
-pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> AppResult<&'a mut T>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let p = ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
-    Ok(p.try_into().map_err(|e| anyhow!("{name}: {e}"))?)
-}
-
 /// Shared handle on the `TRACKED` map (the `run` handshake registers the child from a thread).
 #[derive(Clone)]
 pub struct Tracked(Arc<Mutex<BpfHashMap<MapData, u32, u32>>>);
@@ -166,25 +144,6 @@ impl Tracked {
             .lock()
             .map(|m| m.get(&tgid, 0).is_ok())
             .unwrap_or(false)
-    }
-}
-
-pub(super) fn permission_error(what: &str, e: impl std::fmt::Display) -> AppError {
-    let msg = e.to_string();
-    let lower = msg.to_lowercase();
-    if lower.contains("operation not permitted")
-        || lower.contains("permission denied")
-        || lower.contains("eperm")
-    {
-        AppError::NoPermission(format!(
-            "not allowed to {what} ({msg}): run as root (sudo) or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE"
-        ))
-    } else if lower.contains("tracefs") || lower.contains("debugfs") {
-        AppError::NoTracefs(format!(
-            "{what} failed ({msg}): tracefs is not mounted; fix: sudo pty-trace doctor --fix"
-        ))
-    } else {
-        AppError::Other(anyhow!("{what} failed: {msg:#}"))
     }
 }
 
@@ -382,47 +341,10 @@ impl Probes {
     }
 }
 
-/// What attaching produces: the links (dropping one detaches it) and our programs' fds.
-pub(super) struct Attached<'a> {
-    pub(super) links: &'a mut Vec<Link>,
-    pub(super) prog_fds: &'a mut Vec<std::os::fd::OwnedFd>,
-}
-
-/// A copy of a loaded program's fd, kept to read its `recursion_misses`.
-pub(super) fn keep_fd(fd: Result<&aya::programs::ProgramFd, ProgramError>) -> AppResult<std::os::fd::OwnedFd> {
-    use std::os::fd::AsFd;
-    let fd = fd.map_err(|e| anyhow!("program fd: {e}"))?;
-    Ok(fd.as_fd().try_clone_to_owned().map_err(|e| anyhow!("duplicating a program fd: {e}"))?)
-}
-
 /// `recursion_misses:` of `/proc/self/fdinfo/FD` for a BPF program (0 when the kernel does
 /// not say: before 5.12).
 pub fn recursion_misses(fdinfo: &str) -> u64 {
     fdinfo.lines().find_map(|l| l.strip_prefix("recursion_misses:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
-/// One line for a program of `backend` that did not load. The trampoline backend's refusals
-/// (EPERM on kernels that refuse BPF_PROG_TYPE_TRACING, a missing BTF function) are answers
-/// about this kernel, not about permissions: `auto` falls back on them.
-pub(super) fn load_error(backend: ProbeBackend, prog: &str, e: &ProgramError, verbose: bool) -> AppError {
-    let line = match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
-            backend::load_failure_line(&io_error.to_string(), &verifier_log.to_string(), verbose)
-        }
-        other => format!("{other:#}"),
-    };
-    match backend {
-        ProbeBackend::Fentry => AppError::UnsupportedKernel(format!(
-            "kernel {}: BPF trampolines refused: loading {prog}: {line}",
-            kernel_release()
-        )),
-        ProbeBackend::Tracepoint => permission_error(&format!("load program {prog}"), line),
-    }
-}
-
-/// The running kernel's release (`uname -r`).
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "(unknown)".into())
 }
 
 /// Probes what `backend` needs before anything loads (see `features.rs`).

@@ -198,7 +198,7 @@ impl Tracer {
         let tracked = probes.tracked.clone();
         let events = probes.events.take().ok_or_else(|| anyhow!("ring buffer already taken"))?;
         let mut tr = Tracer {
-            model: Model::with_abi(KernelAbi::of_release(&crate::kernel::probes::kernel_release())),
+            model: Model::with_abi(KernelAbi::of_release(&crate::kernel::features::kernel_release())),
             books: BTreeMap::new(),
             tracked,
             ring: None,
