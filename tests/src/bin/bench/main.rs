@@ -130,9 +130,7 @@ fn real_main() -> Result<()> {
     let strace_version = first_line_of(Command::new("strace").arg("-V")).unwrap_or_else(|| "strace (unknown version)".into());
     let pty_trace_version = first_line_of(Command::new(&pty_trace).arg("--version")).unwrap_or_else(|| "unknown".into());
 
-    let work = std::env::temp_dir().join(format!("pty-trace-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let work = fresh_work_dir("bench")?;
     let ctx = Ctx {
         quick,
         rounds: if quick { 1 } else { 3 },
@@ -154,6 +152,14 @@ fn real_main() -> Result<()> {
     result
 }
 
+/// An empty scratch directory for this run, `$TMPDIR/pty-trace-KIND-PID`.
+fn fresh_work_dir(kind: &str) -> Result<PathBuf> {
+    let work = std::env::temp_dir().join(format!("pty-trace-{kind}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    Ok(work)
+}
+
 /// The workspace root and the pty-trace binary (`PTY_TRACE_BIN`, else the release build), once
 /// this runs as root (`not_root` is the error otherwise).
 fn root_and_pty_trace(not_root: &str) -> Result<(PathBuf, PathBuf)> {
@@ -173,9 +179,7 @@ fn root_and_pty_trace(not_root: &str) -> Result<(PathBuf, PathBuf)> {
 fn soak_main(o: soak::SoakOpts) -> Result<()> {
     let (root, pty_trace) = root_and_pty_trace("the soak loads eBPF programs: run it as root (cargo xtask bench -- soak does)")?;
     let version = first_line_of(Command::new(&pty_trace).arg("--version")).unwrap_or_else(|| "unknown".into());
-    let work = std::env::temp_dir().join(format!("pty-trace-soak-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let work = fresh_work_dir("soak")?;
     let result = soak::run_soak(&o, &pty_trace, &version, &work);
     let _ = std::fs::remove_dir_all(&work);
     let doc = result?;
@@ -208,9 +212,7 @@ fn backends_main(args: &mut dyn Iterator<Item = String>) -> Result<()> {
     if !benchload.is_file() {
         bail!("benchload not found at {}", benchload.display());
     }
-    let work = std::env::temp_dir().join(format!("pty-trace-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let work = fresh_work_dir("bench")?;
     let ctx = Ctx {
         quick,
         rounds: if quick { 1 } else { 3 },
