@@ -36,6 +36,19 @@ pub struct Libtest {
     pub summaries: u32,
     /// Names from `test NAME ... FAILED` lines.
     pub failures: Vec<String>,
+    /// (test, first line of its panic message), from libtest's `---- NAME stdout ----`
+    /// sections: why it failed, so CI's log says it without the results directory.
+    pub panics: Vec<(String, String)>,
+}
+
+impl Libtest {
+    /// `test: why` for a failed test, or just its name when its panic was not captured.
+    pub fn why(&self, test: &str) -> String {
+        match self.panics.iter().find(|(t, _)| t == test) {
+            Some((_, msg)) => format!("{test} ({msg})"),
+            None => test.to_string(),
+        }
+    }
 }
 
 /// One step of a cell: a test executable run (or one test of it).
@@ -98,8 +111,12 @@ impl Cell {
     pub fn known(&self) -> Vec<String> {
         self.steps
             .iter()
-            .flat_map(|s| s.libtest.failures.iter())
-            .filter_map(|t| known_failure(&self.kernel, &self.backend, t).map(|why| format!("known failure: {t} ({why})")))
+            .flat_map(|s| s.libtest.failures.iter().map(move |t| (s, t)))
+            .filter_map(|(s, t)| {
+                let why = known_failure(&self.kernel, &self.backend, t)?;
+                let seen = s.libtest.panics.iter().find(|(p, _)| p == t).map_or(String::new(), |(_, m)| format!("; this time: {m}"));
+                Some(format!("known failure: {t} ({why}{seen})"))
+            })
             .collect()
     }
 
@@ -146,9 +163,23 @@ pub fn known_failure(kernel: &str, backend: &str, test: &str) -> Option<&'static
 /// Parses libtest's (human) output.
 pub fn parse_libtest(text: &str) -> Libtest {
     let mut r = Libtest::default();
+    // The test whose `thread 'NAME' panicked at FILE:LINE:COL:` line came last: the next
+    // non-empty line is its message.
+    let mut panicked: Option<String> = None;
     for line in text.lines() {
         let line = line.trim_end();
-        if let Some(rest) = line.strip_prefix("test result: ") {
+        if let Some(test) = panicked.take() {
+            if line.is_empty() {
+                panicked = Some(test);
+            } else if !r.panics.iter().any(|(t, _)| *t == test) {
+                r.panics.push((test, cut(line, PANIC_LINE_MAX)));
+            }
+        }
+        if let Some(rest) = line.strip_prefix("thread '")
+            && let Some((name, _)) = rest.split_once("' panicked at ")
+        {
+            panicked = Some(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("test result: ") {
             r.summaries += 1;
             // `ok. 3 passed; 0 failed; 1 ignored; 0 measured; 5 filtered out; finished in 1.2s`
             let counts = rest.split_once(". ").map_or(rest, |(_, c)| c);
@@ -176,6 +207,17 @@ pub fn parse_libtest(text: &str) -> Libtest {
     r
 }
 
+/// Longest panic message kept in a reason (an assertion's message can carry whole records).
+const PANIC_LINE_MAX: usize = 240;
+
+/// `line` cut at `max` characters, with `...` when it was cut.
+fn cut(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_string(),
+    }
+}
+
 /// Longest doctor line kept in a reason (a failed load's line carries the whole verifier log,
 /// which stays in `doctor.log`).
 const REASON_LINE_MAX: usize = 160;
@@ -185,10 +227,7 @@ const REASON_LINE_MAX: usize = 160;
 pub fn doctor_reason(output: &str) -> String {
     let collapse = |l: &str| {
         let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
-        match l.char_indices().nth(REASON_LINE_MAX) {
-            Some((at, _)) => format!("{}...", &l[..at]),
-            None => l,
-        }
+        cut(&l, REASON_LINE_MAX)
     };
     let fails: Vec<String> = output
         .lines()
@@ -228,11 +267,8 @@ pub fn judge(expect: Expect, doctor: &Doctor, steps: &[Step], vm_problem: Option
                 problems.push(format!("{}: timed out", step.name));
             }
             Some(_) if !step.libtest.failures.is_empty() => {
-                problems.push(format!(
-                    "{}: FAILED {}",
-                    step.name,
-                    step.libtest.failures.join(", ")
-                ));
+                let whys: Vec<String> = step.libtest.failures.iter().map(|t| step.libtest.why(t)).collect();
+                problems.push(format!("{}: FAILED {}", step.name, whys.join(", ")));
             }
             Some(_) if step.libtest.failed > 0 => {
                 problems.push(format!("{}: {} failed", step.name, step.libtest.failed));
@@ -376,7 +412,7 @@ mod tests {
         test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 4 filtered out; finished in 41.20s\n\n";
     const FAILED_RUN: &str = "\nrunning 3 tests\n\
         test a ... ok\ntest b ... FAILED\ntest c ... ignored, needs tmux\n\n\
-        failures:\n\n---- b stdout ----\nthread 'b' panicked at tests/tests/x.rs:1:1:\ntest b ... FAILED\n\n\
+        failures:\n\n---- b stdout ----\nthread 'b' panicked at tests/tests/x.rs:1:1:\ncompared 2 snapshots\nnote: run with `RUST_BACKTRACE=1`\n\n\
         failures:\n    b\n\n\
         test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 3.00s\n\n";
 
@@ -400,7 +436,8 @@ mod tests {
                 ignored: 0,
                 filtered: 4,
                 summaries: 1,
-                failures: vec![]
+                failures: vec![],
+                panics: vec![],
             }
         );
         let bad = parse_libtest(FAILED_RUN);
@@ -409,6 +446,7 @@ mod tests {
             (1, 1, 1, 1)
         );
         assert_eq!(bad.failures, ["b"]);
+        assert_eq!(bad.panics, [("b".to_string(), "compared 2 snapshots".to_string())]);
         let both = parse_libtest(&format!("{OK_RUN}{FAILED_RUN}"));
         assert_eq!((both.passed, both.failed, both.summaries), (3, 1, 2));
         assert_eq!(parse_libtest("Segmentation fault\n"), Libtest::default());
@@ -442,7 +480,7 @@ mod tests {
         assert_eq!(judge(Required, &Doctor::Passed, &ok, None), Verdict::Pass);
         assert_eq!(
             judge(Required, &Doctor::Passed, &failed, None),
-            Verdict::Fail("scoring: FAILED b".into())
+            Verdict::Fail("scoring: FAILED b (compared 2 snapshots)".into())
         );
         assert_eq!(
             judge(Optional, &Doctor::Failed(fail_reason.clone()), &[], None),
@@ -553,7 +591,7 @@ mod tests {
         );
         assert_eq!(
             lines[4],
-            "6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b"
+            "6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b (compared 2 snapshots)"
         );
         assert_eq!(lines[5], "6.12.118+deb13-amd64: VM 120.0s");
         assert!(!all_acceptable(&cells()));
@@ -569,7 +607,7 @@ mod tests {
              | 5.10.0-46-amd64 | tracepoint | optional | FAIL | - | - | - | 3s | unavailable |\n"
         ), "{md}");
         assert!(
-            md.contains("- 6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b\n"),
+            md.contains("- 6.12.118+deb13-amd64 fentry: FAILED: scoring: FAILED b (compared 2 snapshots)\n"),
             "{md}"
         );
     }
