@@ -216,6 +216,7 @@ pub fn read_cells(
                 steps,
                 secs,
                 vm_problem: vm_problem.map(str::to_string),
+                known_failures: super::results::KNOWN_FAILURES,
             }
         })
         .collect()

@@ -606,6 +606,7 @@ fn failed_cells(label: &str, backends: &[String], why: &str) -> Vec<Cell> {
             steps: Vec::new(),
             secs: 0.0,
             vm_problem: Some(why.to_string()),
+            known_failures: results::KNOWN_FAILURES,
         })
         .collect()
 }
