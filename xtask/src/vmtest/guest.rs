@@ -112,6 +112,19 @@ step() {
   echo "vmtest: $dir/$name: exit status $rc ($start-${end}s)"
   return $rc
 }
+# test DIR NAME SECONDS COMMAND...: a test step, run once more when it fails (not when it
+# timed out); the first attempt stays as DIR/NAME.first.log and DIR/NAME.first.rc, and the
+# matrix names the test as flaky.
+test_step() {
+  step "$@" && return 0
+  d=$1; n=$2
+  read first _ < "$OUT/$d/$n.rc"
+  case $first in 124|137) return 1;; esac
+  mv "$OUT/$d/$n.log" "$OUT/$d/$n.first.log"
+  mv "$OUT/$d/$n.rc" "$OUT/$d/$n.first.rc"
+  echo "vmtest: $d/$n: failed (status $first): once more"
+  step "$@"
+}
 uname -r > "$OUT/uname"
 "#;
     let bin = sh_quote(&plan.binary.to_string_lossy());
@@ -130,7 +143,7 @@ uname -r > "$OUT/uname"
         for run in plan.runs.iter().filter(|r| r.runs_in(backend)) {
             let args: Vec<String> = run.args.iter().map(|a| sh_quote(a)).collect();
             s += &format!(
-                "  step {backend} {} {} env {probes} PTY_TRACE_BIN={bin} RUST_BACKTRACE=1 {tmpdir}{} --test-threads=1 {}\n",
+                "  test_step {backend} {} {} env {probes} PTY_TRACE_BIN={bin} RUST_BACKTRACE=1 {tmpdir}{} --test-threads=1 {}\n",
                 sh_quote(&run.name),
                 run.timeout_secs,
                 sh_quote(&run.exe.to_string_lossy()),
@@ -197,11 +210,17 @@ pub fn read_cells(
                         let rc = read(backend, &run.name, "rc").as_deref().and_then(parse_rc);
                         let log = read(backend, &run.name, "log").unwrap_or_default();
                         secs += rc.map_or(0.0, |(_, t)| t);
+                        let first = read(backend, &format!("{}.first", run.name), "rc").as_deref().and_then(parse_rc).map(|(status, t)| {
+                            secs += t;
+                            let log = read(backend, &format!("{}.first", run.name), "log").unwrap_or_default();
+                            (status, parse_libtest(&log))
+                        });
                         Step {
                             name: run.name.clone(),
                             status: rc.map(|(s, _)| s),
                             secs: rc.map(|(_, t)| t),
                             libtest: parse_libtest(&log),
+                            first_attempt: first,
                         }
                     })
                     .collect()
@@ -269,16 +288,16 @@ mod tests {
         );
         assert!(s.contains(
             "if step fentry doctor 60 env 'PTY_TRACE_PROBES=fentry' '/w/target/release/pty-trace' doctor; then\n\
-             \x20 step fentry 'accounting.counts_exact' 300 env 'PTY_TRACE_PROBES=fentry' \
+             \x20 test_step fentry 'accounting.counts_exact' 300 env 'PTY_TRACE_PROBES=fentry' \
              PTY_TRACE_BIN='/w/target/release/pty-trace' RUST_BACKTRACE=1 \
              '/w/target/debug/deps/accounting-0123' --test-threads=1 '--exact' 'counts_exact'\n\
-             \x20 step fentry 'probes.doctor_says' 300 env 'PTY_TRACE_PROBES=fentry' \
+             \x20 test_step fentry 'probes.doctor_says' 300 env 'PTY_TRACE_PROBES=fentry' \
              PTY_TRACE_BIN='/w/target/release/pty-trace' RUST_BACKTRACE=1 \
              '/w/target/debug/deps/probes-4567' --test-threads=1 '--exact' 'doctor_says'\nfi\n"
         ), "{s}");
         assert!(s.contains("if step tracepoint doctor 60 "));
-        assert_eq!(s.matches("step fentry 'probes.doctor_says'").count(), 1);
-        assert!(!s.contains("step tracepoint 'probes."));
+        assert_eq!(s.matches("test_step fentry 'probes.doctor_says'").count(), 1);
+        assert!(!s.contains("test_step tracepoint 'probes."));
         assert!(!s.contains("TMPDIR"));
         let kept = render(&Plan {
             keep_scratch: true,

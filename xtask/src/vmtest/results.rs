@@ -59,6 +59,8 @@ pub struct Step {
     pub status: Option<i32>,
     pub secs: Option<f64>,
     pub libtest: Libtest,
+    /// When the step failed and was run once more: the first attempt's status and output.
+    pub first_attempt: Option<(i32, Libtest)>,
 }
 
 /// The exit statuses of coreutils' `timeout` when it had to stop the command (TERM, then KILL).
@@ -107,6 +109,22 @@ impl Cell {
             &self.without_known(),
             self.vm_problem.as_deref(),
         )
+    }
+
+    /// Steps that failed, were run once more and passed, as note lines with the first
+    /// attempt's failures (a timing assumption the emulated CPU broke once, or a real flake:
+    /// either way it is shown, and counted in the totals line).
+    pub fn flaky(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.status == Some(0))
+            .filter_map(|s| {
+                let (status, lib) = s.first_attempt.as_ref()?;
+                let whys: Vec<String> = lib.failures.iter().map(|t| lib.why(t)).collect();
+                let what = if whys.is_empty() { format!("exit status {status}") } else { whys.join(", ") };
+                Some(format!("flaky: {} failed once, passed when run again (first attempt: {what})", s.name))
+            })
+            .collect()
     }
 
     /// The known failures of this cell that happened (see [`KNOWN_FAILURES`]), as note lines.
@@ -347,6 +365,7 @@ fn notes(cells: &[Cell]) -> Vec<String> {
         .collect();
     for c in cells {
         out.extend(c.known().into_iter().map(|k| format!("{} {}: {k}", c.kernel, c.backend)));
+        out.extend(c.flaky().into_iter().map(|k| format!("{} {}: {k}", c.kernel, c.backend)));
     }
     out
 }
@@ -425,7 +444,27 @@ mod tests {
             status,
             secs: Some(1.0),
             libtest: parse_libtest(out),
+            first_attempt: None,
         }
+    }
+
+    #[test]
+    fn a_step_that_passed_when_run_again_passes_and_is_named_flaky() {
+        let mut s = step("accounting", Some(0), OK_RUN);
+        s.first_attempt = Some((101, parse_libtest(FAILED_RUN)));
+        let cell = Cell {
+            kernel: "6.1.0-57-amd64".into(),
+            backend: "fentry".into(),
+            expect: Expect::Required,
+            doctor: Doctor::Passed,
+            steps: vec![s],
+            secs: 2.0,
+            vm_problem: None,
+            known_failures: &[],
+        };
+        assert_eq!(cell.verdict(), Verdict::Pass);
+        assert_eq!(cell.flaky(), ["flaky: accounting failed once, passed when run again (first attempt: b (compared 2 snapshots))"]);
+        assert!(render_text(&[cell], &[]).contains("6.1.0-57-amd64 fentry: flaky: accounting failed once"));
     }
 
     #[test]
@@ -630,7 +669,7 @@ mod known_tests {
             backend: backend.into(),
             expect: Expect::Required,
             doctor: Doctor::Passed,
-            steps: vec![Step { name: "accounting".into(), status: Some(101), secs: Some(1.0), libtest: lib(failures) }],
+            steps: vec![Step { name: "accounting".into(), status: Some(101), secs: Some(1.0), libtest: lib(failures), first_attempt: None }],
             secs: 1.0,
             vm_problem: None,
             known_failures: &[("", "fentry", "randomized_workloads_match_proc_for_every_seed", "open: churn")],
