@@ -89,8 +89,9 @@ fn forced_ring_buffer_overflow_is_counted_and_repaired() {
     let hold = slow_ms(2000);
     // A 4 KiB ring buffer holds about a dozen open records: a burst of 3000 opens overflows it.
     // On a slow (emulated) CPU the burst is smaller: each scan reads every fd's link and fdinfo,
-    // and a scan of 3000 fds took about 1 s there (2 s and more with a second VM on the host),
-    // leaving too few scans in the hold; 1000 opens still overflow the buffer 80 times over.
+    // and a scan of 3000 fds took about 1 s there (longer with a second VM on the host, where
+    // the test failed once), leaving too few scans in the hold; 1000 opens still overflow the
+    // buffer many times over.
     let burst = 3000 / slowdown();
     let out = run_traced(
         &jsonl,

@@ -38,9 +38,10 @@ const N: u64 = 16;
 fn agent_run(name: &str, mode: &str, extra: &[&str]) -> (std::process::Output, Vec<Value>, std::path::PathBuf) {
     let dir = scratch(name);
     let jsonl = dir.join("out.jsonl");
-    // Stretched on a slow (emulated) CPU: scans 150 ms apart there judged a process
-    // preempted between installing an fd and its syscall's exit event as drift (6.1,
-    // tracepoint, with a second VM on the host).
+    // Stretched on a slow (emulated) CPU: with scans 150 ms apart the model needed 10
+    // corrections there once (6.1, tracepoint, a second VM on the host; no events were lost).
+    // The likely cause, not proven: a process preempted between installing an fd and its
+    // syscall's exit event for longer than two scans.
     let interval = interval_arg(150);
     let mut args = vec!["--interval", interval.as_str()];
     args.extend_from_slice(extra);
