@@ -70,47 +70,7 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Setup, release build, then doctor and end-to-end tests in Debian kernels under QEMU.
-    Vmtest {
-        /// Kernels: 5.10, 6.1, 6.12, sid (repeatable or comma-separated; default all four).
-        #[arg(long = "kernel", value_name = "KERNEL", value_delimiter = ',')]
-        kernels: Vec<String>,
-        /// Probe backends: fentry, tracepoint (repeatable or comma-separated; default both).
-        #[arg(long = "backend", value_name = "BACKEND", value_delimiter = ',')]
-        backends: Vec<String>,
-        /// Run each test executable with this libtest filter instead of the default subset
-        /// (repeatable).
-        #[arg(long = "tests", value_name = "FILTER", conflicts_with = "full")]
-        tests: Vec<String>,
-        /// Run the whole end-to-end suite instead of the default subset.
-        #[arg(long)]
-        full: bool,
-        /// Use KVM without probing for it first.
-        #[arg(long, conflicts_with = "tcg")]
-        kvm: bool,
-        /// Never use KVM (no probe).
-        #[arg(long)]
-        tcg: bool,
-        /// Resolve the kernel packages again (apt-get update) instead of using the cached ones.
-        #[arg(long)]
-        refresh: bool,
-        /// Wall-clock limit of each VM in seconds (default: from the number of test runs).
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<u64>,
-        /// Bring the tests' scratch files (JSONL recordings) back to target/vmtest/out/ (the
-        /// guest then writes them over 9p, which is slower than its tmpfs).
-        #[arg(long)]
-        keep_scratch: bool,
-        /// PTY_TRACE_TEST_SLOWDOWN for the tests in the guest: how many times slower than the
-        /// host it runs (default: 3 under TCG, 1 under KVM).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
-        slowdown: Option<u32>,
-        /// VMs booted at once (default: one per host core).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
-        jobs: Option<u64>,
-        /// Print the default test subset (where each test runs, its time, why) and exit.
-        #[arg(long)]
-        list: bool,
-    },
+    Vmtest(vmtest::Options),
 }
 
 fn main() -> ExitCode {
@@ -122,33 +82,7 @@ fn main() -> ExitCode {
         Cmd::Test { args } => tasks::test(&args),
         Cmd::Bench { vm: Some(kernel), .. } => vmtest::bench::run(&kernel),
         Cmd::Bench { quick, args, vm: None } => tasks::bench(quick, &args),
-        Cmd::Vmtest {
-            kernels,
-            backends,
-            tests,
-            full,
-            kvm,
-            tcg,
-            refresh,
-            timeout,
-            keep_scratch,
-            slowdown,
-            jobs,
-            list,
-        } => vmtest::run(&vmtest::Options {
-            kernels,
-            backends,
-            tests,
-            full,
-            kvm,
-            tcg,
-            refresh,
-            timeout,
-            keep_scratch,
-            slowdown,
-            jobs: jobs.map(|j| j as usize),
-            list,
-        }),
+        Cmd::Vmtest(opts) => vmtest::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,14 +143,14 @@ mod tests {
 
     #[test]
     fn vmtest_options() {
-        let Cmd::Vmtest {
+        let Cmd::Vmtest(vmtest::Options {
             kernels,
             backends,
             tests,
             full,
             timeout,
             ..
-        } = parse(
+        }) = parse(
             &"vmtest --kernel 6.12,sid --kernel 5.10 --tests leaky --timeout 600"
                 .split(' ')
                 .collect::<Vec<_>>(),

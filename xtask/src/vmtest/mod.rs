@@ -171,31 +171,47 @@ const PASSED_ENV: &[&str] = &[
     "PYENV_VERSION",
 ];
 
-/// `cargo xtask vmtest`'s options.
-#[derive(Debug, Clone, Default)]
+/// `cargo xtask vmtest`'s options (its command line).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Options {
-    /// `--kernel` values (5.10, 6.1, 6.12, sid); empty: all.
+    /// Kernels: 5.10, 6.1, 6.12, sid (repeatable or comma-separated; default all four).
+    #[arg(long = "kernel", value_name = "KERNEL", value_delimiter = ',')]
     pub kernels: Vec<String>,
-    /// `--backend` values; empty: both.
+    /// Probe backends: fentry, tracepoint (repeatable or comma-separated; default both).
+    #[arg(long = "backend", value_name = "BACKEND", value_delimiter = ',')]
     pub backends: Vec<String>,
-    /// `--tests` libtest filters; empty: the subset.
+    /// Run each test executable with this libtest filter instead of the default subset
+    /// (repeatable).
+    #[arg(long = "tests", value_name = "FILTER", conflicts_with = "full")]
     pub tests: Vec<String>,
+    /// Run the whole end-to-end suite instead of the default subset.
+    #[arg(long)]
     pub full: bool,
-    /// `--kvm`: use KVM without probing; `--tcg`: never.
+    /// Use KVM without probing for it first.
+    #[arg(long, conflicts_with = "tcg")]
     pub kvm: bool,
+    /// Never use KVM (no probe).
+    #[arg(long)]
     pub tcg: bool,
-    /// `--refresh`: re-resolve the kernel packages (apt-get update).
+    /// Resolve the kernel packages again (apt-get update) instead of using the cached ones.
+    #[arg(long)]
     pub refresh: bool,
-    /// `--timeout SECS`: each VM's wall-clock limit.
+    /// Wall-clock limit of each VM in seconds (default: from the number of test runs).
+    #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
-    /// `--keep-scratch`: the tests' scratch files come back (see `guest::Plan::keep_scratch`).
+    /// Bring the tests' scratch files (JSONL recordings) back to target/vmtest/out/ (the
+    /// guest then writes them over 9p, which is slower than its tmpfs).
+    #[arg(long)]
     pub keep_scratch: bool,
-    /// `--slowdown N`: `PTY_TRACE_TEST_SLOWDOWN` in the guest (default: `TCG_SLOWDOWN` under
-    /// TCG, 1 under KVM).
+    /// PTY_TRACE_TEST_SLOWDOWN for the tests in the guest: how many times slower than the
+    /// host it runs (default: 3 under TCG, 1 under KVM).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub slowdown: Option<u32>,
-    /// `--jobs N`: VMs booted at once (default: the host's cores).
-    pub jobs: Option<usize>,
-    /// `--list`: print the default subset and exit.
+    /// VMs booted at once (default: one per host core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub jobs: Option<u64>,
+    /// Print the default test subset (where each test runs, its time, why) and exit.
+    #[arg(long)]
     pub list: bool,
 }
 
@@ -513,7 +529,7 @@ pub fn run(opts: &Options) -> Result<()> {
         .count();
     let jobs = opts
         .jobs
-        .unwrap_or_else(default_jobs)
+        .map_or_else(default_jobs, |j| j as usize)
         .clamp(1, booting.max(1));
     if booting > 0 {
         eprintln!(
