@@ -42,10 +42,15 @@ pub struct Libtest {
 }
 
 impl Libtest {
-    /// `test: why` for a failed test, or just its name when its panic was not captured.
+    /// The first line of `test`'s panic message, when it was captured.
+    pub fn panic_of(&self, test: &str) -> Option<&str> {
+        self.panics.iter().find(|(t, _)| t == test).map(|(_, m)| m.as_str())
+    }
+
+    /// `test (why)` for a failed test, or just its name when its panic was not captured.
     pub fn why(&self, test: &str) -> String {
-        match self.panics.iter().find(|(t, _)| t == test) {
-            Some((_, msg)) => format!("{test} ({msg})"),
+        match self.panic_of(test) {
+            Some(msg) => format!("{test} ({msg})"),
             None => test.to_string(),
         }
     }
@@ -113,7 +118,7 @@ impl Cell {
 
     /// Steps that failed, were run once more and passed, as note lines with the first
     /// attempt's failures (a timing assumption the emulated CPU broke once, or a real flake:
-    /// either way it is shown, and counted in the totals line).
+    /// either way it is shown under the table).
     pub fn flaky(&self) -> Vec<String> {
         self.steps
             .iter()
@@ -134,7 +139,7 @@ impl Cell {
             .flat_map(|s| s.libtest.failures.iter().map(move |t| (s, t)))
             .filter_map(|(s, t)| {
                 let why = known_failure(self.known_failures, &self.kernel, &self.backend, t)?;
-                let seen = s.libtest.panics.iter().find(|(p, _)| p == t).map_or(String::new(), |(_, m)| format!("; this time: {m}"));
+                let seen = s.libtest.panic_of(t).map_or(String::new(), |m| format!("; this time: {m}"));
                 Some(format!("known failure: {t} ({why}{seen})"))
             })
             .collect()
