@@ -158,11 +158,7 @@ pub fn scan(pid: u32) -> Scan {
             // Closed between readdir and readlink: simply not there.
             Err(_) => continue,
         };
-        let (cloexec, tty_index) = match fdinfo(pid, fd) {
-            Some((c, i)) => (Some(c), i),
-            None => (None, None),
-        };
-        fds.insert(fd, ObservedFd { target, tty_index, cloexec });
+        fds.insert(fd, observed(pid, fd, target));
     }
     // A process that exited during the scan shows an empty or partial table: not evidence.
     match proc_info(pid) {
@@ -182,11 +178,16 @@ pub fn scan(pid: u32) -> Scan {
 /// One fd of `pid` as /proc shows it now (`None` when it is not open or not readable).
 pub fn observe_fd(pid: u32, fd: i32) -> Option<ObservedFd> {
     let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?.to_string_lossy().into_owned();
+    Some(observed(pid, fd, target))
+}
+
+/// An fd whose link reads `target`, with what its fdinfo adds (nothing when it is unreadable).
+fn observed(pid: u32, fd: i32, target: String) -> ObservedFd {
     let (cloexec, tty_index) = match fdinfo(pid, fd) {
         Some((c, i)) => (Some(c), i),
         None => (None, None),
     };
-    Some(ObservedFd { target, tty_index, cloexec })
+    ObservedFd { target, tty_index, cloexec }
 }
 
 /// Checks at start that /proc shows `pid`'s open files to us, with the fix when it does not.

@@ -25,6 +25,16 @@ pub struct ObservedFd {
     pub cloexec: Option<bool>,
 }
 
+impl ObservedFd {
+    /// The fd entry /proc describes: kind and PTY index from the link and fdinfo.
+    pub fn entry(&self, cloexec: bool) -> FdEntry {
+        let (kind, index) = classify_link_target(&self.target, self.tty_index);
+        let mut e = FdEntry::new(kind, self.target.clone(), cloexec);
+        e.pty_index = index;
+        e
+    }
+}
+
 /// A process as /proc showed it during `[scan_start_ns, scan_end_ns]` (CLOCK_MONOTONIC).
 #[derive(Clone, Debug, Default)]
 pub struct ObservedProcess {
@@ -296,9 +306,7 @@ fn differs(model: Option<&FdEntry>, seen: Option<&ObservedFd>) -> bool {
 
 /// A model entry for an fd only /proc has shown.
 fn entry_from_proc(o: &ObservedFd, scan_start_ns: u64, pid: u32, command: Option<usize>) -> FdEntry {
-    let (kind, index) = classify_link_target(&o.target, o.tty_index);
-    let mut e = FdEntry::new(kind, o.target.clone(), o.cloexec.unwrap_or(false));
-    e.pty_index = index;
+    let mut e = o.entry(o.cloexec.unwrap_or(false));
     e.opened_ns = scan_start_ns;
     e.opener_pid = pid;
     e.command = command;

@@ -42,12 +42,7 @@ pub(super) fn apply_open(m: &mut Model, h: &Header, fd: i32, dirfd: i64, flags: 
 pub(super) fn apply_received(m: &mut Model, h: &Header, fds: &[super::event::ReceivedFd], cloexec: bool) {
     for r in fds {
         let e = match &r.seen {
-            Some(o) => {
-                let (kind, index) = super::fd::classify_link_target(&o.target, o.tty_index);
-                let mut e = FdEntry::new(kind, o.target.clone(), cloexec);
-                e.pty_index = index;
-                e
-            }
+            Some(o) => o.entry(cloexec),
             None => FdEntry::new(FdKind::Unknown, "scm_rights", cloexec),
         };
         let master = (e.kind == FdKind::PtyMaster).then_some(e.pty_index).flatten();
