@@ -166,7 +166,7 @@ impl Model {
             match (t.fds.get_mut(&fd), seen) {
                 (Some(m), Some(o)) => {
                     let (kind, index) = classify_link_target(&o.target, o.tty_index);
-                    let role_wrong = m.kind.pty_role() != kind.pty_role();
+                    let role_wrong = role_differs(m, kind);
                     let index_wrong = index_differs(m, index);
                     if role_wrong || index_wrong {
                         out.corrected.push(fd);
@@ -295,13 +295,18 @@ fn differs(model: Option<&FdEntry>, seen: Option<&ObservedFd>) -> bool {
     match (model, seen) {
         (Some(m), Some(o)) => {
             let (kind, index) = classify_link_target(&o.target, o.tty_index);
-            m.kind.pty_role() != kind.pty_role()
-                || index_differs(m, index)
-                || cloexec_wrong(m, o)
+            role_differs(m, kind) || index_differs(m, index) || cloexec_wrong(m, o)
         }
         (None, None) => false,
         _ => true,
     }
+}
+
+/// Whether the model claims a PTY role for the fd that /proc contradicts. An `Unknown` entry
+/// (a copy of an fd the model did not know, an fd gone before /proc could say what it was)
+/// claims nothing: /proc naming it is enrichment, not a correction.
+fn role_differs(m: &FdEntry, seen: FdKind) -> bool {
+    m.kind != FdKind::Unknown && m.kind.pty_role() != seen.pty_role()
 }
 
 /// A model entry for an fd only /proc has shown.

@@ -409,3 +409,51 @@ fn attribute_change_on_an_fd_the_seed_scan_did_not_see_installs_nothing() {
         "amendments end with the seed"
     );
 }
+
+/// Found by the asciinema corpus test under `attach` (about one run in eight): bash, found at
+/// attach, runs `read < fifo` while the scan that will seed it is under way. It saves its stdin
+/// (the PTY slave) with `fcntl(0, F_DUPFD, 10) = 11`, reads, restores it with `dup2(11, 0)` and
+/// closes 11; all those events are stamped after the scan started, so the seed leaves fds 0 and
+/// 11 to them, and they copy an fd 0 the model did not know yet: `Unknown`. The next time bash
+/// saves its stdin, fd 11 is an `Unknown` copy too, while /proc shows a slave. An `Unknown`
+/// entry makes no claim on what the fd is: /proc naming it is enrichment, not a correction.
+#[test]
+fn an_fd_the_model_could_not_know_is_filled_in_from_proc_without_drift() {
+    let mut m = Model::new();
+    m.add_session(SID, 1);
+    m.add_process(ROOT, 1, SID, "bash", 1);
+    m.take_needs_reconcile();
+    let sys = |ts_ns, kind, ret, a: [u64; 6]| Event::Syscall {
+        h: Header { tgid: ROOT, tid: ROOT, session: SID, ts_ns },
+        kind,
+        ret,
+        args: a,
+        aux: [-1, -1],
+        user_flags: 0,
+    };
+    const F_DUPFD: u64 = 0;
+    // The scan starts at 100; bash's `read < fifo` runs from 110 to 150.
+    m.apply(&Event::Open { h: Header { tgid: ROOT, tid: ROOT, session: SID, ts_ns: 110 }, kind: K::OpenAt, ret: 3, dirfd: -100, flags: 0, path: "/tmp/go.fifo".into() });
+    m.apply(&sys(120, K::Fcntl, 11, [0, F_DUPFD, 10, 0, 0, 0]));
+    m.apply(&sys(125, K::Dup2, 0, [3, 0, 0, 0, 0, 0]));
+    m.apply(&sys(130, K::Close, 0, [3, 0, 0, 0, 0, 0]));
+    m.apply(&sys(140, K::Dup2, 0, [11, 0, 0, 0, 0, 0]));
+    m.apply(&sys(150, K::Close, 0, [11, 0, 0, 0, 0, 0]));
+    // The scan read fd 0 while it was the fifo.
+    let out = m.reconcile(&obs(ROOT, 100, &[(0, "/tmp/go.fifo", None), (1, "/dev/pts/3", None), (2, "/dev/pts/3", None)]));
+    assert!(out.seeding);
+    assert_eq!(m.table_of(ROOT).unwrap().fds[&0].kind, FdKind::Unknown, "neither the scan nor the events could say");
+    // Later, quiet: /proc names fd 0 (the slave again), in one scan, without drift.
+    let out = m.reconcile(&obs(ROOT, 300, &[(0, "/dev/pts/3", None), (1, "/dev/pts/3", None), (2, "/dev/pts/3", None)]));
+    let e = &m.table_of(ROOT).unwrap().fds[&0];
+    assert_eq!((e.kind, e.pty_index), (FdKind::PtySlave, Some(3)));
+    assert_eq!((out.corrections(), out.suspected, m.stats.drift), (0, 0, 0));
+    // A copy made before that scan: the same, once /proc shows it.
+    m.apply(&sys(400, K::Fcntl, 11, [0, F_DUPFD, 10, 0, 0, 0]));
+    assert_eq!(m.table_of(ROOT).unwrap().fds[&11].kind, FdKind::PtySlave);
+    // A claim that is wrong is still drift: fd 1 said to be a file, /proc says slave, twice.
+    m.table_mut(ROOT).unwrap().fds.get_mut(&1).unwrap().kind = FdKind::File;
+    m.reconcile(&obs(ROOT, 500, &[(0, "/dev/pts/3", None), (1, "/dev/pts/3", None), (2, "/dev/pts/3", None), (11, "/dev/pts/3", None)]));
+    m.reconcile(&obs(ROOT, 600, &[(0, "/dev/pts/3", None), (1, "/dev/pts/3", None), (2, "/dev/pts/3", None), (11, "/dev/pts/3", None)]));
+    assert_eq!(m.stats.drift, 1);
+}
