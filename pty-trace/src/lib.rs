@@ -29,5 +29,6 @@ pub mod output;
 pub mod procfs;
 pub mod recording;
 pub mod session;
+pub mod top;
 pub mod sudo;
 pub mod tui;

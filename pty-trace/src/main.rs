@@ -12,6 +12,7 @@ use pty_trace::{
     output::summary::render_summaries,
     recording,
     session::{Options, Output, Target, Tracer},
+    top::{self, TopOptions},
 };
 
 fn main() {
@@ -44,6 +45,17 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
             }
         }
         Cmd::Report { file, json } => recording::command(&file, json),
+        Cmd::Top { once, json, no_tui, jsonl, interval, duration, sort } => {
+            let opts = TopOptions { once, json, no_tui, jsonl, interval, duration, sort };
+            // Enter on a row: the session view of `attach PID`, with its defaults.
+            let mut attach = |pid: u32| -> AppResult<()> {
+                let cli = Cli::try_parse_from(["pty-trace", "attach", &pid.to_string()]).map_err(|e| AppError::Other(e.into()))?;
+                let Cmd::Attach { pids, common } = cli.command else { unreachable!("parsed an attach") };
+                let pid = pids[0].parse::<i32>().map_err(|_| AppError::BadTarget(format!("invalid PID {}", pids[0])))?;
+                trace(Target::Attach(vec![pid]), &common, None, false).map(|_| ())
+            };
+            top::command(opts, &mut attach)
+        }
         Cmd::DemoAgent { commands, delay, fixed } => {
             demo::agent(commands, delay, fixed)?;
             Ok(exit_code::OK)

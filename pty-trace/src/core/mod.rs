@@ -3,6 +3,7 @@
 //! tested without root, without BPF and without the eBPF toolchain.
 
 pub mod evidence;
+pub mod machine;
 pub mod model;
 pub mod records;
 pub mod redact;

@@ -30,6 +30,8 @@ pub enum RecordKind {
     Alert,
     Decision,
     Summary,
+    /// `pty-trace top`'s machine-wide view (see `core::machine`).
+    Machine,
 }
 
 impl RecordKind {
@@ -41,6 +43,7 @@ impl RecordKind {
             "alert" => RecordKind::Alert,
             "decision" => RecordKind::Decision,
             "summary" => RecordKind::Summary,
+            "machine" => RecordKind::Machine,
             _ => return None,
         })
     }
@@ -52,6 +55,7 @@ impl RecordKind {
             RecordKind::Alert => "alert",
             RecordKind::Decision => "decision",
             RecordKind::Summary => "summary",
+            RecordKind::Machine => "machine",
         }
     }
 }

@@ -18,6 +18,7 @@ use std::{borrow::Cow, collections::BTreeMap};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
+use super::machine::{MachineRec, history::MachineHistory};
 use super::evidence::clip;
 use super::records::{
     AlertRec, DecisionRec, DescendantRec, Evidence, EvidenceKind, Head, LeakedFd, Metrics, ProcessRec, RecordKind,
@@ -249,6 +250,9 @@ pub struct Report {
     /// With `INCOMPLETE`: the worst verdict the summaries and snapshots show; `None` otherwise.
     pub observed_verdict: Option<Verdict>,
     pub sessions: Vec<SessionReport>,
+    /// From `pty-trace top`'s `machine` records: the pool and who drained it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineHistory>,
 }
 
 impl Report {
@@ -444,6 +448,7 @@ pub struct Aggregate {
     sessions: BTreeMap<u32, SessionReport>,
     /// Sessions a `start` announced, with its timestamp.
     started: BTreeMap<u32, String>,
+    machine: MachineHistory,
 }
 
 impl Aggregate {
@@ -493,6 +498,10 @@ impl Aggregate {
                     self.started.entry(sid).or_insert_with(|| ts.to_string());
                 }
             }
+            Some(RecordKind::Machine) => {
+                let rec: MachineRec = serde_json::from_str(line)?;
+                self.machine.record(ts, &rec);
+            }
             // A kind this version does not know (added without a schema bump) is a valid
             // record to skip, counted by name. It must still be JSON.
             None => {
@@ -507,6 +516,7 @@ impl Aggregate {
     /// Appends the aggregate of the lines that follow these in the file.
     pub fn merge(&mut self, later: Aggregate) {
         self.counts.merge(later.counts);
+        self.machine.merge(later.machine);
         for (sid, ts) in later.started {
             self.started.entry(sid).or_insert(ts);
         }
@@ -549,11 +559,18 @@ impl Aggregate {
             r.sessions.push(s);
         }
         let observed = worst(r.sessions.iter().filter_map(SessionReport::judged));
+        let machine = (self.machine.records > 0).then(|| self.machine.finish());
         (r.verdict, r.observed_verdict) = match observed {
+            // A `top` recording: LEAK DETECTED when a process drained the pool.
+            None if r.sessions.is_empty() && machine.is_some() => {
+                let draining = machine.as_ref().is_some_and(MachineHistory::draining);
+                (if draining { ReportVerdict::LeakDetected } else { ReportVerdict::Healthy }, None)
+            }
             None => (ReportVerdict::Unknown, None),
             Some(v) if r.sessions.iter().all(|s| s.summary_verdict.is_some()) => (v.into(), None),
             Some(v) => (ReportVerdict::Incomplete, Some(v)),
         };
+        r.machine = machine;
         Ok(r)
     }
 }
@@ -654,6 +671,9 @@ pub fn render_text(r: &Report) -> String {
         None => {
             let _ = writeln!(o, "VERDICT: {}", r.verdict);
         }
+    }
+    if let Some(m) = &r.machine {
+        render_machine(&mut o, m);
     }
     for s in &r.sessions {
         let why = match (s.verdict, s.observed_verdict) {
@@ -1036,5 +1056,32 @@ pub(crate) mod tests {
         assert!(r.sessions[0].timeline.len() < TIMELINE_POINTS);
         assert_eq!(r.sessions[0].snapshots, 10_000);
         assert_eq!(r.sessions[0].fd_peak, 9_999);
+    }
+}
+
+/// The machine part of a report: the pool, then who drained it, from when.
+fn render_machine(o: &mut String, m: &MachineHistory) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        o,
+        "\nmachine: {} records ({} .. {}): PTYs {} -> {} (peak {} of {})",
+        m.records, m.first_ts, m.last_ts, m.pty_nr_first, m.pty_nr_last, m.pty_nr_peak, m.pty_max
+    );
+    match &m.culprit {
+        Some(c) => {
+            let since = c.growing_since.as_deref().unwrap_or(&c.first_ts);
+            let container = c.container.as_ref().map_or(String::new(), |x| format!(" in {x}"));
+            let _ = writeln!(
+                o,
+                "  drained by pid {} ({}){container}: PTY masters {} -> {} since {since}, {} orphaned at the end",
+                c.pid, c.command, c.masters_first, c.masters_last, c.orphaned_last
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  no process gained PTY masters it left orphaned");
+        }
+    }
+    for h in m.holders.iter().take(10) {
+        let _ = writeln!(o, "    pid {:>7}  masters {:>5} -> {:<5} orphaned {:>5}  {}", h.pid, h.masters_first, h.masters_last, h.orphaned_last, h.command);
     }
 }

@@ -2,5 +2,6 @@
 //! bounded queue), and the summary printed for people at the end.
 
 pub mod jsonl;
+pub mod machine_table;
 pub mod safe_open;
 pub mod summary;

@@ -9,6 +9,9 @@ use std::{
     fs,
 };
 
+pub mod machine;
+pub mod pty_identity;
+
 use ::procfs::process::Process;
 
 use crate::{

@@ -40,13 +40,15 @@
 mod input;
 mod state;
 mod terminal;
+pub mod top_view;
 mod update;
 mod view;
 mod widgets;
 
 pub use input::parse_keys;
 pub use state::{FdView, FeedItem, FeedKind, ProcView, SessionView, ViewInput, ViewState};
-pub use terminal::{LiveView, color_wanted};
+pub use terminal::{LiveView, Screen, color_wanted};
+pub use input::read_pending_input;
 pub use update::{SortKey, UiState, UserAction, on_key, reselect, selected_proc, visible_procs};
 pub use view::render;
 pub use widgets::{age, health_band};

@@ -26,9 +26,16 @@ use super::{
 
 type Backend = CrosstermBackend<BufWriter<Stdout>>;
 
+/// The terminal while a view is shown: raw mode and the alternate screen, given back on
+/// [`Screen::close`], on drop and from a panic hook. Shared by the session view and `top`.
+pub struct Screen {
+    terminal: Terminal<Backend>,
+    closed: bool,
+}
+
 /// Owns the terminal while the view is shown.
 pub struct LiveView {
-    terminal: Terminal<Backend>,
+    screen: Screen,
     /// What is drawn (frozen while paused).
     pub state: ViewState,
     pub ui: UiState,
@@ -38,10 +45,9 @@ pub struct LiveView {
     history: BTreeMap<u32, VecDeque<(u64, u64)>>,
     /// Keys read but not handled yet (after a key that asked the tracer to act).
     pending: VecDeque<KeyEvent>,
-    closed: bool,
 }
 
-/// True while a `LiveView` holds the terminal: the panic hook only restores it then.
+/// True while a `Screen` holds the terminal: the panic hook only restores it then.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static HOOK: std::sync::Once = std::sync::Once::new();
 
@@ -55,8 +61,8 @@ pub fn color_wanted() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-impl LiveView {
-    pub fn open() -> anyhow::Result<LiveView> {
+impl Screen {
+    pub fn open() -> anyhow::Result<Screen> {
         HOOK.call_once(|| {
             let prev = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
@@ -73,24 +79,62 @@ impl LiveView {
             // One buffered write per frame (plus synchronized updates) avoids tearing.
             Ok(Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout())))?)
         })();
-        let terminal = match opened {
-            Ok(t) => t,
+        match opened {
+            Ok(terminal) => Ok(Screen { terminal, closed: false }),
             Err(e) => {
                 ACTIVE.store(false, Ordering::SeqCst);
                 restore_terminal();
-                return Err(e);
+                Err(e)
             }
-        };
-        let screen = terminal.size().map(|s| (s.width, s.height)).unwrap_or_default();
-        let ui = UiState { color: color_wanted(), screen, ..UiState::default() };
+        }
+    }
+
+    /// (columns, rows).
+    pub fn size(&self) -> (u16, u16) {
+        self.terminal.size().map(|s| (s.width, s.height)).unwrap_or_default()
+    }
+
+    /// Draws one frame as a synchronized update.
+    pub fn draw(&mut self, render: impl FnOnce(&mut ratatui::Frame)) -> anyhow::Result<()> {
+        queue!(self.terminal.backend_mut(), BeginSynchronizedUpdate)?;
+        let drawn = self.terminal.draw(render).map(|_| ());
+        execute!(self.terminal.backend_mut(), EndSynchronizedUpdate)?;
+        drawn?;
+        Ok(())
+    }
+
+    /// Gives the terminal back (raw mode off, main screen, cursor shown).
+    pub fn close(mut self) {
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.terminal.backend_mut().flush();
+            ACTIVE.store(false, Ordering::SeqCst);
+            restore_terminal();
+        }
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl LiveView {
+    pub fn open() -> anyhow::Result<LiveView> {
+        let screen = Screen::open()?;
+        let ui = UiState { color: color_wanted(), screen: screen.size(), ..UiState::default() };
         let mut v = LiveView {
-            terminal,
+            screen,
             state: ViewState::default(),
             ui,
             latest: None,
             history: BTreeMap::new(),
             pending: VecDeque::new(),
-            closed: false,
         };
         v.draw()?;
         Ok(v)
@@ -123,11 +167,7 @@ impl LiveView {
 
     fn draw(&mut self) -> anyhow::Result<()> {
         let (state, ui) = (&self.state, &self.ui);
-        queue!(self.terminal.backend_mut(), BeginSynchronizedUpdate)?;
-        let drawn = self.terminal.draw(|f| render(f, state, ui)).map(|_| ());
-        execute!(self.terminal.backend_mut(), EndSynchronizedUpdate)?;
-        drawn?;
-        Ok(())
+        self.screen.draw(|f| render(f, state, ui))
     }
 
     /// Handles pending keys and resizes without blocking.
@@ -139,12 +179,10 @@ impl LiveView {
     /// Resizes are found by comparing the terminal size; ratatui redraws everything on a change.
     pub fn handle_input(&mut self) -> anyhow::Result<UserAction> {
         let mut dirty = false;
-        if let Ok(sz) = self.terminal.size() {
-            let sz = (sz.width, sz.height);
-            if sz != self.ui.screen {
-                self.ui.screen = sz;
-                dirty = true;
-            }
+        let sz = self.screen.size();
+        if sz != self.ui.screen {
+            self.ui.screen = sz;
+            dirty = true;
         }
         self.pending.extend(parse_keys(&read_pending_input()));
         let mut action = UserAction::None;
@@ -177,23 +215,8 @@ impl LiveView {
 
     /// Gives the terminal back (raw mode off, main screen, cursor shown). Print the summary
     /// after this.
-    pub fn close(mut self) -> anyhow::Result<()> {
-        self.release();
+    pub fn close(self) -> anyhow::Result<()> {
+        self.screen.close();
         Ok(())
-    }
-
-    fn release(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            let _ = self.terminal.backend_mut().flush();
-            ACTIVE.store(false, Ordering::SeqCst);
-            restore_terminal();
-        }
-    }
-}
-
-impl Drop for LiveView {
-    fn drop(&mut self) {
-        self.release();
     }
 }

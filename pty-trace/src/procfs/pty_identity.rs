@@ -1,0 +1,154 @@
+//! Which devpts instance a PTY end belongs to, asked from outside the process that holds it.
+//!
+//! - A slave: `stat` of `/proc/PID/fd/N` gives the slave's own inode, on its devpts instance
+//!   (`st_dev`) with the index in `st_rdev` (`136:N`).
+//! - A master: its file is the `ptmx` node it was opened through (`/dev/ptmx` on devtmpfs, or
+//!   `/dev/pts/ptmx`), which says nothing about the instance, and fdinfo's `tty-index` has no
+//!   instance either. So pty-trace takes a copy of the master (`pidfd_getfd`, Linux 5.6) and
+//!   asks the kernel for its peer with `TIOCGPTPEER` opened `O_PATH`: the kernel resolves the
+//!   slave's dentry on the master's own instance, and `O_PATH` means the tty is not opened
+//!   (no open count, no hangup, no controlling terminal; a locked slave works too). `fstat` of
+//!   that path fd gives the instance. Both copies are closed at once.
+//! - The devpts mounts (for names, `max=` and the host's instance): each mount namespace's
+//!   mountinfo, read once per namespace.
+
+use std::{
+    fs,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::unix::fs::MetadataExt,
+};
+
+use crate::core::machine::{
+    DevId, PtyEnd,
+    pty_key::slave_index,
+};
+
+/// A slave's (instance, index), from the fd's own inode; `None` when it is not a devpts slave
+/// (or is gone).
+pub fn slave_end(pid: u32, fd: i32) -> Option<PtyEnd> {
+    // `/proc/PID/fd/N` is the fd itself (a magic link), not a path someone could plant.
+    let m = fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let index = slave_index(DevId::from_raw(m.rdev()))?;
+    Some(PtyEnd { devpts: Some(DevId::from_raw(m.dev())), index: Some(index) })
+}
+
+/// A pidfd for `pid`, for [`master_devpts`].
+pub fn pidfd(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The devpts instance of the PTY master at `fd` of the process behind `pidfd`.
+pub fn master_devpts(pidfd: &OwnedFd, fd: i32) -> io::Result<DevId> {
+    // SAFETY: pidfd_getfd(pidfd, targetfd, flags) returns a new fd (close-on-exec) or -1.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if copy < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd we own.
+    let copy = unsafe { OwnedFd::from_raw_fd(copy as i32) };
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd or -1; on anything
+    // but a PTY master it fails (ENOTTY, EIO) and nothing is opened.
+    let peer = unsafe { libc::ioctl(copy.as_raw_fd(), libc::TIOCGPTPEER, libc::O_PATH | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if peer < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd we own.
+    let peer = unsafe { OwnedFd::from_raw_fd(peer) };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat into a stat buffer we own.
+    if unsafe { libc::fstat(peer.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(DevId::from_raw(st.st_dev))
+}
+
+/// One devpts mount of a mount namespace, from its mountinfo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevptsMountInfo {
+    pub devpts: DevId,
+    pub mount_point: String,
+    pub max: Option<u64>,
+}
+
+/// The devpts mounts in `/proc/PID/mountinfo`, in its order (a later mount on the same point
+/// is on top).
+pub fn devpts_mounts(pid: u32) -> io::Result<Vec<DevptsMountInfo>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    Ok(parse_devpts_mounts(&text))
+}
+
+/// The devpts lines of a mountinfo text: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPT...] -
+/// FSTYPE SOURCE SUPEROPTS`. Mount points escape spaces as `\040`.
+pub fn parse_devpts_mounts(text: &str) -> Vec<DevptsMountInfo> {
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split_whitespace();
+            if r.next()? != "devpts" {
+                return None;
+            }
+            let supers = r.nth(1).unwrap_or("");
+            let f: Vec<&str> = left.split_whitespace().collect();
+            let devpts: DevId = f.get(2)?.parse().ok()?;
+            let mount_point = f.get(4)?.replace("\\040", " ");
+            let max = supers.split(',').find_map(|o| o.strip_prefix("max=")).and_then(|v| v.parse().ok());
+            Some(DevptsMountInfo { devpts, mount_point, max })
+        })
+        .collect()
+}
+
+/// The instance mounted on top at `/dev/pts` in a mount table.
+pub fn dev_pts(mounts: &[DevptsMountInfo]) -> Option<DevId> {
+    mounts.iter().rev().find(|m| m.mount_point == "/dev/pts").map(|m| m.devpts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devpts_lines_of_a_mountinfo() {
+        let text = "24 1 0:22 / / rw - ext4 /dev/vda1 rw\n\
+                    66 63 0:24 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=000\n\
+                    68 67 0:40 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=666,max=10\n\
+                    70 24 0:41 / /srv/my\\040box/pts rw - devpts devpts rw,max=abc\n";
+        let m = parse_devpts_mounts(text);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[1], DevptsMountInfo { devpts: DevId { major: 0, minor: 40 }, mount_point: "/dev/pts".into(), max: Some(10) });
+        assert_eq!(m[2].mount_point, "/srv/my box/pts");
+        assert_eq!(m[2].max, None);
+        assert_eq!(dev_pts(&m), Some(DevId { major: 0, minor: 40 }), "the mount on top");
+    }
+
+    /// The method itself, on real PTYs of this process: a master's instance equals its
+    /// slave's, and asking does not open the slave (an unopened, locked slave still works).
+    #[test]
+    fn a_masters_instance_is_its_slaves_without_opening_the_slave() {
+        // SAFETY: plain libc calls on fds this test owns.
+        let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        assert!(master >= 0);
+        let me = std::process::id();
+        let pfd = pidfd(me).expect("pidfd_open (Linux 5.3)");
+        let dev = master_devpts(&pfd, master).expect("pidfd_getfd and TIOCGPTPEER (Linux 5.6)");
+        let index = crate::procfs::tty_index(me, master).unwrap();
+        let slave = fs::metadata(format!("/dev/pts/{index}")).unwrap();
+        assert_eq!(dev, DevId::from_raw(slave.dev()));
+        // Still locked (never unlockpt'ed): opening the slave must fail, so it was not opened.
+        let path = std::ffi::CString::new(format!("/dev/pts/{index}")).unwrap();
+        // SAFETY: open/close on a path we built.
+        let s = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+        assert!(s < 0, "the slave is still locked");
+        // A non-PTY fd is refused, and nothing is opened.
+        let null = fs::File::open("/dev/null").unwrap();
+        assert!(master_devpts(&pfd, null.as_raw_fd()).is_err());
+        // SAFETY: our fd.
+        unsafe { libc::close(master) };
+    }
+}
