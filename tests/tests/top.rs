@@ -13,10 +13,13 @@ use serde_json::Value;
 
 /// Holds PTYs and sleeps: `ORPHANS PAIRS GIVE` masters opened through /dev/ptmx and never
 /// given a slave; pairs whose slave it holds itself; pairs whose slave a child holds (its own
-/// copy closed). Prints `ready PID [CHILD]` once all are open. Pairs come first.
+/// copy closed). Prints `ready PID [CHILD]` once all are open. Pairs come first unless a
+/// fourth argument `orphans-first` says otherwise (indexes are handed out lowest first).
 const HOLDER: &str = r#"
 import os, pty, sys, time
 orphans, pairs, give = (int(x) for x in sys.argv[1:4])
+early = [os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY) for _ in range(orphans if sys.argv[4:] == ["orphans-first"] else 0)]
+orphans -= len(early)
 keep = [pty.openpty() for _ in range(pairs)]
 child = 0
 if give:
@@ -56,7 +59,7 @@ impl Holder {
     /// The same, in a private mount namespace with its own devpts instance on /dev/pts.
     fn start_in_private_devpts(orphans: u32, pairs: u32) -> Holder {
         let script = format!(
-            "mount -t devpts -o newinstance,ptmxmode=0666,max=64 devpts /dev/pts && exec {} -c '{}' {orphans} {pairs} 0",
+            "mount -t devpts -o newinstance,ptmxmode=0666,max=64 devpts /dev/pts && exec {} -c '{}' {orphans} {pairs} 0 orphans-first",
             python3(),
             HOLDER.replace('\'', "'\\''")
         );
@@ -204,8 +207,8 @@ fn a_private_devpts_instance_with_colliding_indexes_is_told_apart() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use std::os::unix::fs::MetadataExt;
-    // Host: 2 pairs (slaves held), then 4 orphaned masters. Box: 2 orphaned, then 2 pairs; its
-    // instance starts at index 0, so its indexes collide with the host's.
+    // Host: 2 pairs (slaves held), then 4 orphaned masters. Box: 2 orphaned masters, then 2
+    // pairs; its instance starts at index 0, so its indexes collide with the host's.
     let host_holder = Holder::start(4, 2, 0);
     let boxed = Holder::start_in_private_devpts(2, 2);
     let host = std::fs::metadata("/dev/pts/ptmx").unwrap().dev();
@@ -222,6 +225,7 @@ fn a_private_devpts_instance_with_colliding_indexes_is_told_apart() {
     // no other PTYs; otherwise the collisions fall on other indexes).
     let idx = |dev: u64| slaves.iter().filter(|(d, _)| *d == dev).map(|(_, i)| *i).collect::<Vec<u32>>();
     eprintln!("slaves held: box {:?}, host {:?}", idx(box_dev), idx(host));
+    assert_eq!(idx(box_dev), [2, 3], "the box's pairs follow its 2 orphans");
     assert_eq!(counts(row(&doc, host_holder.pid)), host_want, "host holder (masters, slaves, orphaned)");
     let r = row(&doc, boxed.pid);
     assert_eq!(counts(r), box_want, "box holder (masters, slaves, orphaned): {r}");
