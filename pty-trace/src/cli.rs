@@ -12,6 +12,7 @@ use crate::{
 
 const EXAMPLES: &str = "\
 Examples:
+  sudo pty-trace top                              who holds this machine's PTYs (no PID needed)
   sudo pty-trace attach 4242                      watch a running agent and all its children
   sudo pty-trace attach $(tmux list-panes -a -F '#{pane_pid}')   one session per tmux pane
   sudo pty-trace run -- node agent.js             start a command traced from its first instruction

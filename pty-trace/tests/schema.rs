@@ -673,3 +673,41 @@ fn real_demo_output_validates() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `pty-trace top`'s outputs, from the real binary (no BPF needed): `--json` is a
+/// `machine_document`, and `--no-tui --jsonl` writes `machine` records that validate and that
+/// `report` reads.
+#[test]
+fn top_outputs_match_the_schema() {
+    let exe = env!("CARGO_BIN_EXE_pty-trace");
+    let out = Command::new(exe).args(["top", "--json"]).output().unwrap();
+    assert!(out.status.success(), "top --json: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut schema = schema();
+    // The document alone: the schema with `machine_document` as its root.
+    schema["$ref"] = json!("#/$defs/machine_document");
+    for k in ["type", "required", "properties", "allOf"] {
+        schema.as_object_mut().unwrap().remove(k);
+    }
+    let doc_validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    let errs = errors(&doc_validator, &doc);
+    assert!(errs.is_empty(), "top --json does not match $defs/machine_document: {errs:?}\n{doc:#}");
+
+    let dir = std::env::temp_dir().join(format!("pty-trace-schema-top-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl = dir.join("top.jsonl");
+    let st = Command::new(exe)
+        .args(["top", "--no-tui", "--interval", "200ms", "--duration", "1s", "--jsonl"])
+        .arg(&jsonl)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let types = validate_jsonl(&validator(), &text, "top.jsonl");
+    assert!(types.len() >= 3 && types.iter().all(|t| t == "machine"), "{types:?}");
+    let rep = Command::new(exe).arg("report").arg(&jsonl).output().unwrap();
+    let text = String::from_utf8_lossy(&rep.stdout);
+    assert!(text.contains("machine: ") && text.contains(" records ("), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,13 +31,13 @@ if give:
         for m, s in keep:
             os.close(m)
             os.close(s)
-        time.sleep(120)
+        time.sleep(float(os.environ.get("HOLD_SECONDS", "120")))
         os._exit(0)
     for _, s in given:
         os.close(s)
 keep += [os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY) for _ in range(orphans)]
 print("ready", os.getpid(), child, flush=True)
-time.sleep(120)
+time.sleep(float(os.environ.get("HOLD_SECONDS", "120")))
 "#;
 
 fn python3() -> &'static str {
@@ -240,4 +240,47 @@ fn a_private_devpts_instance_with_colliding_indexes_is_told_apart() {
 /// fail unless a person opts out (see `bpf_available`).
 fn root_available(test: &str) -> bool {
     bpf_available(test)
+}
+
+/// The same two holders as above, now in one traced session (the box one through `unshare`):
+/// the session's PTY registry must judge each PTY on its own instance.
+#[test]
+fn a_session_spanning_two_devpts_instances_judges_orphans_per_instance() {
+    if !bpf_available("a_session_spanning_two_devpts_instances_judges_orphans_per_instance") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("two-instances");
+    let holder = dir.join("holder.py");
+    std::fs::write(&holder, HOLDER).unwrap();
+    let jsonl = dir.join("out.jsonl");
+    let (py, h) = (python3(), holder.display().to_string());
+    let hold = slow_ms(3000) as f64 / 1000.0;
+    let script = format!(
+        "export HOLD_SECONDS={hold}; {py} {h} 4 2 0 > /dev/null & \
+         unshare -m --propagation private sh -c 'mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && exec {py} {h} 2 2 0 orphans-first' > /dev/null & wait"
+    );
+    let out = run_traced(&jsonl, &["--interval", &interval_arg(200)], &["sh", "-c", &script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    // The snapshot where both hold everything: 10 masters in the session.
+    let full = of_type(&recs, "snapshot")
+        .into_iter()
+        .find(|s| s["ptys"].as_array().unwrap().iter().map(|p| p["masters"].as_array().unwrap().len()).sum::<usize>() == 10)
+        .unwrap_or_else(|| panic!("no snapshot with all 10 masters held"));
+    let ptys = full["ptys"].as_array().unwrap();
+    let devs: BTreeSet<&str> = ptys.iter().filter_map(|p| p["devpts"].as_str()).collect();
+    assert_eq!(devs.len(), 2, "two instances named in ptys[]: {ptys:#?}");
+    let mut orphaned: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for p in ptys.iter().filter(|p| p["orphaned"] == true) {
+        orphaned.entry(p["devpts"].as_str().unwrap_or("?")).or_default().push(p["index"].as_u64().unwrap());
+    }
+    let counts: Vec<usize> = orphaned.values().map(Vec::len).collect();
+    eprintln!("orphaned by instance: {orphaned:?}");
+    let mut sorted = counts.clone();
+    sorted.sort();
+    assert_eq!(sorted, [2, 4], "the box orphans 2 (indexes 0, 1), the host 4: {orphaned:?}");
+    assert_eq!(full["totals"]["orphaned_ptys"], 6, "{}", full["totals"]);
+    let box_orphans = orphaned.values().find(|v| v.len() == 2).unwrap();
+    assert_eq!(box_orphans, &[0, 1], "the box's orphans take its first indexes, whose host slaves are held");
 }

@@ -339,3 +339,58 @@ fn live_view_survives_resizes_pauses_and_honours_no_color() {
     assert!(!s.contains("panicked"), "{s}");
     assert!(s.contains("pty-trace: session") && s.contains("(interrupted)"), "no summary after Ctrl-C:\n{s}");
 }
+
+/// `pty-trace top` in a real terminal: the holder of the most PTY masters is on screen, Enter
+/// attaches to it (the session view of its tree), Esc comes back to `top`, q gives the
+/// terminal back.
+#[test]
+fn top_shows_the_holders_and_enter_attaches_esc_returns_q_restores() {
+    if !bpf_available("top_shows_the_holders_and_enter_attaches_esc_returns_q_restores") {
+        return;
+    }
+    let _serial = serial();
+    let bin = pty_trace_bin();
+    // A process pty-trace did not start, holding 9 orphaned masters (more than any tmux pane).
+    let mut holder = Command::new("python3")
+        .args(["-c", "import os,time\nk=[os.open('/dev/ptmx',os.O_RDWR|os.O_NOCTTY) for _ in range(9)]\nprint(os.getpid(),flush=True)\ntime.sleep(120)"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    let pid: u32 = line.trim().parse().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _holder = Kill(holder);
+    let tmux = Tmux::start("top", 140, 40, "env -u NO_COLOR PS1='top$ ' bash --norc --noprofile");
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| s.contains("top$"));
+    tmux.type_line(&format!("{} top --interval 500ms; echo EXIT=$?", bin.display()));
+    let row = |s: &str| s.lines().any(|l| l.split_whitespace().nth(1) == Some(&pid.to_string()) && l.contains("python3"));
+    let s = tmux.wait_for("the holder's row", Duration::from_secs(20), |s| s.contains("holders") && row(s));
+    eprintln!("top:\n{s}");
+    for want in ["pty-trace top", "PTYs ", "of ", "devpts ", "PTM", "ORPH", "Enter attach"] {
+        assert!(s.contains(want), "{want:?} not on the screen:\n{s}");
+    }
+    let first = s.lines().find(|l| l.starts_with("│") && l.contains("python3")).unwrap();
+    assert!(first.contains(&pid.to_string()) && first.contains("   9     9 "), "the holder ranks first with 9 masters, 9 orphaned:\n{s}");
+
+    // Enter: the session view of the holder.
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the session view of the holder", EXIT_TIMEOUT, |s| s.contains(&format!("session {pid}")) && s.contains("processes"));
+    assert!(s.contains("q quit"), "{s}");
+    // Esc detaches and `top` comes back.
+    tmux.keys(&["Escape"]);
+    let s = tmux.wait_for("top again", EXIT_TIMEOUT, |s| s.contains("holders") && s.contains("Enter attach") && row(s));
+    assert!(!s.contains(&format!("session {pid}")), "{s}");
+    // q quits and gives the terminal back.
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("pty-trace to exit", EXIT_TIMEOUT, |s| s.lines().any(|l| l.starts_with("EXIT=")));
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(!s.contains("panicked"), "{s}");
+    assert_terminal_restored(&tmux, "after top's q");
+}

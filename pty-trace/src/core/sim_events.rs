@@ -19,7 +19,7 @@ pub(crate) trait SessionEvents {
 
     fn open(&mut self, pid: u32, fd: i32, path: &str, flags: u64) {
         let h = self.h(pid);
-        self.emit(Event::Open { h, kind: K::OpenAt, ret: fd as i64, dirfd: AT_FDCWD, flags, path: path.into() });
+        self.emit(Event::Open { h, kind: K::OpenAt, ret: fd as i64, dirfd: AT_FDCWD, flags, path: path.into(), devpts: None });
     }
 
     fn close(&mut self, pid: u32, fd: i32) {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     evidence::{Findings, LeakEvidence},
-    model::{FdKind, Model, pty::orphaned_indexes},
+    model::{FdKind, Model, pty::{PtySlot, is_orphaned, orphaned_slots}},
     records::{
         AlertRec, DecisionAction, DecisionRec, DescendantRec, EndReason, Evidence, FdRec, HookRec, LeakedFd, Metrics,
         ProcessRec, PtyPair, SnapshotRec, SummaryRec, Totals, TracerCost, Verdict,
@@ -25,7 +25,7 @@ pub struct Facts {
     /// RLIMIT_NOFILE (soft) of the sessions' processes, where it could be read (snapshots only).
     pub nofile_limits: BTreeMap<u32, u64>,
     /// PTY indexes whose slave some untraced process holds.
-    pub slaves_held_outside: BTreeSet<u32>,
+    pub slaves_held_outside: BTreeSet<PtySlot>,
     pub lost_events: u64,
     pub untracked_children: u64,
     /// Traced processes whose fd table /proc refused to show in the latest scan.
@@ -188,7 +188,7 @@ impl SessionBook {
             })
             .collect();
         let registry = model.pty_registry(root, &facts.slaves_held_outside);
-        let orphaned = orphaned_indexes(&registry);
+        let orphaned = orphaned_slots(&registry);
         // A last look: PTYs released since the last snapshot (at the root's exit, say) are
         // judged as they were when released.
         let findings = self.evidence.observe(model, root, &registry, now, &self.scorer.th);
@@ -301,7 +301,7 @@ pub fn session_counts(model: &Model, session: u32, now_ns: u64) -> (Vec<ProcessR
 /// indexes), slaves of dead PTYs, and fds opened while traced by a command that is no longer
 /// running anywhere in the session. Fds that existed before tracing and live PTY pairs (a
 /// terminal multiplexer's panes) are not leaks.
-pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64, orphaned: &BTreeSet<u32>) -> Vec<LeakedFd> {
+pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64, orphaned: &BTreeSet<PtySlot>) -> Vec<LeakedFd> {
     let running: BTreeSet<usize> = model.processes_in(session).filter_map(|p| p.command).collect();
     let mut out = Vec::new();
     let mut tables = BTreeSet::new();
@@ -311,7 +311,7 @@ pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64, orphaned: &BTreeS
         }
         let Some(t) = model.table_of(p.pid) else { continue };
         for (fd, e) in &t.fds {
-            let orphan_master = e.kind == FdKind::PtyMaster && e.pty_index.is_some_and(|i| orphaned.contains(&i));
+            let orphan_master = e.kind == FdKind::PtyMaster && e.pty_index.is_some_and(|i| is_orphaned(orphaned, e.pty_devpts, i));
             let dead_slave = e.kind == FdKind::PtySlave && e.target.ends_with(" (deleted)");
             let command_ended = !e.from_proc && e.command.is_some_and(|c| !running.contains(&c));
             if orphan_master || dead_slave || command_ended {

@@ -32,7 +32,7 @@ struct Sim {
     rotates: usize,
     /// Command count when the first alert fired.
     first_alert_at: Option<usize>,
-    slaves_outside: BTreeSet<u32>,
+    slaves_outside: BTreeSet<crate::core::model::pty::PtySlot>,
 }
 
 impl Sim {
@@ -409,7 +409,7 @@ fn a_pty_whose_slave_an_untraced_process_holds_is_in_use() {
     let mut sim = Sim::new(250 * MS);
     for i in 0..6 {
         let index = sim.master(ROOT, 20 + i, true);
-        sim.slaves_outside.insert(index as u32);
+        sim.slaves_outside.insert((None, index as u32));
         sim.wait(S);
     }
     sim.wait(10 * S);

@@ -15,6 +15,8 @@ pub mod pty_identity;
 use ::procfs::process::Process;
 
 use crate::{
+    core::machine::{DevId, pty_key::slave_index},
+    core::model::pty::PtySlot,
     error::{AppError, AppResult},
     clock::monotonic_ns,
     core::model::reconcile::{ObservedFd, ObservedProcess},
@@ -190,7 +192,8 @@ fn observed(pid: u32, fd: i32, target: String) -> ObservedFd {
         Some((c, i)) => (Some(c), i),
         None => (None, None),
     };
-    ObservedFd { target, tty_index, cloexec }
+    let devpts = pty_identity::end_devpts(pid, fd, &target, tty_index);
+    ObservedFd { target, tty_index, devpts, cloexec }
 }
 
 /// Checks at start that /proc shows `pid`'s open files to us, with the fix when it does not.
@@ -211,12 +214,16 @@ pub fn check_fds_readable(pid: u32, comm: &str) -> AppResult<()> {
     }
 }
 
-/// PTY indexes among `wanted` whose slave (`/dev/pts/N`) some process not in `exclude` holds.
-pub fn outside_slave_holders(wanted: &BTreeSet<u32>, exclude: &BTreeSet<u32>) -> BTreeSet<u32> {
+/// The PTYs among `wanted` whose slave some process not in `exclude` holds: each slave is
+/// named by its own inode (`stat`: instance and index), so a container's `/dev/pts/3` is not
+/// the host's. A wanted PTY of unknown instance matches a slave of its index on any.
+pub fn outside_slave_holders(wanted: &BTreeSet<PtySlot>, exclude: &BTreeSet<u32>) -> BTreeSet<PtySlot> {
+    use std::os::unix::fs::MetadataExt;
     let mut found = BTreeSet::new();
     if wanted.is_empty() {
         return found;
     }
+    let indexes: BTreeSet<u32> = wanted.iter().map(|w| w.1).collect();
     let Ok(procs) = fs::read_dir("/proc") else { return found };
     for p in procs.flatten() {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
@@ -225,11 +232,21 @@ pub fn outside_slave_holders(wanted: &BTreeSet<u32>, exclude: &BTreeSet<u32>) ->
         }
         let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
         for fd in fds.flatten() {
-            if let Ok(t) = fs::read_link(fd.path())
-                && let Some(i) = t.to_str().and_then(|s| s.strip_prefix("/dev/pts/")).and_then(|s| s.parse().ok())
-                && wanted.contains(&i)
-            {
-                found.insert(i);
+            // Only links that look like a slave are stat'ed (the link text may be another
+            // namespace's path; the inode is not).
+            let Ok(t) = fs::read_link(fd.path()) else { continue };
+            let Some(i) = t.to_str().and_then(|s| s.strip_prefix("/dev/pts/")).and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if !indexes.contains(&i) {
+                continue;
+            }
+            let Ok(md) = fs::metadata(fd.path()) else { continue };
+            let Some(index) = slave_index(DevId::from_raw(md.rdev())) else { continue };
+            let dev = DevId::from_raw(md.dev());
+            if wanted.contains(&(Some(dev), index)) {
+                found.insert((Some(dev), index));
+            }
+            if wanted.contains(&(None, index)) {
+                found.insert((None, index));
             }
         }
         if found.len() == wanted.len() {

@@ -69,6 +69,60 @@ pub fn master_devpts(pidfd: &OwnedFd, fd: i32) -> io::Result<DevId> {
     Ok(DevId::from_raw(st.st_dev))
 }
 
+/// How long a master's instance is trusted without asking again (a pid and fd number reused
+/// for a master of another instance is the only way it could change).
+const MASTER_CACHE_NS: u64 = 30_000_000_000;
+
+thread_local! {
+    /// (pid, fd, tty-index) -> (instance, when asked), for the session's repeated scans.
+    static MASTERS: std::cell::RefCell<std::collections::HashMap<(u32, i32, u32), (DevId, u64)>> = Default::default();
+}
+
+/// The instance of a PTY end of `pid` at `fd` (`target` its link, `tty_index` its fdinfo's);
+/// `None` for anything else, or when the kernel would not say (no `pidfd_getfd`: Linux < 5.6).
+pub fn end_devpts(pid: u32, fd: i32, target: &str, tty_index: Option<u32>) -> Option<DevId> {
+    if target.starts_with("/dev/pts/") && !target.ends_with("/ptmx") {
+        return slave_end(pid, fd).and_then(|e| e.devpts);
+    }
+    let index = tty_index?;
+    let now = crate::clock::monotonic_ns();
+    if let Some(d) = MASTERS.with(|m| m.borrow().get(&(pid, fd, index)).filter(|(_, at)| now.saturating_sub(*at) < MASTER_CACHE_NS).map(|(d, _)| *d)) {
+        return Some(d);
+    }
+    let dev = master_devpts(&pidfd(pid).ok()?, fd).ok()?;
+    MASTERS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() > 65_536 {
+            m.retain(|_, (_, at)| now.saturating_sub(*at) < MASTER_CACHE_NS);
+        }
+        m.insert((pid, fd, index), (dev, now));
+    });
+    Some(dev)
+}
+
+thread_local! {
+    /// Mount namespace inode -> the instance at its /dev/pts.
+    static NS_DEV_PTS: std::cell::RefCell<std::collections::HashMap<u64, Option<DevId>>> = Default::default();
+}
+
+/// The devpts instance mounted at `/dev/pts` in `pid`'s mount namespace (read once per
+/// namespace): where its `/dev/ptmx` and `/dev/pts/N` opens land.
+pub fn dev_pts_of(pid: u32) -> Option<DevId> {
+    let link = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
+    let ns: u64 = link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()?;
+    if let Some(d) = NS_DEV_PTS.with(|m| m.borrow().get(&ns).copied()) {
+        return d;
+    }
+    let d = devpts_mounts(pid).ok().and_then(|m| dev_pts(&m));
+    NS_DEV_PTS.with(|m| m.borrow_mut().insert(ns, d));
+    d
+}
+
+/// Whether an opened path is a PTY end's (`/dev/ptmx`, `/dev/pts/ptmx`, `/dev/pts/N`).
+pub fn is_pty_path(path: &str) -> bool {
+    path == "/dev/ptmx" || path.starts_with("/dev/pts/")
+}
+
 /// One devpts mount of a mount namespace, from its mountinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DevptsMountInfo {

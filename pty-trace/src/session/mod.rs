@@ -361,6 +361,13 @@ impl Tracer {
                             r.seen = procfs::observe_fd(h.tgid, r.fd);
                         }
                     }
+                    // A PTY opened by path: its devpts instance is the one at /dev/pts in the
+                    // opener's mount namespace (a container's own); the kernel side cannot say.
+                    if let Event::Open { h, path, devpts, .. } = &mut ev
+                        && procfs::pty_identity::is_pty_path(path)
+                    {
+                        *devpts = procfs::pty_identity::dev_pts_of(h.tgid);
+                    }
                     if let Some(filter) = &self.debug_events {
                         let text = format!("{:?}", ev.redacted());
                         match filter {
@@ -534,9 +541,9 @@ impl Tracer {
 
     /// PTY indexes, among the masters the given sessions hold, whose slave some untraced process
     /// holds: one /proc scan for all sessions.
-    fn slaves_held_outside(&self, roots: &[u32]) -> std::collections::BTreeSet<u32> {
+    fn slaves_held_outside(&self, roots: &[u32]) -> std::collections::BTreeSet<crate::core::model::pty::PtySlot> {
         let traced = self.model.procs.keys().copied().collect();
-        let masters = roots.iter().flat_map(|r| self.model.master_indexes(*r)).collect();
+        let masters = roots.iter().flat_map(|r| self.model.master_slots(*r)).collect();
         procfs::outside_slave_holders(&masters, &traced)
     }
 

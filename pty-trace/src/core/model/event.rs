@@ -38,6 +38,10 @@ pub enum Event {
         dirfd: i64,
         flags: u64,
         path: String,
+        /// The devpts instance at `/dev/pts` in the opener's mount namespace, for a PTY path:
+        /// the kernel side does not know it, the session fills it in before applying the
+        /// event (`None`: not a PTY path, or unknown).
+        devpts: Option<crate::core::machine::DevId>,
     },
     Fork {
         h: Header,
@@ -158,6 +162,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 dirfd: e.dirfd,
                 flags: e.flags,
                 path: text(&e.path, e.path_len),
+                devpts: None,
             }
         }
         EventType::Fork => {
@@ -250,7 +255,8 @@ mod tests {
                 ret: 5,
                 dirfd: -100,
                 flags: 2,
-                path: "/dev/ptmx".into()
+                path: "/dev/ptmx".into(),
+                devpts: None,
             }
         );
     }

@@ -75,6 +75,9 @@ pub struct FdEntry {
     pub target: String,
     /// The `N` of `/dev/pts/N` for PTY masters and slaves, when known.
     pub pty_index: Option<u32>,
+    /// The devpts instance of a PTY end (`st_dev`), when known: indexes repeat across
+    /// instances (every container mounts its own).
+    pub pty_devpts: Option<crate::core::machine::DevId>,
     pub cloexec: bool,
     /// Monotonic ns when it was opened (or first seen, for fds found in /proc).
     pub opened_ns: u64,
@@ -92,6 +95,7 @@ impl FdEntry {
             kind,
             target: target.into(),
             pty_index: None,
+            pty_devpts: None,
             cloexec,
             opened_ns: 0,
             opener_pid: 0,

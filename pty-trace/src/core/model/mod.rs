@@ -428,9 +428,9 @@ impl Model {
                     syscalls::apply_syscall(self, h, *kind, *ret, args, *aux, *user_flags);
                 }
             }
-            Event::Open { h, kind: _, ret, dirfd, flags, path } => {
+            Event::Open { h, kind: _, ret, dirfd, flags, path, devpts } => {
                 if *ret >= 0 && self.ensure_process(h) && !self.in_seed(h) {
-                    syscalls::apply_open(self, h, *ret as i32, *dirfd, *flags, path);
+                    syscalls::apply_open(self, h, *ret as i32, *dirfd, *flags, path, *devpts);
                 }
             }
             Event::Fork { h, child, clone_flags } => self.on_fork(h, *child, *clone_flags),

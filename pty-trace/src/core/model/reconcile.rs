@@ -20,17 +20,23 @@ pub struct ObservedFd {
     pub target: String,
     /// `tty-index:` from `/proc/PID/fdinfo/N` (PTY masters).
     pub tty_index: Option<u32>,
+    /// The devpts instance of a PTY end (a slave's `st_dev`, a master's peer's), when read.
+    pub devpts: Option<crate::core::machine::DevId>,
     /// Close-on-exec as fdinfo's `flags:` line shows it; `None` when unread. `Some(false)` is
     /// proof, `Some(true)` only likely (see `cloexec_wrong`).
     pub cloexec: Option<bool>,
 }
 
 impl ObservedFd {
-    /// The fd entry /proc describes: kind and PTY index from the link and fdinfo.
+    /// The fd entry /proc describes: kind and PTY index from the link and fdinfo, and the
+    /// devpts instance when the fd is a PTY end.
     pub fn entry(&self, cloexec: bool) -> FdEntry {
         let (kind, index) = classify_link_target(&self.target, self.tty_index);
         let mut e = FdEntry::new(kind, self.target.clone(), cloexec);
         e.pty_index = index;
+        if kind.pty_role() != PtyRole::None {
+            e.pty_devpts = self.devpts;
+        }
         e
     }
 }
@@ -187,6 +193,11 @@ impl Model {
                     }
                     if index.is_some() || o.target.ends_with(" (deleted)") {
                         m.pty_index = index;
+                    }
+                    // The instance is enrichment too: events carry the opener's /dev/pts
+                    // instance, /proc the PTY's own.
+                    if o.devpts.is_some() && m.kind.pty_role() != PtyRole::None {
+                        m.pty_devpts = o.devpts;
                     }
                 }
                 (None, Some(o)) => {

@@ -4,6 +4,7 @@
 //! mean close-on-exec, which `bpf` commands return fds, ...). Constants are spelled out because
 //! they are ABI and must match the kernel exactly.
 
+use crate::core::machine::DevId;
 use pty_trace_common::{CLONE_FILES, FIOCLEX, FIONCLEX, SyscallKind, TIOCGPTN, TIOCGPTPEER};
 
 use super::{Model, fd::FdEntry, fd::FdKind, fd::classify_open_path, event::Header};
@@ -29,11 +30,14 @@ const SECCOMP_SET_MODE_FILTER: u64 = 1;
 const SECCOMP_FILTER_FLAG_NEW_LISTENER: u64 = 1 << 3;
 const BPF_FD_COMMANDS: &[u64] = &[0, 5, 7, 13, 14, 17, 18, 19, 28, 30, 32, 33, 36];
 
-pub(super) fn apply_open(m: &mut Model, h: &Header, fd: i32, dirfd: i64, flags: u64, path: &str) {
+pub(super) fn apply_open(m: &mut Model, h: &Header, fd: i32, dirfd: i64, flags: u64, path: &str, devpts: Option<DevId>) {
     let full = resolve(m, h.tgid, dirfd, path);
     let (kind, pty_index) = classify_open_path(&full, flags & O_DIRECTORY != 0);
     let mut e = FdEntry::new(kind, full, flags & O_CLOEXEC != 0);
     e.pty_index = pty_index;
+    if kind.pty_role() != super::fd::PtyRole::None {
+        e.pty_devpts = devpts;
+    }
     install(m, h, fd, e);
 }
 
@@ -279,10 +283,13 @@ fn apply_ioctl(m: &mut Model, h: &Header, ret: i64, a: &[u64; 6], aux: [i32; 2])
             m.note_master(aux[0] as u32);
         }
     } else if request == TIOCGPTPEER && ret >= 0 {
-        let index = m.table_of(h.tgid).and_then(|t| t.fds.get(&fd)).and_then(|e| e.pty_index);
+        let master = m.table_of(h.tgid).and_then(|t| t.fds.get(&fd));
+        let (index, devpts) = (master.and_then(|e| e.pty_index), master.and_then(|e| e.pty_devpts));
         let target = index.map_or_else(|| "/dev/pts/?".to_string(), |i| format!("/dev/pts/{i}"));
         let mut e = FdEntry::new(FdKind::PtySlave, target, a[2] & O_CLOEXEC != 0);
         e.pty_index = index;
+        // The peer lives on its master's instance.
+        e.pty_devpts = devpts;
         install(m, h, ret as i32, e);
     } else if (request == FIOCLEX || request == FIONCLEX)
         && ret == 0

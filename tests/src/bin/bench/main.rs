@@ -19,6 +19,8 @@
 //! `bench backends [--quick] [--out PATH]` compares the two probe backends in one boot (see
 //! `backends.rs`; `cargo xtask bench --vm KERNEL` runs it in a VM), with pty-trace and
 //! `benchload` only (`BENCHLOAD_BIN` names a prebuilt one: a VM's root is read-only).
+//! `bench top [--quick] [--procs N] [--fds N] [--out PATH]` measures `pty-trace top` (see
+//! `top.rs`): its CPU with 1,000 extra processes of 50 fds, and how soon it sees a new PTY.
 
 mod backends;
 
@@ -27,6 +29,7 @@ mod hygiene;
 mod report;
 mod run;
 mod soak;
+mod top;
 mod util;
 mod workloads;
 
@@ -59,7 +62,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--out PATH] | bench soak [--minutes N] [--sample-s S] [--out PATH] | bench backends [--quick] [--out PATH]");
+    eprintln!("usage: bench [--quick] [--out PATH] | bench soak [--minutes N] [--sample-s S] [--out PATH] | bench backends [--quick] [--out PATH] | bench top [--quick] [--procs N] [--fds N] [--out PATH]");
     std::process::exit(2)
 }
 
@@ -75,6 +78,10 @@ fn real_main() -> Result<()> {
     if args.peek().is_some_and(|a| a == "backends") {
         args.next();
         return backends_main(&mut args);
+    }
+    if args.peek().is_some_and(|a| a == "top") {
+        args.next();
+        return top_main(&mut args);
     }
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -236,6 +243,34 @@ fn backends_main(args: &mut dyn Iterator<Item = String>) -> Result<()> {
     println!("{doc}");
     if let Some(out) = out {
         std::fs::write(&out, &doc).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("bench: wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// `bench top [--quick] [--procs N] [--fds N] [--out PATH]`: root and pty-trace only.
+fn top_main(args: &mut dyn Iterator<Item = String>) -> Result<()> {
+    let mut o = top::TopOpts { quick: false, procs: 1000, fds: 50, out: None };
+    while let Some(a) = args.next() {
+        let mut num = |what: &str| -> Result<usize> {
+            args.next().and_then(|v| v.parse().ok()).ok_or_else(|| anyhow!("bench top: {what} needs a number"))
+        };
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--procs" => o.procs = num("--procs")?.max(1),
+            "--fds" => o.fds = num("--fds")?,
+            "--out" => o.out = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
+            _ => usage(),
+        }
+    }
+    let (_, pty_trace) = root_and_pty_trace("pty-trace top reads every process's fds: run the benchmark as root")?;
+    let work = fresh_work_dir("bench-top")?;
+    let result = top::run(&o, &pty_trace, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    let doc = result?;
+    println!("{doc}");
+    if let Some(out) = &o.out {
+        std::fs::write(out, &doc).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("bench: wrote {}", out.display());
     }
     Ok(())

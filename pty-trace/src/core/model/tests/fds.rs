@@ -153,7 +153,7 @@ fn a_number_closed_on_one_thread_and_reused_on_another() {
     let h = t.hdr(ROOT, 150);
     t.m.apply(&Event::Syscall { h, kind: K::Close, ret: 0, args: [5, 0, 0, 0, 0, 0], aux: [-1, -1], user_flags: 0 });
     let h = t.hdr(ROOT, 151);
-    t.m.apply(&Event::Open { h, kind: K::OpenAt, ret: 5, dirfd: AT_FDCWD, flags: 0, path: "/dev/ptmx".into() });
+    t.m.apply(&Event::Open { h, kind: K::OpenAt, ret: 5, dirfd: AT_FDCWD, flags: 0, path: "/dev/ptmx".into(), devpts: None });
     assert_eq!(t.fds(ROOT), vec![3, 4, 5]);
     assert_eq!(t.e(ROOT, 5).kind, FdKind::PtyMaster);
     assert_eq!(t.m.stats.drift, 0);
@@ -317,7 +317,7 @@ fn fds_received_over_scm_rights_take_their_kind_from_what_proc_showed() {
         reconcile::ObservedFd,
     };
     let mut t = T::new();
-    let seen = |target: &str, tty: Option<u32>| Some(ObservedFd { target: target.into(), tty_index: tty, cloexec: Some(true) });
+    let seen = |target: &str, tty: Option<u32>| Some(ObservedFd { target: target.into(), tty_index: tty, devpts: None, cloexec: Some(true) });
     let h = t.hdr(ROOT, ROOT);
     t.m.apply(&Event::Received {
         h,

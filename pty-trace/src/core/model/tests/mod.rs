@@ -94,6 +94,7 @@ impl T {
             dirfd,
             flags,
             path: path.into(),
+            devpts: None,
         });
     }
 
@@ -180,6 +181,7 @@ fn obs(pid: u32, scan_start_ns: u64, fds: &[(i32, &str, Option<u32>)]) -> Observ
                     ObservedFd {
                         target: target.into(),
                         tty_index,
+                        devpts: None,
                         cloexec: None,
                     },
                 )

@@ -118,6 +118,7 @@ fn clone_thread_creates_no_process() {
         dirfd: AT_FDCWD,
         flags: 0,
         path: "/dev/ptmx".into(),
+        devpts: None,
     });
     assert_eq!(t.m.counts(ROOT), (2, 1, 0));
     assert_eq!(t.m.stats.drift, 0, "a thread's events are its process's, not an unknown process's");
@@ -298,6 +299,7 @@ fn events_from_an_unknown_process_of_a_known_session_create_it_as_drift() {
         dirfd: AT_FDCWD,
         flags: 0,
         path: "/dev/ptmx".into(),
+        devpts: None,
     });
     t.m.apply(&Event::Exec {
         h,
@@ -344,6 +346,7 @@ fn pty_registry_orphan_detection() {
         dirfd: AT_FDCWD,
         flags: 0,
         path: "/dev/pts/6".into(),
+        devpts: None,
     });
     // 7: slave held outside the model: not orphaned.
     ptm(&mut t, ROOT, 5, 7);
