@@ -50,8 +50,8 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
             // Enter on a row: the session view of `attach PID`, with its defaults.
             let mut attach = |pid: u32| -> AppResult<()> {
                 let cli = Cli::try_parse_from(["pty-trace", "attach", &pid.to_string()]).map_err(|e| AppError::Other(e.into()))?;
-                let Cmd::Attach { pids, common } = cli.command else { unreachable!("parsed an attach") };
-                let pid = pids[0].parse::<i32>().map_err(|_| AppError::BadTarget(format!("invalid PID {}", pids[0])))?;
+                let Cmd::Attach { common, .. } = cli.command else { unreachable!("parsed an attach") };
+                let pid = i32::try_from(pid).map_err(|_| AppError::BadTarget(format!("invalid PID {pid}")))?;
                 trace(Target::Attach(vec![pid]), &common, None, false).map(|_| ())
             };
             top::command(opts, &mut attach)

@@ -113,19 +113,19 @@ pub fn command(o: TopOptions, attach: &mut dyn FnMut(u32) -> AppResult<()>) -> A
         ui: TopUi { sort: o.sort, color: color_wanted(), interval: humantime::format_duration(o.interval).to_string(), ..Default::default() },
         deadline: None,
     };
-    let result = rt.block_on(async {
-        top.deadline = o.duration.map(|d| tokio::time::Instant::now() + d);
-        loop {
-            match run(&mut top, o.interval, tui).await? {
-                TopEnd::Done => return AppResult::Ok(()),
-                TopEnd::Attach(pid) => {
-                    if let Err(e) = attach(pid) {
-                        top.ui.status = Some(format!("attach {pid}: {e}"));
-                    }
+    top.deadline = o.duration.map(|d| tokio::time::Instant::now() + d);
+    // The session view runs its own runtime, so an attach happens between runs of this one.
+    let result = loop {
+        match rt.block_on(run(&mut top, o.interval, tui)) {
+            Ok(TopEnd::Done) => break Ok(()),
+            Ok(TopEnd::Attach(pid)) => {
+                if let Err(e) = attach(pid) {
+                    top.ui.status = Some(format!("attach {pid}: {e}"));
                 }
             }
+            Err(e) => break Err(e),
         }
-    });
+    };
     top.out.close(Duration::from_secs(2));
     result?;
     match top.out.failure() {

@@ -17,6 +17,7 @@ use std::{
 use jsonschema::Validator;
 use pty_trace::{
     core::{
+        machine::MachineRec,
         model::{
             Event, FdKind, Header, Model,
             reconcile::{ObservedFd, ObservedProcess},
@@ -329,6 +330,7 @@ impl Sim {
             dirfd: AT_FDCWD,
             flags,
             path: path.into(),
+            devpts: None,
         });
     }
     fn exec(&mut self, pid: u32, filename: &str, argv: &[&str]) {
@@ -387,6 +389,7 @@ fn simulated_session() -> Sim {
             ObservedFd {
                 target: "/dev/pts/0".into(),
                 tty_index: None,
+                devpts: None,
                 cloexec: Some(false),
             },
         )
@@ -542,6 +545,7 @@ fn round_trips(text: &str, what: &str) {
             RecordKind::Alert => again::<AlertRec>(line),
             RecordKind::Decision => again::<DecisionRec>(line),
             RecordKind::Summary => again::<SummaryRec>(line),
+            RecordKind::Machine => again::<MachineRec>(line),
         }
         .unwrap_or_else(|e| panic!("{what}:{}: does not read as its record type: {e}\n    {line}", i + 1));
         let mut orig: Value = serde_json::from_str(line).unwrap();
@@ -706,6 +710,7 @@ fn top_outputs_match_the_schema() {
     let text = std::fs::read_to_string(&jsonl).unwrap();
     let types = validate_jsonl(&validator(), &text, "top.jsonl");
     assert!(types.len() >= 3 && types.iter().all(|t| t == "machine"), "{types:?}");
+    round_trips(&text, "top.jsonl");
     let rep = Command::new(exe).arg("report").arg(&jsonl).output().unwrap();
     let text = String::from_utf8_lossy(&rep.stdout);
     assert!(text.contains("machine: ") && text.contains(" records ("), "{text}");

@@ -63,7 +63,9 @@ pub fn on_top_key(ui: &mut TopUi, key: KeyEvent, rows: &[HolderRow]) -> TopActio
     let at = ui.selected.and_then(|p| rows.iter().position(|r| r.pid == p));
     let select = |ui: &mut TopUi, i: usize| ui.selected = rows.get(i).map(|r| r.pid);
     match (key.code, key.modifiers) {
-        (KeyCode::Char('c'), KeyModifiers::CONTROL) | (KeyCode::Char('q'), _) | (KeyCode::Esc, _) => return TopAction::Quit,
+        // Esc is not a way out here: it is the key that leaves an attached session, and a
+        // second press (or a held key) must not end `top` as well.
+        (KeyCode::Char('c'), KeyModifiers::CONTROL) | (KeyCode::Char('q'), _) => return TopAction::Quit,
         (KeyCode::Down | KeyCode::Char('j'), _) => select(ui, at.map_or(0, |i| (i + 1).min(rows.len().saturating_sub(1)))),
         (KeyCode::Up | KeyCode::Char('k'), _) => select(ui, at.map_or(0, |i| i.saturating_sub(1))),
         (KeyCode::Home | KeyCode::Char('g'), _) => select(ui, 0),
@@ -132,7 +134,7 @@ pub fn render_top(f: &mut Frame, rec: Option<&MachineRec>, ui: &TopUi) {
             Line::from(""),
             Line::from("Enter  attach to the process's tree (Esc there returns)"),
             Line::from("s      sort: masters, growth, orphans, fds"),
-            Line::from("p      pause   q/Esc  quit   any key closes this"),
+            Line::from("p      pause   q  quit   any key closes this"),
         ];
         f.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::ALL).title(" help ")), r);
     }

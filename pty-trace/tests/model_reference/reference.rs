@@ -204,6 +204,7 @@ impl Ref {
                     ObservedFd {
                         target: e.target.clone(),
                         tty_index,
+                        devpts: None,
                         cloexec: Some(e.cloexec),
                     },
                 ))
@@ -260,6 +261,7 @@ impl Ref {
             dirfd,
             flags,
             path,
+            devpts: None,
         });
     }
 

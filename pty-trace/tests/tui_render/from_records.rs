@@ -32,6 +32,7 @@ fn snapshot(masters: usize, orphaned: usize) -> SnapshotRec {
     let ptys = (0..masters)
         .map(|i| PtyPair {
             index: Some(i as u32),
+            devpts: None,
             masters: if i < orphaned {
                 vec![Holder { pid: ROOT, fd: 10 + i as i32 }, Holder { pid: 4250, fd: 10 + i as i32 }]
             } else {

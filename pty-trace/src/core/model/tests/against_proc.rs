@@ -433,7 +433,7 @@ fn an_fd_the_model_could_not_know_is_filled_in_from_proc_without_drift() {
     };
     const F_DUPFD: u64 = 0;
     // The scan starts at 100; bash's `read < fifo` runs from 110 to 150.
-    m.apply(&Event::Open { h: Header { tgid: ROOT, tid: ROOT, session: SID, ts_ns: 110 }, kind: K::OpenAt, ret: 3, dirfd: -100, flags: 0, path: "/tmp/go.fifo".into() });
+    m.apply(&Event::Open { h: Header { tgid: ROOT, tid: ROOT, session: SID, ts_ns: 110 }, kind: K::OpenAt, ret: 3, dirfd: -100, flags: 0, path: "/tmp/go.fifo".into(), devpts: None });
     m.apply(&sys(120, K::Fcntl, 11, [0, F_DUPFD, 10, 0, 0, 0]));
     m.apply(&sys(125, K::Dup2, 0, [3, 0, 0, 0, 0, 0]));
     m.apply(&sys(130, K::Close, 0, [3, 0, 0, 0, 0, 0]));

@@ -111,7 +111,7 @@ fn tiocgptn_sets_the_index_and_upgrades_a_misclassified_fd() {
     t.sys_aux(ROOT, K::Ioctl, 0, &[3, TIOCGPTN, 0x7ffd], [5, -1]);
     assert_eq!(t.e(ROOT, 3).pty_index, Some(5));
     assert!(t.m.masters_without_index().is_empty());
-    assert_eq!(t.m.master_indexes(SID), BTreeSet::from([5]));
+    assert_eq!(t.m.master_slots(SID), BTreeSet::from([(None, 5)]));
 
     // A master opened through a path the classifier cannot recognise (a symlink, say).
     t.open(ROOT, 4, "/run/my-ptmx-link", O_RDWR);

@@ -356,7 +356,7 @@ fn pty_registry_orphan_detection() {
     // A master of unknown index: listed on its own, never judged.
     t.open(ROOT, 8, "/dev/ptmx", O_RDWR);
 
-    let outside = BTreeSet::from([7]);
+    let outside = BTreeSet::from([(None, 7)]);
     let reg = t.m.pty_registry(SID, &outside);
     let by = |i: Option<u32>| reg.iter().find(|p| p.index == i).unwrap();
     let p5 = by(Some(5));
@@ -376,7 +376,7 @@ fn pty_registry_orphan_detection() {
     assert_eq!(unknown.masters, vec![pty::Holder { pid: ROOT, fd: 8 }]);
     assert_eq!(reg.len(), 5);
     assert_eq!(reg.iter().filter(|p| p.orphaned).count(), 1);
-    assert_eq!(t.m.master_indexes(SID), BTreeSet::from([5, 6, 7, 8]));
+    assert_eq!(t.m.master_slots(SID), BTreeSet::from([(None, 5), (None, 6), (None, 7), (None, 8)]));
 
     // Session 200 sees only the PTY its process holds the slave of (no masters: no orphan).
     let reg200 = t.m.pty_registry(200, &BTreeSet::new());
