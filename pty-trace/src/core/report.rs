@@ -737,6 +737,32 @@ pub fn render_text(r: &Report) -> String {
     o
 }
 
+/// The machine part of a report: the pool, then who drained it, from when.
+fn render_machine(o: &mut String, m: &MachineHistory) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        o,
+        "\nmachine: {} records ({} .. {}): PTYs {} -> {} (peak {} of {})",
+        m.records, m.first_ts, m.last_ts, m.pty_nr_first, m.pty_nr_last, m.pty_nr_peak, m.pty_max
+    );
+    match &m.culprit {
+        Some(c) => {
+            let since = c.growing_since.as_deref().unwrap_or(&c.first_ts);
+            let container = c.container.as_ref().map_or(String::new(), |x| format!(" in {x}"));
+            let _ = writeln!(
+                o,
+                "  drained by pid {} ({}){container}: PTY masters {} -> {} since {since}, {} orphaned at the end",
+                c.pid, c.command, c.masters_first, c.masters_last, c.orphaned_last
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  no process gained PTY masters it left orphaned");
+        }
+    }
+    for h in m.holders.iter().take(10) {
+        let _ = writeln!(o, "    pid {:>7}  masters {:>5} -> {:<5} orphaned {:>5}  {}", h.pid, h.masters_first, h.masters_last, h.orphaned_last, h.command);
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -1056,32 +1082,5 @@ pub(crate) mod tests {
         assert!(r.sessions[0].timeline.len() < TIMELINE_POINTS);
         assert_eq!(r.sessions[0].snapshots, 10_000);
         assert_eq!(r.sessions[0].fd_peak, 9_999);
-    }
-}
-
-/// The machine part of a report: the pool, then who drained it, from when.
-fn render_machine(o: &mut String, m: &MachineHistory) {
-    use std::fmt::Write;
-    let _ = writeln!(
-        o,
-        "\nmachine: {} records ({} .. {}): PTYs {} -> {} (peak {} of {})",
-        m.records, m.first_ts, m.last_ts, m.pty_nr_first, m.pty_nr_last, m.pty_nr_peak, m.pty_max
-    );
-    match &m.culprit {
-        Some(c) => {
-            let since = c.growing_since.as_deref().unwrap_or(&c.first_ts);
-            let container = c.container.as_ref().map_or(String::new(), |x| format!(" in {x}"));
-            let _ = writeln!(
-                o,
-                "  drained by pid {} ({}){container}: PTY masters {} -> {} since {since}, {} orphaned at the end",
-                c.pid, c.command, c.masters_first, c.masters_last, c.orphaned_last
-            );
-        }
-        None => {
-            let _ = writeln!(o, "  no process gained PTY masters it left orphaned");
-        }
-    }
-    for h in m.holders.iter().take(10) {
-        let _ = writeln!(o, "    pid {:>7}  masters {:>5} -> {:<5} orphaned {:>5}  {}", h.pid, h.masters_first, h.masters_last, h.orphaned_last, h.command);
     }
 }

@@ -10,7 +10,11 @@
 //! - its fd table (a link and, for PTYs, fdinfo each) only when that number changed, when it
 //!   is new, when it holds a PTY end (those are few and are what `top` is for), and once every
 //!   [`REFRESH_TICKS`] intervals otherwise (spread over the intervals by pid): an fd swapped
-//!   for another of the same count is seen within that time;
+//!   for another of the same count is seen within that time. When the last scan explained
+//!   the whole pool (`rank::pool_explained`: every PTY's master found, none orphaned), such a
+//!   swap cannot hide a master or change an orphan verdict, and the re-read comes only every
+//!   [`EXPLAINED_REFRESH_TICKS`] intervals: on a machine of many processes and few PTYs this
+//!   is most of the work saved (`cargo xtask bench -- top`);
 //! - its identity, command, limits and container only when it is new or refreshed.
 //!
 //! A pid that disappears from /proc is forgotten; its start time tells a reused pid apart.
@@ -26,11 +30,14 @@ use ::procfs::process::Process;
 
 use super::pty_identity::{self, DevptsMountInfo};
 use crate::core::machine::{
-    DevId, DevptsMount, FileTable, Holding, MachineScan, PtyEnd, PtyPool, container, rank::near_fd_limit,
+    DevId, DevptsMount, FileTable, Holding, MachineScan, PtyEnd, PtyPool, container,
+    rank::{near_fd_limit, pool_explained},
 };
 
 /// A process without PTY ends has its fd table read again at least this often (intervals).
-pub const REFRESH_TICKS: u64 = 30;
+pub const REFRESH_TICKS: u64 = 60;
+/// The same while the pool is explained (see the module's doc).
+pub const EXPLAINED_REFRESH_TICKS: u64 = 300;
 /// Mount tables are read again this often (intervals): containers come and go.
 const MOUNTS_REFRESH_TICKS: u64 = 30;
 
@@ -44,13 +51,16 @@ struct Known {
     fds_read: u64,
 }
 
+/// A mount namespace's devpts mounts, the tick they were read at, and its container's name.
+type NsMounts = (Vec<DevptsMountInfo>, u64, Option<String>);
+
 /// The scanner and what it remembers.
 #[derive(Debug)]
 pub struct MachineScanner {
     tick: u64,
     procs: HashMap<u32, Known>,
     /// Devpts mounts per mount namespace, and the tick they were read at.
-    mounts: HashMap<u64, (Vec<DevptsMountInfo>, u64, Option<String>)>,
+    mounts: HashMap<u64, NsMounts>,
     host_mnt_ns: u64,
     /// `stat` of `/proc/PID/fd` gives the fd count (Linux 6.2 and later).
     count_by_stat: bool,
@@ -60,6 +70,8 @@ pub struct MachineScanner {
     master_devpts: HashMap<(u32, u64, i32, u32, u64), DevId>,
     /// Masters whose instance the kernel would not give (pidfd_getfd refused or missing).
     pub instance_failures: u64,
+    /// Whether the last scan explained the whole pool (re-reads of quiet processes are rare).
+    explained: bool,
 }
 
 impl Default for MachineScanner {
@@ -83,6 +95,7 @@ impl MachineScanner {
             ticks_per_s: ::procfs::ticks_per_second() as f64,
             master_devpts: HashMap::new(),
             instance_failures: 0,
+            explained: false,
         }
     }
 
@@ -119,11 +132,11 @@ impl MachineScanner {
                 continue;
             }
             live.insert(pid);
+            let table_due = self.table_due(pid);
             let fresh = match self.procs.get_mut(&pid) {
                 Some(k) => {
                     let holds = !k.holding.masters.is_empty() || !k.holding.slaves.is_empty();
-                    let due = (self.tick + pid as u64) % REFRESH_TICKS == 0;
-                    if count == k.fds_read && !holds && !due {
+                    if count == k.fds_read && !holds && !table_due {
                         k.holding.fds = count;
                         k.holding.age_s = age(uptime_s, k.holding.start_ticks, self.ticks_per_s);
                         continue;
@@ -149,7 +162,7 @@ impl MachineScanner {
         let alive: std::collections::HashSet<(u32, u64)> = self.procs.values().map(|k| (k.holding.pid, k.holding.start_ticks)).collect();
         self.master_devpts.retain(|k, _| alive.contains(&(k.0, k.1)));
         let instances = self.instances();
-        MachineScan {
+        let scan = MachineScan {
             now_ns,
             pool: pty_pool(),
             files: file_table(),
@@ -165,7 +178,16 @@ impl MachineScanner {
                 .collect(),
             processes_seen: seen,
             unreadable,
-        }
+        };
+        self.explained = pool_explained(&scan);
+        scan
+    }
+
+    /// Whether a quiet process's fd table is due to be read again this interval (spread over
+    /// the intervals by pid).
+    fn table_due(&self, pid: u32) -> bool {
+        let every = if self.explained { EXPLAINED_REFRESH_TICKS } else { REFRESH_TICKS };
+        (self.tick + pid as u64).is_multiple_of(every)
     }
 
     fn fd_count(&self, pid: u32) -> io::Result<u64> {
@@ -181,7 +203,7 @@ impl MachineScanner {
         let stat = Process::new(pid as i32).and_then(|p| p.stat()).map_err(|_| io::Error::from(io::ErrorKind::NotFound))?;
         let start_ticks = stat.starttime;
         let same = old.as_ref().filter(|k| !fresh && k.holding.start_ticks == start_ticks);
-        let due = (self.tick + pid as u64) % REFRESH_TICKS == 0;
+        let due = (self.tick + pid as u64).is_multiple_of(REFRESH_TICKS);
         let (mut holding, mnt) = match same {
             Some(k) if !due => (k.holding.clone(), k.mnt_ns),
             _ => {
@@ -249,10 +271,10 @@ impl MachineScanner {
                     }
                 };
                 masters.push(PtyEnd { devpts, index: Some(index) });
-            } else if link.starts_with("/dev/pts/") || link.starts_with("/dev/tty") {
-                if let Some(end) = pty_identity::slave_end(pid, fd) {
-                    slaves.push(end);
-                }
+            } else if (link.starts_with("/dev/pts/") || link.starts_with("/dev/tty"))
+                && let Some(end) = pty_identity::slave_end(pid, fd)
+            {
+                slaves.push(end);
             }
         }
         Ok((masters, slaves, n))
@@ -269,7 +291,7 @@ impl MachineScanner {
         let host = self.mounts.get(&self.host_mnt_ns).and_then(|(m, _, _)| pty_identity::dev_pts(m));
         let mut out: BTreeMap<DevId, DevptsMount> = BTreeMap::new();
         // The host's namespace first, so an instance also mounted there is named by the host.
-        let mut order: Vec<(&u64, &(Vec<DevptsMountInfo>, u64, Option<String>))> = self.mounts.iter().collect();
+        let mut order: Vec<(&u64, &NsMounts)> = self.mounts.iter().collect();
         order.sort_by_key(|(ns, _)| (**ns != self.host_mnt_ns, **ns));
         for (ns, (list, _, label)) in order {
             for m in list {

@@ -73,9 +73,12 @@ pub fn master_devpts(pidfd: &OwnedFd, fd: i32) -> io::Result<DevId> {
 /// for a master of another instance is the only way it could change).
 const MASTER_CACHE_NS: u64 = 30_000_000_000;
 
+/// (pid, fd, tty-index) -> (instance, when asked).
+type MasterCache = std::collections::HashMap<(u32, i32, u32), (DevId, u64)>;
+
 thread_local! {
-    /// (pid, fd, tty-index) -> (instance, when asked), for the session's repeated scans.
-    static MASTERS: std::cell::RefCell<std::collections::HashMap<(u32, i32, u32), (DevId, u64)>> = Default::default();
+    /// The masters' instances, for the session's repeated scans.
+    static MASTERS: std::cell::RefCell<MasterCache> = Default::default();
 }
 
 /// The instance of a PTY end of `pid` at `fd` (`target` its link, `tty_index` its fdinfo's);

@@ -173,7 +173,7 @@ fn draw_table(f: &mut Frame, area: Rect, rec: &MachineRec, ui: &TopUi) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::machine::{MachineState};
+    use crate::core::machine::MachineState;
     use ratatui::{Terminal, backend::TestBackend};
 
     fn row(pid: u32, masters: u64) -> HolderRow {
@@ -238,6 +238,20 @@ mod tests {
         assert_eq!(on_top_key(&mut ui, key(KeyCode::Char('q')), &rows), TopAction::None, "a key first closes the help");
         assert_eq!(on_top_key(&mut ui, key(KeyCode::Char('q')), &rows), TopAction::Quit);
         assert_eq!(on_top_key(&mut TopUi::default(), key(KeyCode::Enter), &[]), TopAction::None);
+        assert_eq!(on_top_key(&mut ui, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), &rows), TopAction::Quit);
+        // Esc leaves an attached session; pressed again (or held) it must not end `top` too.
+        assert_eq!(on_top_key(&mut ui, key(KeyCode::Esc), &rows), TopAction::None);
+    }
+
+    #[test]
+    fn the_selection_follows_the_process_when_the_ranking_changes() {
+        let mut ui = TopUi { selected: Some(20), ..Default::default() };
+        let reordered = vec![row(20, 9), row(10, 5), row(30, 1)];
+        on_top_key(&mut ui, key(KeyCode::Down), &reordered);
+        assert_eq!(ui.selected, Some(10));
+        // The selected process is gone: Enter takes the first row.
+        ui.selected = Some(99);
+        assert_eq!(on_top_key(&mut ui, key(KeyCode::Enter), &reordered), TopAction::Attach(20));
     }
 
     #[test]
@@ -256,3 +270,4 @@ mod tests {
         assert!(text.contains("Enter attach"));
     }
 }
+

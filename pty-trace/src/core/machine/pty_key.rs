@@ -90,11 +90,10 @@ mod tests {
 
     #[test]
     fn device_numbers_decode_like_glibc() {
-        // makedev(0, 26) and makedev(136, 3); makedev(259, 1048577) uses the high bits.
-        assert_eq!(DevId::from_raw(26), DevId { major: 0, minor: 26 });
-        assert_eq!(DevId::from_raw((136 << 8) | 3), DevId { major: 136, minor: 3 });
-        let big: u64 = ((259u64 & 0xfff) << 8) | ((259u64 & !0xfff) << 32) | (1048577u64 & 0xff) | ((1048577u64 & !0xff) << 12);
-        assert_eq!(DevId::from_raw(big), DevId { major: 259, minor: 1048577 });
+        // makedev(259, 1048577) uses the high bits of both halves.
+        for (major, minor) in [(0, 26), (136, 3), (259, 1048577)] {
+            assert_eq!(DevId::from_raw(libc::makedev(major, minor)), DevId { major, minor });
+        }
     }
 
     #[test]

@@ -52,6 +52,26 @@ pub fn near_fd_limit(fds: u64, nofile: Option<u64>) -> bool {
     nofile.is_some_and(|n| n > 0 && fds as f64 > NEAR_FD_LIMIT * n as f64)
 }
 
+/// Whether `scan` explains the whole PTY pool: as many distinct masters found, each on a known
+/// instance, as `pty/nr` counts, and none of them orphaned. Then a process whose fd count did not
+/// change cannot hold a PTY master nobody has seen, and the only thing a same-count swap could
+/// hide (a slave taken by a process not read again) would not change any orphan verdict, so the
+/// scanner may re-read such processes rarely. Anything unexplained (a PTY whose master no
+/// readable process holds, an instance unknown, an orphan whose slave may be held by a process
+/// not read again) keeps the frequent re-read.
+pub fn pool_explained(scan: &MachineScan) -> bool {
+    let slaves: BTreeSet<PtyKey> = scan.procs.iter().flat_map(|p| p.slaves.iter().filter_map(|s| s.key())).collect();
+    let mut masters = BTreeSet::new();
+    for m in scan.procs.iter().flat_map(|p| &p.masters) {
+        let Some(key) = m.key() else { return false };
+        if !slaves.contains(&key) {
+            return false;
+        }
+        masters.insert(key);
+    }
+    scan.unreadable == 0 && masters.len() as u64 >= scan.pool.nr
+}
+
 /// The rows of `scan` (processes holding a PTY end, or near their fd limit) sorted by `sort`,
 /// and the state of each devpts instance. `growth` gives a process's masters per minute.
 pub fn rows(scan: &MachineScan, growth: impl Fn(&Holding) -> Option<f64>, sort: TopSort) -> (Vec<HolderRow>, Vec<InstanceState>) {
@@ -178,6 +198,29 @@ mod tests {
         assert!(by(10).devpts.is_empty(), "the host's is not");
         assert_eq!((inst[0].ptys, inst[0].orphaned, inst[1].ptys, inst[1].orphaned), (2, 1, 1, 1));
         assert!(!by(10).command.contains("hunter2"), "commands are redacted: {}", by(10).command);
+    }
+
+    #[test]
+    fn the_pool_is_explained_only_when_every_pty_has_a_found_master_and_none_is_orphaned() {
+        let with_nr = |procs: Vec<Holding>, nr: u64| MachineScan { pool: PtyPool { nr, max: 4096, reserve: 1024 }, ..scan(procs) };
+        let pair = || vec![proc(10, vec![end(HOST, 1)], vec![]), proc(11, vec![], vec![end(HOST, 1)])];
+        assert!(pool_explained(&with_nr(pair(), 1)));
+        // A second PTY allocated on the machine whose master no process shown holds.
+        assert!(!pool_explained(&with_nr(pair(), 2)));
+        // The same master held twice (a fork) is one PTY.
+        let mut twice = pair();
+        twice.push(proc(12, vec![end(HOST, 1)], vec![]));
+        assert!(pool_explained(&with_nr(twice, 1)));
+        // An orphan: a process not read again may hold its slave.
+        assert!(!pool_explained(&with_nr(vec![proc(10, vec![end(HOST, 1)], vec![])], 1)));
+        // The box's 1 is not the host's 1.
+        assert!(!pool_explained(&with_nr(vec![proc(10, vec![end(HOST, 1)], vec![]), proc(11, vec![], vec![end(BOX, 1)])], 1)));
+        // A master whose instance is unknown cannot be judged.
+        let unknown = PtyEnd { devpts: None, index: Some(1) };
+        assert!(!pool_explained(&with_nr(vec![proc(10, vec![unknown], vec![]), proc(11, vec![], vec![end(HOST, 1)])], 1)));
+        // Processes /proc would not show may hold anything.
+        assert!(!pool_explained(&MachineScan { unreadable: 1, ..with_nr(pair(), 1) }));
+        assert!(pool_explained(&with_nr(vec![], 0)));
     }
 
     #[test]

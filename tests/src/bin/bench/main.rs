@@ -257,7 +257,7 @@ fn top_main(args: &mut dyn Iterator<Item = String>) -> Result<()> {
         };
         match a.as_str() {
             "--quick" => o.quick = true,
-            "--procs" => o.procs = num("--procs")?.max(1),
+            "--procs" => o.procs = num("--procs")?.max(2),
             "--fds" => o.fds = num("--fds")?,
             "--out" => o.out = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
             _ => usage(),

@@ -7,8 +7,8 @@
 //!    a warm-up (the first scan reads every fd table once) and again at the end: steady-state
 //!    CPU as a share of one core, and per scan.
 //! 2. Latency: with the load still there, one of those processes opens a PTY master (told
-//!    by SIGUSR1); the time until a `machine` record lists it with the master, over
-//!    several tries (median and worst).
+//!    by SIGUSR1); the time until a `machine` record listing it with the master is in the
+//!    file, over several tries (median and worst).
 //!
 //! Each process started here is in its own process group and killed on every exit path.
 
@@ -123,6 +123,12 @@ pub fn run(o: &TopOpts, pty_trace: &Path, work: &Path) -> Result<String> {
     std::thread::sleep(Duration::from_secs(1));
     eprintln!("bench top: {} s of top with them", warm + secs);
     let (busy_core, busy_scan) = top_cpu(pty_trace, work, "busy", warm, secs)?;
+    // One orphaned master on the machine: the pool is no longer explained, and quiet fd tables
+    // are re-read every 60 intervals instead of every 300 (procfs/machine.rs).
+    // SAFETY: kill(2) on a load process this bench started.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGUSR1) };
+    eprintln!("bench top: {} s of top with them and one orphaned PTY master", warm + secs);
+    let (orphan_core, orphan_scan) = top_cpu(pty_trace, work, "orphan", warm, secs)?;
 
     // Latency: top runs; one load process at a time opens a master.
     let jsonl = work.join("latency.jsonl");
@@ -130,16 +136,16 @@ pub fn run(o: &TopOpts, pty_trace: &Path, work: &Path) -> Result<String> {
     std::thread::sleep(Duration::from_secs(warm));
     let mut lat = Vec::new();
     for i in 0..tries {
-        let pid = pids[(i * 97 + 13) % pids.len()];
+        let pid = pids[1 + (i * 97 + 13) % (pids.len() - 1)];
         // SAFETY: kill(2) on a load process this bench started.
         unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
         let until = Instant::now() + Duration::from_secs(30);
         let t_open = loop {
             let text = std::fs::read_to_string(&opened).unwrap_or_default();
-            if let Some(ms) = text.lines().filter_map(|l| {
+            if let Some(ms) = text.lines().rev().find_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 (f.get(1) == Some(&pid.to_string().as_str())).then(|| f.get(2)?.parse::<u64>().ok()).flatten()
-            }).last() {
+            }) {
                 break ms;
             }
             if Instant::now() > until {
@@ -147,14 +153,14 @@ pub fn run(o: &TopOpts, pty_trace: &Path, work: &Path) -> Result<String> {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        // Seen when a record listing it is in the file: what a reader of `top` waits for.
         let seen = loop {
             let f = std::fs::File::open(&jsonl)?;
-            let found = BufReader::new(f).lines().map_while(|l| l.ok()).filter_map(|l| serde_json::from_str::<Value>(&l).ok()).find_map(|r| {
-                r["processes"].as_array()?.iter().find(|p| p["pid"] == pid && p["masters"].as_u64() >= Some(1))?;
-                Some(pty_trace_tests::ts_ms(r["ts"].as_str()?))
+            let found = BufReader::new(f).lines().map_while(|l| l.ok()).filter_map(|l| serde_json::from_str::<Value>(&l).ok()).any(|r| {
+                r["processes"].as_array().is_some_and(|ps| ps.iter().any(|p| p["pid"] == pid && p["masters"].as_u64() >= Some(1)))
             });
-            if let Some(ts) = found {
-                break ts;
+            if found {
+                break std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             }
             if Instant::now() > until {
                 bail!("top did not list {pid}'s new PTY within 30 s");
@@ -174,7 +180,8 @@ pub fn run(o: &TopOpts, pty_trace: &Path, work: &Path) -> Result<String> {
     let _ = writeln!(doc, "|---|---|---|---|");
     let _ = writeln!(doc, "| as it is | {baseline} | {:.2}% | {:.2} ms |", idle_core * 100.0, idle_scan * 1000.0);
     let _ = writeln!(doc, "| + {} processes x {} fds | {} | {:.2}% | {:.2} ms |", o.procs, o.fds, baseline + o.procs, busy_core * 100.0, busy_scan * 1000.0);
+    let _ = writeln!(doc, "| same + 1 orphaned PTY master | {} | {:.2}% | {:.2} ms |", baseline + o.procs, orphan_core * 100.0, orphan_scan * 1000.0);
     let _ = writeln!(doc, "\nTarget: <= 2% of one core at 1 s with 1,000 processes.\n");
-    let _ = writeln!(doc, "Time from a PTY master being opened (by one of the {} load processes) to a `machine` record listing it, {tries} tries: median {:.2} s, worst {:.2} s (the interval is 1 s; the record's timestamp is the scan's).", o.procs, median(&lat), worst);
+    let _ = writeln!(doc, "Time from a PTY master being opened (by one of the {} load processes) to a `machine` record listing it being in the JSONL file (polled every 20 ms), {tries} tries: median {:.2} s, worst {:.2} s (the interval is 1 s, so up to 1 s is waiting for the next scan).", o.procs, median(&lat), worst);
     Ok(doc)
 }
