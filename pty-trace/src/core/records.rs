@@ -538,6 +538,9 @@ pub struct FdRec {
     pub from_proc: bool,
     /// The `N` of `/dev/pts/N` for PTY ends, when known.
     pub pty_index: Option<u32>,
+    /// The devpts instance of a PTY end, when known.
+    #[serde(default)]
+    pub pty_devpts: Option<crate::core::machine::DevId>,
     /// A PTY master nobody holds the slave of.
     pub orphaned: bool,
 }

@@ -356,6 +356,7 @@ pub fn fd_details(model: &Model, snap: &SnapshotRec, now_ns: u64) -> BTreeMap<u3
                     command: e.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
                     from_proc: e.from_proc,
                     pty_index: e.pty_index,
+                    pty_devpts: e.pty_devpts,
                     orphaned: orphan_holders.contains(&(p.pid, *fd)),
                 })
                 .collect();

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::{
+    machine::DevId,
     records::{EvidenceKind, FdRec, ProbeBackend, ProcessRec, SnapshotRec, Verdict},
     score::Thresholds,
 };
@@ -37,6 +38,9 @@ pub struct FdView {
     pub command: String,
     /// The `N` of `/dev/pts/N` for PTY ends, when known.
     pub pty_index: Option<u32>,
+    /// The PTY end's devpts instance, set only when the session's PTYs span several (then
+    /// `/dev/pts/3` alone would be ambiguous).
+    pub instance: Option<DevId>,
     /// A PTY master nobody holds the slave of.
     pub orphaned: bool,
 }
@@ -54,6 +58,7 @@ impl From<&FdRec> for FdView {
                 None => "-".into(),
             },
             pty_index: e.pty_index,
+            instance: None,
             orphaned: e.orphaned,
         }
     }
@@ -192,6 +197,8 @@ impl ViewState {
             });
             // Inherited copies do not make a process leaky: the evidence names each PTY's holder.
             let named = |pid: u32, kind: EvidenceKind| s.evidence.iter().filter(|e| e.kind == kind && e.pid == Some(pid)).count();
+            // Instances are named in the fd list only when the session has PTYs on several.
+            let several = s.ptys.iter().filter_map(|p| p.devpts).collect::<BTreeSet<_>>().len() > 1;
             for (p, depth) in tree_order(s) {
                 let orphaned = named(p.pid, EvidenceKind::AbandonedPty);
                 let left_behind = named(p.pid, EvidenceKind::LeftBehindPty);
@@ -209,7 +216,15 @@ impl ViewState {
                     age_s: p.age_s,
                     leak_score,
                     leaking: orphaned + left_behind > 0,
-                    fd_list: input.fd_details.get(&p.pid).map(|l| l.iter().map(FdView::from).collect()).unwrap_or_default(),
+                    fd_list: input
+                        .fd_details
+                        .get(&p.pid)
+                        .map(|l| {
+                            l.iter()
+                                .map(|e| FdView { instance: e.pty_devpts.filter(|_| several), ..FdView::from(e) })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 });
             }
         }

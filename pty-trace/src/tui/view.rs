@@ -387,8 +387,10 @@ fn render_details(f: &mut Frame, area: Rect, proc_: &ProcView, ui: &UiState, p: 
         return;
     }
     let target_of = |fd: &FdView| {
+        let on = fd.instance.map_or(String::new(), |d| format!(" on devpts {d}"));
         let t = match fd.pty_index {
-            Some(i) if fd.kind == "pty_master" => format!("{} (pts/{i})", fd.target),
+            Some(i) if fd.kind == "pty_master" => format!("{} (pts/{i}{on})", fd.target),
+            _ if fd.instance.is_some() => format!("{} ({})", fd.target, on.trim_start()),
             _ => fd.target.clone(),
         };
         if fd.orphaned { format!("{t} orphaned") } else { t }

@@ -18,7 +18,7 @@ pub(crate) const AGENT_CMD: &str = "node /opt/agent/cli.js --session 7";
 // ---------------------------------------------------------------- fixtures
 
 fn fd(fd: i32, kind: &'static str, target: &str, age_s: f64, command: &str) -> FdView {
-    FdView { fd, kind, target: target.into(), age_s, command: command.into(), pty_index: None, orphaned: false }
+    FdView { fd, kind, target: target.into(), age_s, command: command.into(), pty_index: None, instance: None, orphaned: false }
 }
 
 fn std_fds(tty: &str) -> Vec<FdView> {
@@ -44,6 +44,7 @@ fn agent(masters: usize, orphaned: usize) -> ProcView {
             age_s: 100.0 - i as f64,
             command: AGENT_CMD.into(),
             pty_index: Some(5 + i as u32),
+            instance: None,
             orphaned: i < orphaned,
         });
     }

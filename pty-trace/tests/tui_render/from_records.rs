@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use pty_trace::{
     core::{
+        machine::DevId,
         records::{Evidence, EvidenceKind, FdKind, FdRec, Holder, ProbeBackend, ProcessRec, PtyPair, SnapshotRec, Totals, Verdict},
         score::Thresholds,
     },
@@ -12,6 +13,9 @@ use pty_trace::{
 };
 
 use crate::fixtures::{ROOT, draw, text, ui};
+
+const HOST: DevId = DevId { major: 0, minor: 26 };
+const BOX: DevId = DevId { major: 0, minor: 40 };
 
 // ---------------------------------------------------------------- the view state from records
 
@@ -87,8 +91,8 @@ fn build(snap: &SnapshotRec, th: &Thresholds) -> ViewState {
     let fds = BTreeMap::from([(
         ROOT,
         vec![
-            FdRec { fd: 0, kind: FdKind::PtySlave, target: "/dev/pts/0".into(), age_s: 9.0, command: None, from_proc: true, pty_index: Some(0), orphaned: false },
-            FdRec { fd: 10, kind: FdKind::PtyMaster, target: "/dev/ptmx".into(), age_s: 1.0, command: Some(vec!["node".into(), "a.js".into()]), from_proc: false, pty_index: Some(0), orphaned: true },
+            FdRec { fd: 0, kind: FdKind::PtySlave, target: "/dev/pts/0".into(), age_s: 9.0, command: None, from_proc: true, pty_index: Some(0), pty_devpts: Some(HOST), orphaned: false },
+            FdRec { fd: 10, kind: FdKind::PtyMaster, target: "/dev/ptmx".into(), age_s: 1.0, command: Some(vec!["node".into(), "a.js".into()]), from_proc: false, pty_index: Some(0), pty_devpts: Some(BOX), orphaned: true },
         ],
     )]);
     let verdicts = BTreeMap::from([(ROOT, Verdict::LeakDetected)]);
@@ -142,4 +146,21 @@ fn the_leak_marker_follows_the_evidence_not_the_totals() {
     let v = build(&snapshot(4, 3), &th);
     assert_eq!(v.leak_threshold, 5.0);
     assert!(text(&draw(&v, &UiState { help: true, ..ui() }, 120, 30)).contains("leak score 5"));
+}
+
+#[test]
+fn fd_details_name_the_devpts_instance_only_when_the_session_spans_several() {
+    let one = build(&snapshot(2, 1), &Thresholds::default());
+    assert!(one.procs[0].fd_list.iter().all(|f| f.instance.is_none()), "one instance (or none known): /dev/pts/N is enough");
+    let mut snap = snapshot(2, 1);
+    snap.ptys[0].devpts = Some(BOX);
+    snap.ptys[1].devpts = Some(HOST);
+    let v = build(&snap, &Thresholds::default());
+    let fds = &v.procs[0].fd_list;
+    assert_eq!((fds[0].instance, fds[1].instance), (Some(HOST), Some(BOX)));
+    let mut u = ui();
+    u.details = true;
+    let screen = text(&draw(&v, &u, 120, 30));
+    assert!(screen.contains("/dev/ptmx (pts/0 on devpts 0:40)"), "{screen}");
+    assert!(screen.contains("/dev/pts/0 (on devpts 0:26)"), "{screen}");
 }
