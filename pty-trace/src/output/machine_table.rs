@@ -48,6 +48,12 @@ pub fn header_lines(m: &MachineState) -> Vec<String> {
         "{} processes{unreadable}; {} hold PTY ends: {} masters, {} orphaned (no process holds the slave)",
         m.processes_seen, m.holders, m.masters, m.orphaned
     ));
+    if m.masters_instance_unknown > 0 {
+        out.push(format!(
+            "{} masters of an unknown devpts instance (pidfd_getfd refused: needs Linux 5.6 and CAP_SYS_PTRACE): not judged",
+            m.masters_instance_unknown
+        ));
+    }
     out
 }
 
@@ -59,7 +65,8 @@ pub fn row_line(r: &HolderRow, command_width: usize) -> String {
     let user = r.user.clone().unwrap_or_else(|| r.uid.to_string());
     let limit = r.nofile.map_or("-".to_string(), |n| n.to_string());
     let fds = format!("{}/{}{}", r.fds, limit, if r.near_fd_limit { "!" } else { "" });
-    let growth = r.masters_per_min.map_or("-".to_string(), |g| format!("{g:+.1}"));
+    // Below the last digit shown it is no growth, not "-0.0".
+    let growth = r.masters_per_min.map_or("-".to_string(), |g| if g.abs() < 0.05 { "0.0".into() } else { format!("{g:+.1}") });
     let mut cmd: String = r.command.chars().take(command_width).collect();
     if r.command.chars().count() > command_width && command_width > 0 {
         cmd.pop();
@@ -147,6 +154,7 @@ mod tests {
                 holders: 1,
                 masters: 40,
                 orphaned: 40,
+                masters_instance_unknown: 0,
             },
             processes: vec![row(4242, 40, 40)],
         };
@@ -154,6 +162,10 @@ mod tests {
         assert!(t.contains("PTYs 43 of 4096 (1.0%"), "{t}");
         assert!(t.contains("growth +30.0/min, full in ~2h15m (estimates)"), "{t}");
         assert!(t.contains("devpts 0:26 /dev/pts (host): 40 PTYs held, 40 orphaned"), "{t}");
+        assert!(!t.contains("unknown devpts instance"), "{t}");
+        let mut unknown = rec.clone();
+        unknown.machine.masters_instance_unknown = 3;
+        assert!(render(&unknown, "-").contains("3 masters of an unknown devpts instance"), "shown, not silent");
         let line = t.lines().find(|l| l.contains("4242")).unwrap();
         assert_eq!(line, "   4242 dev          40    40    0     46/1024     +30.0    5m01s -                node /opt/agent/cli.js --session 7");
         assert_eq!(line.find("4242").map(|i| i + 4), COLUMNS.find("PID").map(|i| i + 3));

@@ -112,11 +112,10 @@ impl MachineScanner {
         let pids: Vec<u32> = fs::read_dir("/proc")
             .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
             .unwrap_or_default();
-        let me = std::process::id();
+        // pty-trace itself is read too: the slave of the terminal `top` runs in is held by it, and
+        // leaving it out would call that terminal's master orphaned. (Its transient fds, the
+        // pidfd and the peer opened `O_PATH`, exist only while another process is read.)
         for pid in pids {
-            if pid == me {
-                continue;
-            }
             let count = match self.fd_count(pid) {
                 Ok(c) => c,
                 Err(e) if denied(&e) => {

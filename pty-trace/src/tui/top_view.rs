@@ -212,6 +212,7 @@ mod tests {
                 holders: rows.len() as u64,
                 masters: rows.iter().map(|r| r.masters).sum(),
                 orphaned: 0,
+                masters_instance_unknown: 0,
             },
             processes: rows,
         }

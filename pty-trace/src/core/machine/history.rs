@@ -154,6 +154,7 @@ mod tests {
                 holders: 0,
                 masters: 0,
                 orphaned: 0,
+                masters_instance_unknown: 0,
             },
             processes: rows
                 .iter()

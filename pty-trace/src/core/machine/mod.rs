@@ -127,6 +127,10 @@ pub struct MachineState {
     pub holders: u64,
     pub masters: u64,
     pub orphaned: u64,
+    /// Masters whose devpts instance the kernel would not give (`pidfd_getfd` refused, or
+    /// Linux < 5.6): counted in `masters`, never judged orphaned.
+    #[serde(default)]
+    pub masters_instance_unknown: u64,
 }
 
 /// One process row of a machine record.
@@ -195,6 +199,7 @@ impl MachineBook {
                 holders: processes.iter().filter(|r| r.masters + r.slaves > 0).count() as u64,
                 masters: processes.iter().map(|r| r.masters).sum(),
                 orphaned: processes.iter().map(|r| r.orphaned).sum(),
+                masters_instance_unknown: scan.procs.iter().flat_map(|p| &p.masters).filter(|m| m.key().is_none()).count() as u64,
                 devpts: instances,
                 processes_seen: scan.processes_seen,
                 unreadable: scan.unreadable,

@@ -30,12 +30,14 @@ impl Trend {
     /// Least-squares slope per minute over the window; `None` while the samples span less
     /// than [`MIN_SPAN_NS`].
     pub fn per_min(&self) -> Option<f64> {
-        let (&(t0, _), &(t1, _)) = (self.samples.front()?, self.samples.back()?);
+        let (&(t0, v0), &(t1, _)) = (self.samples.front()?, self.samples.back()?);
         if t1 - t0 < MIN_SPAN_NS {
             return None;
         }
         let n = self.samples.len() as f64;
-        let xs = || self.samples.iter().map(|&(t, v)| ((t - t0) as f64 / 60e9, v));
+        // Values relative to the first: a flat series is exactly 0, not a rounding error
+        // either side of it (shown as -0.0).
+        let xs = || self.samples.iter().map(|&(t, v)| ((t - t0) as f64 / 60e9, v - v0));
         let (mx, my) = xs().fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
         let (sxy, sxx) = xs().fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (y - my), b + (x - mx) * (x - mx)));
         (sxx > 0.0).then(|| sxy / sxx)
@@ -66,6 +68,16 @@ mod tests {
         let g = t.per_min().unwrap();
         assert!((g - 30.0).abs() < 1e-9, "{g}");
         assert_eq!(eta_s(115, 4096, g).map(|s| s.round()), Some((3981.0f64 / 30.0 * 60.0).round()));
+    }
+
+    #[test]
+    fn a_flat_series_is_exactly_zero() {
+        let mut t = Trend::default();
+        for i in 0..37 {
+            t.push(i * S + i * 7_777_777, 36.0);
+        }
+        let g = t.per_min().unwrap();
+        assert!(g == 0.0 && g.is_sign_positive(), "{g}");
     }
 
     #[test]
