@@ -9,6 +9,10 @@
 
 use std::{
     io::{IsTerminal, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -114,8 +118,18 @@ pub fn command(o: TopOptions, attach: &mut dyn FnMut(u32) -> AppResult<()>) -> A
         deadline: None,
     };
     top.deadline = o.duration.map(|d| tokio::time::Instant::now() + d);
+    // A signal that ends `top` may arrive while an attached session runs (the session ends on
+    // it and returns here) or between two runs of the loop, when tokio's streams do not exist
+    // to see it: this flag keeps it.
+    let stopped = Arc::new(AtomicBool::new(false));
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        signal_hook::flag::register(sig, Arc::clone(&stopped)).context("installing a signal handler")?;
+    }
     // The session view runs its own runtime, so an attach happens between runs of this one.
     let result = loop {
+        if stopped.load(Ordering::Relaxed) {
+            break Ok(());
+        }
         match rt.block_on(run(&mut top, o.interval, tui)) {
             Ok(TopEnd::Done) => break Ok(()),
             Ok(TopEnd::Attach(pid)) => {

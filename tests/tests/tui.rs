@@ -393,4 +393,16 @@ fn top_shows_the_holders_and_enter_attaches_esc_returns_q_restores() {
     assert!(s.contains("EXIT=0"), "{s}");
     assert!(!s.contains("panicked"), "{s}");
     assert_terminal_restored(&tmux, "after top's q");
+
+    // SIGTERM while attached ends the session and `top` with it (not a return to `top`).
+    tmux.type_line("clear");
+    tmux.type_line(&format!("{} top --interval 500ms; echo EXIT2=$?", bin.display()));
+    tmux.wait_for("top again", Duration::from_secs(20), |s| s.contains("holders") && row(s));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the session view again", EXIT_TIMEOUT, |s| s.contains(&format!("session {pid}")) && s.contains("processes"));
+    let st = Command::new("pkill").args(["-TERM", "-f", "pty-trace top --interval 500ms"]).status().unwrap();
+    assert!(st.success(), "no pty-trace top to signal");
+    let s = tmux.wait_for("pty-trace to exit on SIGTERM", EXIT_TIMEOUT, |s| s.lines().any(|l| l.starts_with("EXIT2=")));
+    assert!(s.contains("EXIT2=0") && !s.contains("panicked"), "{s}");
+    assert_terminal_restored(&tmux, "after SIGTERM while attached");
 }

@@ -45,7 +45,7 @@ pub fn header_lines(m: &MachineState) -> Vec<String> {
         String::new()
     };
     out.push(format!(
-        "{} processes{unreadable}; {} hold PTY ends: {} masters, {} orphaned (no process holds the slave)",
+        "{} processes{unreadable}; {} hold PTY ends; {} PTYs have a master held, {} of them orphaned (no process holds the slave)",
         m.processes_seen, m.holders, m.masters, m.orphaned
     ));
     if m.masters_instance_unknown > 0 {
@@ -54,7 +54,13 @@ pub fn header_lines(m: &MachineState) -> Vec<String> {
             m.masters_instance_unknown
         ));
     }
-    out
+    out.into_iter().map(printable).collect()
+}
+
+/// `s` with every control character shown as `?`: command lines, mount points and cgroup
+/// names are other users' text, and an escape sequence in them must not reach root's terminal.
+fn printable(s: String) -> String {
+    if s.chars().any(char::is_control) { s.chars().map(|c| if c.is_control() { '?' } else { c }).collect() } else { s }
 }
 
 /// Column titles of the table.
@@ -77,7 +83,7 @@ pub fn row_line(r: &HolderRow, command_width: usize) -> String {
         (None, false) => r.devpts.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
         (None, true) => "-".into(),
     };
-    format!(
+    printable(format!(
         "{:>7} {:<9.9} {:>5} {:>5} {:>4} {:>11} {:>9} {:>8} {:<16.16} {cmd}",
         r.pid,
         user,
@@ -88,7 +94,7 @@ pub fn row_line(r: &HolderRow, command_width: usize) -> String {
         growth,
         age(r.age_s),
         container
-    )
+    ))
 }
 
 /// The whole table for `--once`: header, column titles, every row. `ts` heads it.
@@ -163,6 +169,12 @@ mod tests {
         assert!(t.contains("growth +30.0/min, full in ~2h15m (estimates)"), "{t}");
         assert!(t.contains("devpts 0:26 /dev/pts (host): 40 PTYs held, 40 orphaned"), "{t}");
         assert!(!t.contains("unknown devpts instance"), "{t}");
+        let mut evil = rec.clone();
+        evil.processes[0].command = "sh -c \u{1b}]0;owned\u{7}\u{1b}[2J".into();
+        evil.machine.devpts[0].mount = "/srv/\u{1b}[31mbox".into();
+        let shown = render(&evil, "-");
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown:?}");
+        assert!(shown.contains("sh -c ?]0;owned??[2J") && shown.contains("/srv/?[31mbox"), "{shown}");
         let mut unknown = rec.clone();
         unknown.machine.masters_instance_unknown = 3;
         assert!(render(&unknown, "-").contains("3 masters of an unknown devpts instance"), "shown, not silent");

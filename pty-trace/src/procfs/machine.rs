@@ -49,6 +49,9 @@ struct Known {
     mnt_ns: u64,
     /// The fd count when its table was last read.
     fds_read: u64,
+    /// The inode of its `/proc/PID/fd` then: a new process with the same pid (and maybe the
+    /// same count) has a new one, so it is not taken for the old.
+    fd_dir_ino: u64,
 }
 
 /// A mount namespace's devpts mounts, the tick they were read at, and its container's name.
@@ -116,7 +119,7 @@ impl MachineScanner {
         // leaving it out would call that terminal's master orphaned. (Its transient fds, the
         // pidfd and the peer opened `O_PATH`, exist only while another process is read.)
         for pid in pids {
-            let count = match self.fd_count(pid) {
+            let (count, ino) = match self.fd_count(pid) {
                 Ok(c) => c,
                 Err(e) if denied(&e) => {
                     unreadable += 1;
@@ -135,7 +138,7 @@ impl MachineScanner {
             let fresh = match self.procs.get_mut(&pid) {
                 Some(k) => {
                     let holds = !k.holding.masters.is_empty() || !k.holding.slaves.is_empty();
-                    if count == k.fds_read && !holds && !table_due {
+                    if count == k.fds_read && ino == k.fd_dir_ino && !holds && !table_due {
                         k.holding.fds = count;
                         k.holding.age_s = age(uptime_s, k.holding.start_ticks, self.ticks_per_s);
                         continue;
@@ -144,7 +147,7 @@ impl MachineScanner {
                 }
                 None => true,
             };
-            match self.read_process(pid, count, uptime_s, fresh) {
+            match self.read_process(pid, (count, ino), uptime_s, fresh) {
                 Ok(k) => {
                     self.procs.insert(pid, k);
                 }
@@ -189,15 +192,18 @@ impl MachineScanner {
         (self.tick + pid as u64).is_multiple_of(every)
     }
 
-    fn fd_count(&self, pid: u32) -> io::Result<u64> {
+    /// The number of open fds of `pid`, and the inode of its `/proc/PID/fd`.
+    fn fd_count(&self, pid: u32) -> io::Result<(u64, u64)> {
+        let path = format!("/proc/{pid}/fd");
+        let m = fs::metadata(&path)?;
         if self.count_by_stat {
-            return Ok(fs::metadata(format!("/proc/{pid}/fd"))?.size());
+            return Ok((m.size(), m.ino()));
         }
-        Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+        Ok((fs::read_dir(&path)?.count() as u64, m.ino()))
     }
 
     /// Reads a process: its fd table always; who it is only when `fresh` or due.
-    fn read_process(&mut self, pid: u32, count: u64, uptime_s: f64, fresh: bool) -> io::Result<Known> {
+    fn read_process(&mut self, pid: u32, (count, ino): (u64, u64), uptime_s: f64, fresh: bool) -> io::Result<Known> {
         let old = self.procs.remove(&pid);
         let stat = Process::new(pid as i32).and_then(|p| p.stat()).map_err(|_| io::Error::from(io::ErrorKind::NotFound))?;
         let start_ticks = stat.starttime;
@@ -206,7 +212,8 @@ impl MachineScanner {
         let (mut holding, mnt) = match same {
             Some(k) if !due => (k.holding.clone(), k.mnt_ns),
             _ => {
-                let uid = fs::metadata(format!("/proc/{pid}"))?.uid();
+                // The real uid from `status`: `/proc/PID` of a non-dumpable process is root's.
+                let uid = real_uid(pid)?;
                 let mnt = mnt_ns(pid).unwrap_or(0);
                 let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
                 let container = container::from_cgroup(&cgroup)
@@ -235,7 +242,7 @@ impl MachineScanner {
         holding.masters = masters;
         holding.slaves = slaves;
         holding.fds = if self.count_by_stat { count } else { fds };
-        Ok(Known { holding, mnt_ns: mnt, fds_read: count })
+        Ok(Known { holding, mnt_ns: mnt, fds_read: count, fd_dir_ino: ino })
     }
 
     /// The PTY ends in a process's fd table, and how many fds it has.
@@ -270,7 +277,7 @@ impl MachineScanner {
                     }
                 };
                 masters.push(PtyEnd { devpts, index: Some(index) });
-            } else if (link.starts_with("/dev/pts/") || link.starts_with("/dev/tty"))
+            } else if may_be_slave(&link)
                 && let Some(end) = pty_identity::slave_end(pid, fd)
             {
                 slaves.push(end);
@@ -281,8 +288,24 @@ impl MachineScanner {
 
     /// The devpts instances of every mount namespace seen (mount tables re-read now and then).
     fn instances(&mut self) -> Vec<DevptsMount> {
-        let live_ns: std::collections::HashSet<u64> = self.procs.values().map(|k| k.mnt_ns).collect();
-        self.mounts.retain(|ns, (_, at, _)| live_ns.contains(ns) && *at + MOUNTS_REFRESH_TICKS > self.tick);
+        // A process of each namespace still alive, through which its mount table is read again
+        // when due (a namespace whose processes are all gone is forgotten).
+        let mut live_ns: HashMap<u64, (u32, Option<String>)> = HashMap::new();
+        for k in self.procs.values().filter(|k| k.mnt_ns != 0) {
+            live_ns.entry(k.mnt_ns).or_insert((k.holding.pid, k.holding.container.clone()));
+        }
+        self.mounts.retain(|ns, _| live_ns.contains_key(ns) || *ns == self.host_mnt_ns);
+        for (ns, (pid, label)) in live_ns {
+            let due = self.mounts.get(&ns).is_none_or(|(_, at, _)| *at + MOUNTS_REFRESH_TICKS <= self.tick);
+            if due && ns != self.host_mnt_ns
+                && let Ok(list) = pty_identity::devpts_mounts(pid)
+            {
+                self.mounts.insert(ns, (list, self.tick, label));
+            }
+        }
+        if self.mounts.get(&self.host_mnt_ns).is_some_and(|(_, at, _)| *at + MOUNTS_REFRESH_TICKS <= self.tick) {
+            self.mounts.remove(&self.host_mnt_ns);
+        }
         if !self.mounts.contains_key(&self.host_mnt_ns) {
             let list = pty_identity::devpts_mounts(1).or_else(|_| pty_identity::devpts_mounts(std::process::id())).unwrap_or_default();
             self.mounts.insert(self.host_mnt_ns, (list, self.tick, None));
@@ -307,12 +330,28 @@ impl MachineScanner {
     }
 }
 
+/// Whether a link may name a PTY slave (then its inode decides): `/dev/pts/N`, devpts mounted
+/// elsewhere (a chroot's, a container's seen from outside), `/dev/tty*` names and the
+/// `/dev/console` a container runtime bind-mounts from a host slave.
+fn may_be_slave(link: &str) -> bool {
+    link.starts_with('/') && (link.contains("/pts/") || link.starts_with("/dev/tty") || link == "/dev/console")
+}
+
 fn denied(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
 }
 
 fn age(uptime_s: f64, start_ticks: u64, ticks_per_s: f64) -> f64 {
     (uptime_s - start_ticks as f64 / ticks_per_s).max(0.0)
+}
+
+/// The real uid of `pid` (`Uid:` in `/proc/PID/status`).
+fn real_uid(pid: u32) -> io::Result<u32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 /// The inode of a process's mount namespace.

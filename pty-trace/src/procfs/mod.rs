@@ -15,7 +15,7 @@ pub mod pty_identity;
 use ::procfs::process::Process;
 
 use crate::{
-    core::machine::{DevId, pty_key::slave_index},
+    core::machine::pty_key::slave_index,
     core::model::pty::PtySlot,
     error::{AppError, AppResult},
     clock::monotonic_ns,
@@ -218,7 +218,6 @@ pub fn check_fds_readable(pid: u32, comm: &str) -> AppResult<()> {
 /// named by its own inode (`stat`: instance and index), so a container's `/dev/pts/3` is not
 /// the host's. A wanted PTY of unknown instance matches a slave of its index on any.
 pub fn outside_slave_holders(wanted: &BTreeSet<PtySlot>, exclude: &BTreeSet<u32>) -> BTreeSet<PtySlot> {
-    use std::os::unix::fs::MetadataExt;
     let mut found = BTreeSet::new();
     if wanted.is_empty() {
         return found;
@@ -234,14 +233,15 @@ pub fn outside_slave_holders(wanted: &BTreeSet<PtySlot>, exclude: &BTreeSet<u32>
         for fd in fds.flatten() {
             // Only links that look like a slave are stat'ed (the link text may be another
             // namespace's path; the inode is not).
+            let Some(fd_no) = fd.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
             let Ok(t) = fs::read_link(fd.path()) else { continue };
             let Some(i) = t.to_str().and_then(|s| s.strip_prefix("/dev/pts/")).and_then(|s| s.parse::<u32>().ok()) else { continue };
             if !indexes.contains(&i) {
                 continue;
             }
-            let Ok(md) = fs::metadata(fd.path()) else { continue };
-            let Some(index) = slave_index(DevId::from_raw(md.rdev())) else { continue };
-            let dev = DevId::from_raw(md.dev());
+            let Some(st) = pty_identity::stat_fd_of(pid, fd_no) else { continue };
+            let Some(index) = slave_index(st.rdev) else { continue };
+            let dev = st.dev;
             if wanted.contains(&(Some(dev), index)) {
                 found.insert((Some(dev), index));
             }

@@ -16,7 +16,6 @@ use std::{
     fs,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    os::unix::fs::MetadataExt,
 };
 
 use crate::core::machine::{
@@ -24,14 +23,57 @@ use crate::core::machine::{
     pty_key::slave_index,
 };
 
+/// What `statx` says of a file: its filesystem (`st_dev`), the device it is (`st_rdev`), and
+/// its type bits.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat {
+    pub dev: DevId,
+    pub rdev: DevId,
+    pub mode: u32,
+}
+
+impl Stat {
+    fn is_char_device(&self, dev: DevId) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFCHR && self.rdev == dev
+    }
+}
+
+/// `statx` of `path` relative to `dirfd` (or of `dirfd` itself with an empty path), with
+/// `AT_STATX_DONT_SYNC`: a filesystem is not asked to refresh what it said, so a file on a
+/// FUSE mount whose link text reads `/dev/pts/N` (another user's namespace can mount one
+/// there) cannot make root wait on its daemon.
+pub fn stat_nosync(dirfd: i32, path: &std::ffi::CStr) -> Option<Stat> {
+    let flags = libc::AT_STATX_DONT_SYNC | if path.is_empty() { libc::AT_EMPTY_PATH } else { 0 };
+    // SAFETY: statx into a buffer we own, with a NUL-terminated path.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statx(dirfd, path.as_ptr(), flags, libc::STATX_TYPE, &mut st) };
+    (rc == 0).then(|| Stat {
+        dev: DevId { major: st.stx_dev_major, minor: st.stx_dev_minor },
+        rdev: DevId { major: st.stx_rdev_major, minor: st.stx_rdev_minor },
+        mode: u32::from(st.stx_mode),
+    })
+}
+
+/// [`stat_nosync`] of `/proc/PID/fd/N`: the open file itself (a magic link, not a path
+/// someone could plant).
+pub fn stat_fd_of(pid: u32, fd: i32) -> Option<Stat> {
+    let path = std::ffi::CString::new(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    stat_nosync(libc::AT_FDCWD, &path)
+}
+
 /// A slave's (instance, index), from the fd's own inode; `None` when it is not a devpts slave
 /// (or is gone).
 pub fn slave_end(pid: u32, fd: i32) -> Option<PtyEnd> {
-    // `/proc/PID/fd/N` is the fd itself (a magic link), not a path someone could plant.
-    let m = fs::metadata(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    let index = slave_index(DevId::from_raw(m.rdev()))?;
-    Some(PtyEnd { devpts: Some(DevId::from_raw(m.dev())), index: Some(index) })
+    let st = stat_fd_of(pid, fd)?;
+    if st.mode & libc::S_IFMT != libc::S_IFCHR {
+        return None;
+    }
+    let index = slave_index(st.rdev)?;
+    Some(PtyEnd { devpts: Some(st.dev), index: Some(index) })
 }
+
+/// `/dev/ptmx` and every instance's `pts/ptmx`.
+const PTMX: DevId = DevId { major: 5, minor: 2 };
 
 /// A pidfd for `pid`, for [`master_devpts`].
 pub fn pidfd(pid: u32) -> io::Result<OwnedFd> {
@@ -53,6 +95,11 @@ pub fn master_devpts(pidfd: &OwnedFd, fd: i32) -> io::Result<DevId> {
     }
     // SAFETY: a new fd we own.
     let copy = unsafe { OwnedFd::from_raw_fd(copy as i32) };
+    // The fd may have been replaced since its fdinfo was read: only a ptmx gets the ioctl (a
+    // character device's file operations are its driver's, whatever filesystem holds the node).
+    if !stat_nosync(copy.as_raw_fd(), c"").is_some_and(|st| st.is_char_device(PTMX)) {
+        return Err(io::Error::from_raw_os_error(libc::ENOTTY));
+    }
     // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd or -1; on anything
     // but a PTY master it fails (ENOTTY, EIO) and nothing is opened.
     let peer = unsafe { libc::ioctl(copy.as_raw_fd(), libc::TIOCGPTPEER, libc::O_PATH | libc::O_NOCTTY | libc::O_CLOEXEC) };
@@ -61,12 +108,11 @@ pub fn master_devpts(pidfd: &OwnedFd, fd: i32) -> io::Result<DevId> {
     }
     // SAFETY: a new fd we own.
     let peer = unsafe { OwnedFd::from_raw_fd(peer) };
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat into a stat buffer we own.
-    if unsafe { libc::fstat(peer.as_raw_fd(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
+    match stat_nosync(peer.as_raw_fd(), c"") {
+        Some(st) if slave_index(st.rdev).is_some() => Ok(st.dev),
+        Some(_) => Err(io::Error::from_raw_os_error(libc::ENOTTY)),
+        None => Err(io::Error::last_os_error()),
     }
-    Ok(DevId::from_raw(st.st_dev))
 }
 
 /// How long a master's instance is trusted without asking again (a pid and fd number reused
@@ -184,6 +230,17 @@ mod tests {
         assert_eq!(dev_pts(&m), Some(DevId { major: 0, minor: 40 }), "the mount on top");
     }
 
+    /// An fd that is not a ptmx (replaced since its fdinfo was read, say) gets no ioctl.
+    #[test]
+    fn anything_but_a_ptmx_is_refused_before_the_ioctl() {
+        let null = fs::File::open("/dev/null").unwrap();
+        let pfd = pidfd(std::process::id()).expect("pidfd_open (Linux 5.3)");
+        let e = master_devpts(&pfd, null.as_raw_fd()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTTY), "{e}");
+        assert!(stat_fd_of(std::process::id(), null.as_raw_fd()).is_some_and(|st| st.is_char_device(DevId { major: 1, minor: 3 })));
+        assert!(slave_end(std::process::id(), null.as_raw_fd()).is_none(), "/dev/null is no slave");
+    }
+
     /// The method itself, on real PTYs of this process: a master's instance equals its
     /// slave's, and asking does not open the slave (an unopened, locked slave still works).
     #[test]
@@ -196,7 +253,7 @@ mod tests {
         let dev = master_devpts(&pfd, master).expect("pidfd_getfd and TIOCGPTPEER (Linux 5.6)");
         let index = crate::procfs::tty_index(me, master).unwrap();
         let slave = fs::metadata(format!("/dev/pts/{index}")).unwrap();
-        assert_eq!(dev, DevId::from_raw(slave.dev()));
+        assert_eq!(dev, DevId::from_raw(std::os::unix::fs::MetadataExt::dev(&slave)));
         // Still locked (never unlockpt'ed): opening the slave must fail, so it was not opened.
         let path = std::ffi::CString::new(format!("/dev/pts/{index}")).unwrap();
         // SAFETY: open/close on a path we built.

@@ -7,7 +7,7 @@
 //! PTYs 43 of 4096 (1.0%, pty/nr of pty/max; 1024 reserved for the host's devpts)  growth +30.0/min, full in ~2h15m (estimates)
 //! fds 3424 of 9223372036854775807 (fs/file-nr of file-max)
 //! devpts 0:26 /dev/pts (host): 40 PTYs held, 40 orphaned
-//! 65 processes; 1 hold PTY ends: 40 masters, 40 orphaned (no process holds the slave)
+//! 65 processes; 1 hold PTY ends; 40 PTYs have a master held, 40 of them orphaned (no process holds the slave)
 //! ┌ holders 1 ───────────────────────────────────────────────────────────────────┐
 //! │    PID USER       PTM  ORPH  PTS   FDS/LIMIT   PTM/MIN      AGE CONTAINER   …│
 //! │!  4242 dev          40    40    0     46/1024     +30.0    5m01s -          …│

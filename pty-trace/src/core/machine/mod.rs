@@ -102,8 +102,9 @@ pub struct InstanceState {
     pub host: bool,
     pub max: Option<u64>,
     pub container: Option<String>,
-    /// PTY masters held by processes, in this instance.
+    /// Distinct PTYs of this instance whose master some process holds.
     pub ptys: u64,
+    /// Of them, those whose slave no process holds.
     pub orphaned: u64,
 }
 
@@ -125,7 +126,10 @@ pub struct MachineState {
     pub unreadable: u64,
     /// Processes holding at least one PTY end.
     pub holders: u64,
+    /// Distinct PTYs whose master some process holds (a master shared by a fork or a dup
+    /// counts once; masters of an unknown instance once each).
     pub masters: u64,
+    /// Of them, those whose slave no process holds.
     pub orphaned: u64,
     /// Masters whose devpts instance the kernel would not give (`pidfd_getfd` refused, or
     /// Linux < 5.6): counted in `masters`, never judged orphaned.
@@ -185,6 +189,7 @@ impl MachineBook {
         }
         let growth = |p: &Holding| self.masters.get(&(p.pid, p.start_ticks)).and_then(Trend::per_min);
         let (processes, instances) = rows(scan, growth, sort);
+        let unknown = scan.procs.iter().flat_map(|p| &p.masters).filter(|m| m.key().is_none()).count() as u64;
         let per_min = self.pool.per_min();
         let eta = per_min.and_then(|g| trend::eta_s(scan.pool.nr, scan.pool.max, g));
         MachineRec {
@@ -197,9 +202,9 @@ impl MachineBook {
                 file_nr: scan.files.allocated,
                 file_max: scan.files.max,
                 holders: processes.iter().filter(|r| r.masters + r.slaves > 0).count() as u64,
-                masters: processes.iter().map(|r| r.masters).sum(),
-                orphaned: processes.iter().map(|r| r.orphaned).sum(),
-                masters_instance_unknown: scan.procs.iter().flat_map(|p| &p.masters).filter(|m| m.key().is_none()).count() as u64,
+                masters: instances.iter().map(|i| i.ptys).sum::<u64>() + unknown,
+                orphaned: instances.iter().map(|i| i.orphaned).sum(),
+                masters_instance_unknown: unknown,
                 devpts: instances,
                 processes_seen: scan.processes_seen,
                 unreadable: scan.unreadable,

@@ -76,7 +76,9 @@ pub fn pool_explained(scan: &MachineScan) -> bool {
 /// and the state of each devpts instance. `growth` gives a process's masters per minute.
 pub fn rows(scan: &MachineScan, growth: impl Fn(&Holding) -> Option<f64>, sort: TopSort) -> (Vec<HolderRow>, Vec<InstanceState>) {
     let slaves: BTreeSet<PtyKey> = scan.procs.iter().flat_map(|p| p.slaves.iter().filter_map(|s| s.key())).collect();
-    let mut per_instance: BTreeMap<DevId, (u64, u64)> = BTreeMap::new();
+    // Distinct PTYs per instance (a master shared by a fork or a dup is one PTY), and of them
+    // the orphaned.
+    let mut per_instance: BTreeMap<DevId, (BTreeSet<PtyKey>, BTreeSet<PtyKey>)> = BTreeMap::new();
     let mut out = Vec::new();
     for p in &scan.procs {
         let mut orphaned = 0;
@@ -86,8 +88,10 @@ pub fn rows(scan: &MachineScan, growth: impl Fn(&Holding) -> Option<f64>, sort: 
             let orphan = !slaves.contains(&key);
             orphaned += orphan as u64;
             let e = per_instance.entry(key.devpts).or_default();
-            e.0 += 1;
-            e.1 += orphan as u64;
+            e.0.insert(key);
+            if orphan {
+                e.1.insert(key);
+            }
             devpts.insert(key.devpts);
         }
         let near = near_fd_limit(p.fds, p.nofile);
@@ -120,7 +124,15 @@ pub fn rows(scan: &MachineScan, growth: impl Fn(&Holding) -> Option<f64>, sort: 
         .iter()
         .map(|i| {
             let (ptys, orphaned) = per_instance.remove(&i.devpts).unwrap_or_default();
-            InstanceState { devpts: i.devpts, mount: i.mount.clone(), host: i.host, max: i.max, container: i.container.clone(), ptys, orphaned }
+            InstanceState {
+                devpts: i.devpts,
+                mount: i.mount.clone(),
+                host: i.host,
+                max: i.max,
+                container: i.container.clone(),
+                ptys: ptys.len() as u64,
+                orphaned: orphaned.len() as u64,
+            }
         })
         .collect();
     // Masters in an instance no mount table showed (its mount namespace is gone, or was not
@@ -131,8 +143,8 @@ pub fn rows(scan: &MachineScan, growth: impl Fn(&Holding) -> Option<f64>, sort: 
         host: false,
         max: None,
         container: None,
-        ptys,
-        orphaned,
+        ptys: ptys.len() as u64,
+        orphaned: orphaned.len() as u64,
     }));
     (out, instances)
 }
