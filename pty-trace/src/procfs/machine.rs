@@ -92,7 +92,7 @@ impl MachineScanner {
             mounts: HashMap::new(),
             // PID 1's namespace is the host's; where it cannot be read (a sandbox that hides
             // PID 1 even from root), pty-trace's own stands in.
-            host_mnt_ns: mnt_ns(1).or_else(|| mnt_ns(std::process::id())).unwrap_or(0),
+            host_mnt_ns: pty_identity::mnt_ns(1).or_else(|| pty_identity::mnt_ns(std::process::id())).unwrap_or(0),
             count_by_stat,
             users: read_users(),
             ticks_per_s: ::procfs::ticks_per_second() as f64,
@@ -214,7 +214,7 @@ impl MachineScanner {
             _ => {
                 // The real uid from `status`: `/proc/PID` of a non-dumpable process is root's.
                 let uid = real_uid(pid)?;
-                let mnt = mnt_ns(pid).unwrap_or(0);
+                let mnt = pty_identity::mnt_ns(pid).unwrap_or(0);
                 let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
                 let container = container::from_cgroup(&cgroup)
                     .or_else(|| (mnt != 0 && mnt != self.host_mnt_ns).then(|| container::from_mount_ns(mnt)));
@@ -354,23 +354,17 @@ fn real_uid(pid: u32) -> io::Result<u32> {
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
 }
 
-/// The inode of a process's mount namespace.
-fn mnt_ns(pid: u32) -> Option<u64> {
-    let link = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
-    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
-}
-
-/// (tty-index, mnt_id) of a PTY master's fdinfo.
+/// (tty-index, mnt_id) of a PTY master's fdinfo (the index parsed as everywhere else).
 fn fdinfo_tty(pid: u32, fd: i32) -> Option<(u32, u64)> {
     let s = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    let field = |name: &str| s.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
-    Some((field("tty-index:")? as u32, field("mnt_id:").unwrap_or(0)))
+    let mnt_id = s.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse().ok());
+    Some((super::parse_fdinfo(&s).1?, mnt_id.unwrap_or(0)))
 }
 
 /// `/proc/sys/kernel/pty/{nr,max,reserve}`.
 pub fn pty_pool() -> PtyPool {
-    let read = |p: &str| fs::read_to_string(p).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    PtyPool { nr: read("/proc/sys/kernel/pty/nr"), max: read("/proc/sys/kernel/pty/max"), reserve: read("/proc/sys/kernel/pty/reserve") }
+    let (nr, max) = super::pty_usage();
+    PtyPool { nr, max, reserve: super::proc_u64("/proc/sys/kernel/pty/reserve") }
 }
 
 /// `/proc/sys/fs/file-nr`: allocated, free (always 0 since 2.6), max.

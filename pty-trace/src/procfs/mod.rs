@@ -258,8 +258,12 @@ pub fn outside_slave_holders(wanted: &BTreeSet<PtySlot>, exclude: &BTreeSet<u32>
 
 /// (`/proc/sys/kernel/pty/nr`, `/proc/sys/kernel/pty/max`).
 pub fn pty_usage() -> (u64, u64) {
-    let read = |p: &str| fs::read_to_string(p).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    (read("/proc/sys/kernel/pty/nr"), read("/proc/sys/kernel/pty/max"))
+    (proc_u64("/proc/sys/kernel/pty/nr"), proc_u64("/proc/sys/kernel/pty/max"))
+}
+
+/// A number in a /proc file (a sysctl); 0 when unreadable.
+pub(crate) fn proc_u64(path: &str) -> u64 {
+    fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Soft RLIMIT_NOFILE of a process (`/proc/PID/limits`).

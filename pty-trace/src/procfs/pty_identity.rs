@@ -157,14 +157,19 @@ thread_local! {
 /// The devpts instance mounted at `/dev/pts` in `pid`'s mount namespace (read once per
 /// namespace): where its `/dev/ptmx` and `/dev/pts/N` opens land.
 pub fn dev_pts_of(pid: u32) -> Option<DevId> {
-    let link = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
-    let ns: u64 = link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()?;
+    let ns = mnt_ns(pid)?;
     if let Some(d) = NS_DEV_PTS.with(|m| m.borrow().get(&ns).copied()) {
         return d;
     }
     let d = devpts_mounts(pid).ok().and_then(|m| dev_pts(&m));
     NS_DEV_PTS.with(|m| m.borrow_mut().insert(ns, d));
     d
+}
+
+/// The inode of `pid`'s mount namespace (`/proc/PID/ns/mnt` reads `mnt:[INODE]`).
+pub fn mnt_ns(pid: u32) -> Option<u64> {
+    let link = fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
+    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// Whether an opened path is a PTY end's (`/dev/ptmx`, `/dev/pts/ptmx`, `/dev/pts/N`).
