@@ -30,14 +30,15 @@ pub fn header_lines(m: &MachineState) -> Vec<String> {
     }
     out.push(pool);
     out.push(format!("fds {} of {} (fs/file-nr of file-max)", m.file_nr, m.file_max));
-    for i in &m.devpts {
+    for s in &m.devpts {
+        let i = &s.instance;
         let whose = match (&i.container, i.host) {
             (_, true) => "host".to_string(),
             (Some(c), _) => c.clone(),
             (None, false) => "other".to_string(),
         };
         let max = i.max.map_or(String::new(), |x| format!(" max={x}"));
-        out.push(format!("devpts {} {} ({whose}{max}): {} PTYs held, {} orphaned", i.devpts, i.mount, i.ptys, i.orphaned));
+        out.push(format!("devpts {} {} ({whose}{max}): {} PTYs held, {} orphaned", i.devpts, i.mount, s.ptys, s.orphaned));
     }
     let unreadable = if m.unreadable > 0 {
         format!(", {} unreadable (their PTYs are not counted: run with sudo)", m.unreadable)
@@ -121,7 +122,7 @@ pub fn render(rec: &MachineRec, ts: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::machine::{DevId, InstanceState};
+    use crate::core::machine::{DevId, DevptsMount, InstanceState};
 
     fn row(pid: u32, masters: u64, orphaned: u64) -> HolderRow {
         HolderRow {
@@ -154,7 +155,11 @@ mod tests {
                 pty_exhaustion_eta_s: Some(8106.0),
                 file_nr: 3424,
                 file_max: 9_223_372_036_854_775_807,
-                devpts: vec![InstanceState { devpts: DevId { major: 0, minor: 26 }, mount: "/dev/pts".into(), host: true, max: None, container: None, ptys: 40, orphaned: 40 }],
+                devpts: vec![InstanceState {
+                    instance: DevptsMount { devpts: DevId { major: 0, minor: 26 }, mount: "/dev/pts".into(), host: true, max: None, container: None },
+                    ptys: 40,
+                    orphaned: 40,
+                }],
                 processes_seen: 65,
                 unreadable: 0,
                 holders: 1,
@@ -171,7 +176,7 @@ mod tests {
         assert!(!t.contains("unknown devpts instance"), "{t}");
         let mut evil = rec.clone();
         evil.processes[0].command = "sh -c \u{1b}]0;owned\u{7}\u{1b}[2J".into();
-        evil.machine.devpts[0].mount = "/srv/\u{1b}[31mbox".into();
+        evil.machine.devpts[0].instance.mount = "/srv/\u{1b}[31mbox".into();
         let shown = render(&evil, "-");
         assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'), "{shown:?}");
         assert!(shown.contains("sh -c ?]0;owned??[2J") && shown.contains("/srv/?[31mbox"), "{shown}");

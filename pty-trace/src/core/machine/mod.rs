@@ -94,14 +94,11 @@ pub struct MachineScan {
     pub unreadable: u64,
 }
 
-/// One devpts instance in a machine record.
+/// One devpts instance in a machine record: the mount as found, and what it holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceState {
-    pub devpts: DevId,
-    pub mount: String,
-    pub host: bool,
-    pub max: Option<u64>,
-    pub container: Option<String>,
+    #[serde(flatten)]
+    pub instance: DevptsMount,
     /// Distinct PTYs of this instance whose master some process holds.
     pub ptys: u64,
     /// Of them, those whose slave no process holds.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{DevId, Holding, HolderRow, InstanceState, MachineScan, PtyKey};
+use super::{DevId, DevptsMount, Holding, HolderRow, InstanceState, MachineScan, PtyKey};
 use crate::core::redact::redact_argv;
 
 /// A process without PTYs is listed once it holds more than this share of its RLIMIT_NOFILE.
@@ -124,25 +124,13 @@ pub fn rows(scan: &MachineScan, growth: impl Fn(&Holding) -> Option<f64>, sort: 
         .iter()
         .map(|i| {
             let (ptys, orphaned) = per_instance.remove(&i.devpts).unwrap_or_default();
-            InstanceState {
-                devpts: i.devpts,
-                mount: i.mount.clone(),
-                host: i.host,
-                max: i.max,
-                container: i.container.clone(),
-                ptys: ptys.len() as u64,
-                orphaned: orphaned.len() as u64,
-            }
+            InstanceState { instance: i.clone(), ptys: ptys.len() as u64, orphaned: orphaned.len() as u64 }
         })
         .collect();
     // Masters in an instance no mount table showed (its mount namespace is gone, or was not
     // readable): listed, unnamed.
     instances.extend(per_instance.into_iter().map(|(devpts, (ptys, orphaned))| InstanceState {
-        devpts,
-        mount: "?".into(),
-        host: false,
-        max: None,
-        container: None,
+        instance: DevptsMount { devpts, mount: "?".into(), host: false, max: None, container: None },
         ptys: ptys.len() as u64,
         orphaned: orphaned.len() as u64,
     }));
