@@ -75,29 +75,7 @@ q or Ctrl-C quits. Without a terminal (or with --no-tui) it writes `machine` JSO
 Run as root to see every user's processes; others' are counted as unreadable.\n\n\
 Examples:\n  sudo pty-trace top\n  sudo pty-trace top --once          # a table to paste into a bug report\n\
   sudo pty-trace top --json | jq '.processes[0]'\n  sudo pty-trace top --no-tui --jsonl pool.jsonl --interval 5s --duration 1h")]
-    Top {
-        /// Print the table once and exit.
-        #[arg(long, conflicts_with_all = ["json", "no_tui", "jsonl", "duration"])]
-        once: bool,
-        /// Print one JSON document (`{"machine": ..., "processes": [...]}`) and exit.
-        #[arg(long, conflicts_with_all = ["no_tui", "jsonl", "duration"])]
-        json: bool,
-        /// Headless: write `machine` JSONL records every interval (the default without a terminal).
-        #[arg(long)]
-        no_tui: bool,
-        /// Write the `machine` records to PATH (`-` = stdout; created 0600, never through a symlink).
-        #[arg(long, value_name = "PATH|-")]
-        jsonl: Option<String>,
-        /// Scan period, e.g. 1s, 5s (10ms to 1h).
-        #[arg(long, default_value = "1s", value_parser = parse_duration)]
-        interval: Duration,
-        /// Stop after this long.
-        #[arg(long, value_parser = parse_duration)]
-        duration: Option<Duration>,
-        /// What the rows are ranked by.
-        #[arg(long, value_enum, default_value = "masters")]
-        sort: crate::core::machine::TopSort,
-    },
+    Top(crate::top::TopOptions),
     /// Forensic report of a JSONL recording.
     #[command(after_help = "Exit status 0 for a summary's verdict (HEALTHY, LEAK DETECTED, LEAKED EARLIER, RECOVERED), 7 for INCOMPLETE (a session has no summary: the recording was cut short), 8 for UNKNOWN (no snapshot and no summary to judge from), 6 if the file has no valid record.\n\nExample:\n  pty-trace report leak.jsonl\n  pty-trace report --json leak.jsonl | jq .verdict\n  ssh host cat agent.jsonl | pty-trace report -")]
     Report {

@@ -12,7 +12,7 @@ use pty_trace::{
     output::summary::render_summaries,
     recording,
     session::{Options, Output, Target, Tracer},
-    top::{self, TopOptions},
+    top,
 };
 
 fn main() {
@@ -45,8 +45,7 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
             }
         }
         Cmd::Report { file, json } => recording::command(&file, json),
-        Cmd::Top { once, json, no_tui, jsonl, interval, duration, sort } => {
-            let opts = TopOptions { once, json, no_tui, jsonl, interval, duration, sort };
+        Cmd::Top(opts) => {
             // Enter on a row: the session view of `attach PID`, with its defaults.
             let mut attach = |pid: u32| -> AppResult<()> {
                 let cli = Cli::try_parse_from(["pty-trace", "attach", &pid.to_string()]).map_err(|e| AppError::Other(e.into()))?;

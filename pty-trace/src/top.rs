@@ -37,15 +37,29 @@ use crate::{
     },
 };
 
-/// `pty-trace top`'s options (see `cli::Cmd::Top`).
-#[derive(Clone, Debug)]
+/// `pty-trace top`'s options: its command line (`cli::Cmd::Top`).
+#[derive(clap::Args, Clone, Debug)]
 pub struct TopOptions {
+    /// Print the table once and exit.
+    #[arg(long, conflicts_with_all = ["json", "no_tui", "jsonl", "duration"])]
     pub once: bool,
+    /// Print one JSON document (`{"machine": ..., "processes": [...]}`) and exit.
+    #[arg(long, conflicts_with_all = ["no_tui", "jsonl", "duration"])]
     pub json: bool,
+    /// Headless: write `machine` JSONL records every interval (the default without a terminal).
+    #[arg(long)]
     pub no_tui: bool,
+    /// Write the `machine` records to PATH (`-` = stdout; created 0600, never through a symlink).
+    #[arg(long, value_name = "PATH|-")]
     pub jsonl: Option<String>,
+    /// Scan period, e.g. 1s, 5s (10ms to 1h).
+    #[arg(long, default_value = "1s", value_parser = crate::cli::parse_duration)]
     pub interval: Duration,
+    /// Stop after this long.
+    #[arg(long, value_parser = crate::cli::parse_duration)]
     pub duration: Option<Duration>,
+    /// What the rows are ranked by.
+    #[arg(long, value_enum, default_value = "masters")]
     pub sort: TopSort,
 }
 
