@@ -26,6 +26,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 bad PID (missing, kernel thread, exited)
 6 bad input file or config; 7 report: INCOMPLETE (no summary); 8 report: UNKNOWN (nothing to
 judge from); 10 --exit-on-rotate fired; 11 doctor found a blocking problem; 12 the kernel lacks
 what the probes need (too old, no BTF, trampolines refused for --probes fentry);
+13 run --fail-on-leak: the leak gate failed (LEAK DETECTED, or PTYs/fds left over budget);
 126/127 run: command not executable/not found; 141 the JSONL reader on stdout went away (EPIPE);
 otherwise run exits with the command's status.";
 
@@ -56,13 +57,15 @@ pub enum Cmd {
     #[command(after_help = "The command is registered with the kernel probes before it execs, so it never runs untraced.\n\
 q, Esc or Ctrl-C stops the command like strace does: it gets SIGTERM, then SIGKILL after 2 s.\n\
 pty-trace exits with the command's exit status (128+N if killed by signal N).\n\n\
-Example:\n  sudo pty-trace run --jsonl run.jsonl -- bash -c 'for i in 1 2 3; do script -qc true /dev/null; done'")]
+Example:\n  sudo pty-trace run --jsonl run.jsonl -- bash -c 'for i in 1 2 3; do script -qc true /dev/null; done'\n  sudo pty-trace run --no-tui --jsonl ci.jsonl --fail-on-leak --budget-fds 5 -- npm test   # a CI leak gate (exit 13)")]
     Run {
         #[command(flatten)]
         common: TraceArgs,
         /// Send the command's stdout and stderr to this file (created 0600; never through a symlink). Without it they go to pty-trace's own (stdout to stderr when JSONL is on stdout), or nowhere under the live view.
         #[arg(long, value_name = "FILE")]
         child_output: Option<PathBuf>,
+        #[command(flatten)]
+        gate: GateArgs,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -77,14 +80,18 @@ Examples:\n  sudo pty-trace top\n  sudo pty-trace top --once          # a table 
   sudo pty-trace top --json | jq '.processes[0]'\n  sudo pty-trace top --no-tui --jsonl pool.jsonl --interval 5s --duration 1h")]
     Top(crate::top::TopOptions),
     /// Forensic report of a JSONL recording.
-    #[command(after_help = "Exit status 0 for a summary's verdict (HEALTHY, LEAK DETECTED, LEAKED EARLIER, RECOVERED), 7 for INCOMPLETE (a session has no summary: the recording was cut short), 8 for UNKNOWN (no snapshot and no summary to judge from), 6 if the file has no valid record.\n\nExample:\n  pty-trace report leak.jsonl\n  pty-trace report --json leak.jsonl | jq .verdict\n  ssh host cat agent.jsonl | pty-trace report -")]
+    #[command(after_help = "Exit status 0 for a summary's verdict (HEALTHY, LEAK DETECTED, LEAKED EARLIER, RECOVERED), 7 for INCOMPLETE (a session has no summary: the recording was cut short), 8 for UNKNOWN (no snapshot and no summary to judge from), 6 if the file has no valid record.\n\nExample:\n  pty-trace report leak.jsonl\n  pty-trace report --json leak.jsonl | jq .verdict\n  pty-trace report --format markdown ci.jsonl >> \"$GITHUB_STEP_SUMMARY\"\n  ssh host cat agent.jsonl | pty-trace report -")]
     Report {
         /// The recording; `-` reads standard input (pipes and FIFOs are streamed too).
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Print the report as one JSON object.
-        #[arg(long)]
+        /// Print the report as one JSON object (the same as --format json).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// text (for people), json (one object), markdown (a CI step summary: verdict, leak
+        /// gate, what leaked, which command, the budget).
+        #[arg(long, value_enum, default_value = "text", value_name = "text|json|markdown")]
+        format: ReportFormat,
     },
     /// Check that this machine can trace (kernel, BTF, tracefs, BPF permission, tracepoints, limits).
     #[command(after_help = "Exit status 0 only if tracing can work.\n\nExample:\n  sudo pty-trace doctor --fix")]
@@ -121,6 +128,37 @@ Examples:\n  sudo pty-trace top\n  sudo pty-trace top --once          # a table 
         #[arg(long)]
         fixed: bool,
     },
+}
+
+/// `report --format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReportFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+}
+
+/// `run`'s leak gate for CI.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GateArgs {
+    /// Exit with status 13 (not the command's) when the verdict is LEAK DETECTED or the
+    /// command's tree leaves more PTYs/fds open at its end than the budgets; otherwise exit
+    /// with the command's status.
+    #[arg(long)]
+    pub fail_on_leak: bool,
+    /// PTYs opened during the run that may still be open in its tree when it ends.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "fail_on_leak")]
+    pub budget_ptys: u64,
+    /// Fds opened during the run that may still be open in its tree when it ends (default: any number).
+    #[arg(long, value_name = "N", requires = "fail_on_leak")]
+    pub budget_fds: Option<u64>,
+}
+
+impl GateArgs {
+    pub fn budget(&self) -> Option<crate::core::gate::Budget> {
+        self.fail_on_leak.then_some(crate::core::gate::Budget { ptys: self.budget_ptys, fds: self.budget_fds })
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -36,6 +36,10 @@ pub mod exit_code {
     /// The kernel lacks what the probe backend needs (a BPF helper, the ring buffer, BTF,
     /// trampolines for `--probes fentry`): one line names the kernel, what is missing and the fix.
     pub const UNSUPPORTED_KERNEL: i32 = 12;
+    /// `run --fail-on-leak`: the leak gate failed (the verdict is LEAK DETECTED, or the command's
+    /// tree left more PTYs or fds open than the budget). Not a status a shell gives a command
+    /// by itself (those are 0-125, 126, 127 and 128+N), so CI can tell it from the command's.
+    pub const LEAK_GATE: i32 = 13;
     /// `run`: the command was found but could not be executed.
     pub const CANNOT_EXEC: i32 = 126;
     /// `run`: the command was not found.

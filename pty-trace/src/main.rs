@@ -44,14 +44,16 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
                 Err(AppError::DoctorFailed)
             }
         }
-        Cmd::Report { file, json } => recording::command(&file, json),
+        Cmd::Report { file, json, format } => {
+            recording::command(&file, if json { pty_trace::cli::ReportFormat::Json } else { format })
+        }
         Cmd::Top(opts) => {
             // Enter on a row: the session view of `attach PID`, with its defaults.
             let mut attach = |pid: u32| -> AppResult<()> {
                 let cli = Cli::try_parse_from(["pty-trace", "attach", &pid.to_string()]).map_err(|e| AppError::Other(e.into()))?;
                 let Cmd::Attach { common, .. } = cli.command else { unreachable!("parsed an attach") };
                 let pid = i32::try_from(pid).map_err(|_| AppError::BadTarget(format!("invalid PID {pid}")))?;
-                trace(Target::Attach(vec![pid]), &common, None, false).map(|_| ())
+                trace(Target::Attach(vec![pid]), &common, None, None, false).map(|_| ())
             };
             top::command(opts, &mut attach)
         }
@@ -64,17 +66,23 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
                 .iter()
                 .map(|p| p.parse::<i32>().map_err(|_| AppError::BadTarget(format!("invalid PID {p:?}: expected a number"))))
                 .collect::<AppResult<Vec<_>>>()?;
-            trace(Target::Attach(pids), &common, None, false)
+            trace(Target::Attach(pids), &common, None, None, false)
         }
-        Cmd::Run { common, child_output, cmd } => trace(Target::Run(cmd), &common, child_output, false),
+        Cmd::Run { common, child_output, gate, cmd } => trace(Target::Run(cmd), &common, child_output, gate.budget(), false),
         Cmd::Demo { common, commands, delay, fixed } => {
             let argv = demo::agent_argv(commands, delay, fixed)?;
-            trace(Target::Run(argv), &common, None, true)
+            trace(Target::Run(argv), &common, None, None, true)
         }
     }
 }
 
-fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>, is_demo: bool) -> AppResult<i32> {
+fn trace(
+    target: Target,
+    a: &TraceArgs,
+    child_output: Option<std::path::PathBuf>,
+    budget: Option<pty_trace::core::gate::Budget>,
+    is_demo: bool,
+) -> AppResult<i32> {
     let thresholds = a.thresholds()?;
     let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     let tui = tty && !a.no_tui && a.jsonl.as_deref() != Some("-");
@@ -99,6 +107,7 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
         on_rotate: a.on_rotate.clone(),
         on_rotate_shell: a.on_rotate_shell,
         exit_on_rotate: a.exit_on_rotate,
+        budget,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -127,6 +136,10 @@ fn trace(target: Target, a: &TraceArgs, child_output: Option<std::path::PathBuf>
     outcome.probes.detach();
     if let Some(e) = outcome.error {
         return Err(e);
+    }
+    // The leak gate's status replaces the command's, so CI fails the step.
+    if outcome.summaries.iter().any(|s| s.gate.as_ref().is_some_and(|g| !g.passed)) {
+        return Ok(exit_code::LEAK_GATE);
     }
     // `demo` stopped by the user is a normal end, not the agent's SIGTERM status.
     if is_demo && outcome.summaries.iter().all(|s| s.end_reason == EndReason::Interrupted) {

@@ -13,7 +13,11 @@ use std::{
 };
 
 use crate::{
-    core::report::{Aggregate, Report, ReportVerdict, render_text},
+    cli::ReportFormat,
+    core::{
+        report::{Aggregate, Report, ReportVerdict, render_text},
+        report_markdown::render_markdown,
+    },
     error::{AppError, AppResult, exit_code, os_error_text},
 };
 
@@ -24,20 +28,22 @@ const READ_BUFFER_BYTES: usize = 1 << 20;
 /// The name `-` stands for.
 pub const STDIN_LABEL: &str = "standard input";
 
-/// `pty-trace report FILE [--json]`: the report on standard output (a newer schema's records
+/// `pty-trace report FILE [--format text|json|markdown]`: the report on standard output (a newer schema's records
 /// also named on standard error); the exit status from the verdict.
-pub fn command(file: &Path, json: bool) -> AppResult<i32> {
+pub fn command(file: &Path, format: ReportFormat) -> AppResult<i32> {
     let r = report(file)?;
     if let Some(w) = r.newer_schema_warning() {
         // A closed stderr must not stop the report.
         let _ = writeln!(std::io::stderr(), "pty-trace: {w}");
     }
-    let out = if json {
-        let mut text = serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?;
-        text.push('\n');
-        text
-    } else {
-        render_text(&r)
+    let out = match format {
+        ReportFormat::Json => {
+            let mut text = serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?;
+            text.push('\n');
+            text
+        }
+        ReportFormat::Markdown => render_markdown(&r),
+        ReportFormat::Text => render_text(&r),
     };
     write_stdout(out.as_bytes())?;
     Ok(exit_status(r.verdict))

@@ -491,6 +491,7 @@ fn records_from_the_library_validate() {
         dropped_records: 0,
         error: None,
         ts_of: &ts_of,
+        budget: None,
     };
     let sum = book.summary(&sim.m, &facts, &end).expect("a summary for the session");
     assert!(

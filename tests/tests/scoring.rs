@@ -151,3 +151,105 @@ fn on_rotate_runs_the_hook_and_exit_on_rotate_exits_10() {
 fn python3() -> &'static str {
     if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
 }
+
+/// `run --fail-on-leak` on the leaky agent: exit status 13 (the agent itself exits 0), the
+/// summary's `gate` says why, and `report --format markdown` writes a CI step summary naming
+/// the verdict, the command and the budget.
+#[test]
+fn leak_gate_fails_a_leaky_agent_with_its_own_exit_status() {
+    if !bpf_available("leak_gate_fails_a_leaky_agent_with_its_own_exit_status") {
+        return;
+    }
+    let (out, recs, jsonl) = agent_run("gate-leaky", "leak", &["--fail-on-leak"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(13), "the gate's status, not the agent's 0: {stderr}");
+    let s = summary(&recs);
+    assert_eq!(s["verdict"], "LEAK DETECTED");
+    assert_eq!(s["exit_status"], 0, "the agent itself succeeded");
+    let g = &s["gate"];
+    assert_eq!(g["passed"], false, "{g}");
+    assert_eq!(g["budget_ptys"], 0);
+    assert!(g["budget_fds"].is_null());
+    assert_eq!(g["failures"][0], "the verdict is LEAK DETECTED", "{g}");
+    let summary_text = String::from_utf8_lossy(&out.stdout);
+    assert!(summary_text.contains("leak gate: FAILED (exit status 13): the verdict is LEAK DETECTED"), "{summary_text}");
+
+    let rep = Command::new(pty_trace_bin()).args(["report", "--format", "markdown"]).arg(&jsonl).output().unwrap();
+    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    let md = String::from_utf8_lossy(&rep.stdout);
+    assert!(md.starts_with("## :x: pty-trace: LEAK DETECTED\n"), "{md}");
+    assert!(md.contains("**Command:** `"), "names the command: {md}");
+    assert!(md.contains("**Command:** `/usr/bin/python3 -c") || md.contains("**Command:** `python3 -c"), "{md}");
+    assert!(md.contains("**Leak gate:** **FAILED** (exit status 13)"), "{md}");
+    assert!(md.contains("**Budget:** 0 PTY(s), any number of fds"), "{md}");
+    assert!(md.contains("| abandoned PTY |"), "what leaked: {md}");
+    assert!(md.contains("close the master when its child is reaped"), "what to do: {md}");
+}
+
+/// A clean agent passes the gate and `run` exits with the command's own status (here 3).
+#[test]
+fn leak_gate_passes_a_clean_agent_and_keeps_its_exit_status() {
+    if !bpf_available("leak_gate_passes_a_clean_agent_and_keeps_its_exit_status") {
+        return;
+    }
+    let dir = scratch("gate-clean");
+    let jsonl = dir.join("out.jsonl");
+    let n = N.to_string();
+    let out = run_traced(
+        &jsonl,
+        &["--fail-on-leak", "--budget-fds", "0", "--interval", &interval_arg(150)],
+        &["sh", "-c", "\"$0\" -c \"$1\" \"$2\" close; exit 3", python3(), AGENT, &n],
+    );
+    assert_eq!(out.status.code(), Some(3), "the command's status: {}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let s = summary(&recs);
+    assert_eq!(s["verdict"], "HEALTHY", "{s}");
+    assert_eq!(s["gate"]["passed"], true, "{}", s["gate"]);
+    assert_eq!((s["gate"]["open_ptys"].as_u64(), s["gate"]["open_fds"].as_u64()), (Some(0), Some(0)));
+    let rep = Command::new(pty_trace_bin()).args(["report", "--format", "markdown"]).arg(&jsonl).output().unwrap();
+    let md = String::from_utf8_lossy(&rep.stdout);
+    assert!(md.starts_with("## :white_check_mark: pty-trace: HEALTHY\n") && md.contains("**Leak gate:** passed"), "{md}");
+}
+
+/// A command that exits leaving a process behind that holds a PTY it opened: over the default
+/// budget (no PTY may be left) even though nothing was abandoned long enough to be a verdict;
+/// within `--budget-ptys 1` it passes. The fd budget counts every fd the run left open.
+#[test]
+fn leak_gate_counts_ptys_and_fds_left_open_in_the_tree_against_the_budget() {
+    if !bpf_available("leak_gate_counts_ptys_and_fds_left_open_in_the_tree_against_the_budget") {
+        return;
+    }
+    // The background holder opens a PTY and a file, then outlives its parent by a few seconds.
+    let holder = "import os, time\nm = os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)\nf = os.open('/dev/null', os.O_RDONLY)\ntime.sleep(6)";
+    let script = format!("\"$0\" -c \"$1\" & sleep {}", slow_ms(1000) as f64 / 1000.0);
+    let gate_of = |name: &str, extra: &[&str]| {
+        let dir = scratch(name);
+        let jsonl = dir.join("out.jsonl");
+        let mut args = vec!["--fail-on-leak"];
+        args.extend_from_slice(extra);
+        let out = run_traced(&jsonl, &args, &["sh", "-c", &script, python3(), holder]);
+        let recs = read_jsonl(&jsonl);
+        (out.status.code(), summary(&recs)["gate"].clone(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, g, text) = gate_of("gate-left-default", &[]);
+    assert_eq!(code, Some(13), "{g} {text}");
+    // Three fds: the PTY master and /dev/null it opened, and the /dev/null sh gave the
+    // background job as its stdin (opened during the run too).
+    assert_eq!((g["open_ptys"].as_u64(), g["open_fds"].as_u64()), (Some(1), Some(3)), "{g}");
+    assert!(g["failures"].as_array().unwrap().iter().any(|f| f == "1 PTY(s) opened during the run still open at its end (budget 0)"), "{g}");
+    let left: Vec<(u64, &str, &str)> = g["left_open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["fd"].as_u64().unwrap(), f["kind"].as_str().unwrap(), f["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(left, [(0, "chardev", "/dev/null"), (3, "pty_master", "/dev/ptmx"), (4, "chardev", "/dev/null")], "{g}");
+    assert!(text.contains("leak gate: FAILED"), "{text}");
+
+    let (code, g, _) = gate_of("gate-left-budget", &["--budget-ptys", "1"]);
+    assert_eq!(code, Some(0), "within the PTY budget, fds unlimited: {g}");
+    assert_eq!(g["passed"], true);
+    let (code, g, _) = gate_of("gate-left-fds", &["--budget-ptys", "1", "--budget-fds", "1"]);
+    assert_eq!(code, Some(13), "3 fds left, budget 1: {g}");
+    assert_eq!(g["failures"][0], "3 fd(s) opened during the run still open at its end (budget 1)", "{g}");
+}

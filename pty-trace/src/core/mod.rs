@@ -3,11 +3,13 @@
 //! tested without root, without BPF and without the eBPF toolchain.
 
 pub mod evidence;
+pub mod gate;
 pub mod machine;
 pub mod model;
 pub mod records;
 pub mod redact;
 pub mod report;
+pub mod report_markdown;
 pub mod score;
 pub mod snapshot;
 

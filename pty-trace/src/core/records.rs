@@ -522,6 +522,9 @@ pub struct SummaryRec {
     /// before it was written lack it (read as zeros).
     #[serde(default)]
     pub tracer: TracerCost,
+    /// `run --fail-on-leak`: the leak gate's verdict (absent without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<super::gate::GateRec>,
 }
 
 /// One open fd of a process, for the live view's details pane (not written to JSONL: a

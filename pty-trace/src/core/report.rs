@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 
 use super::machine::{MachineRec, history::MachineHistory};
 use super::evidence::clip;
+use super::gate::GateRec;
 use super::records::{
     AlertRec, DecisionRec, DescendantRec, Evidence, EvidenceKind, Head, LeakedFd, Metrics, ProcessRec, RecordKind,
     SCHEMA_VERSION, SnapshotRec, SummaryRec, Verdict,
@@ -52,6 +53,9 @@ struct TypeName<'a> {
 struct StartSessions {
     #[serde(default)]
     sessions: Vec<u32>,
+    /// `run`: the command line (redacted when recorded).
+    #[serde(default)]
+    command: Option<Vec<String>>,
 }
 
 /// The report's verdict, for the whole recording and for each session: the `summary`'s
@@ -178,6 +182,12 @@ pub struct SessionReport {
     pub untracked_children: u64,
     pub drift: u64,
     pub summary_metrics: Option<Metrics>,
+    /// `run --fail-on-leak`: the leak gate's verdict, from the summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRec>,
+    /// `run`: the command's exit status, from the summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
     pub recommendations: Vec<String>,
 }
 
@@ -249,6 +259,9 @@ pub struct Report {
     pub verdict: ReportVerdict,
     /// With `INCOMPLETE`: the worst verdict the summaries and snapshots show; `None` otherwise.
     pub observed_verdict: Option<Verdict>,
+    /// `run`: the command traced (from the first `start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     pub sessions: Vec<SessionReport>,
     /// From `pty-trace top`'s `machine` records: the pool and who drained it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -372,6 +385,8 @@ impl SessionReport {
         self.leaked_at_end = rec.leaked_at_end;
         self.descendants_left_running = rec.descendants_left_running;
         self.summary_metrics = Some(rec.metrics);
+        self.gate = rec.gate;
+        self.exit_status = rec.exit_status;
         self.lost_events = rec.lost_events;
         self.untracked_children = rec.untracked_children;
         self.drift = rec.drift;
@@ -415,6 +430,8 @@ impl SessionReport {
             self.leaked_at_end = b.leaked_at_end;
             self.descendants_left_running = b.descendants_left_running;
             self.summary_metrics = b.summary_metrics;
+            self.gate = b.gate;
+            self.exit_status = b.exit_status;
         }
         self.lost_events = self.lost_events.max(b.lost_events);
         self.untracked_children = self.untracked_children.max(b.untracked_children);
@@ -448,6 +465,8 @@ pub struct Aggregate {
     sessions: BTreeMap<u32, SessionReport>,
     /// Sessions a `start` announced, with its timestamp.
     started: BTreeMap<u32, String>,
+    /// The first `start`'s command (`run`).
+    command: Option<Vec<String>>,
     machine: MachineHistory,
 }
 
@@ -494,6 +513,9 @@ impl Aggregate {
             // `start` names the sessions (one without any later record is UNKNOWN).
             Some(RecordKind::Start) => {
                 let rec: StartSessions = serde_json::from_str(line)?;
+                if self.command.is_none() {
+                    self.command = rec.command;
+                }
                 for sid in rec.sessions {
                     self.started.entry(sid).or_insert_with(|| ts.to_string());
                 }
@@ -517,6 +539,9 @@ impl Aggregate {
     pub fn merge(&mut self, later: Aggregate) {
         self.counts.merge(later.counts);
         self.machine.merge(later.machine);
+        if self.command.is_none() {
+            self.command = later.command;
+        }
         for (sid, ts) in later.started {
             self.started.entry(sid).or_insert(ts);
         }
@@ -535,7 +560,7 @@ impl Aggregate {
         if self.counts.valid_records == 0 && self.counts.newer_schema_lines == 0 {
             return Err(format!("{file}: no valid pty-trace record in {} line(s)", self.counts.lines));
         }
-        let mut r = Report { file: file.to_string(), counts: self.counts, ..Report::default() };
+        let mut r = Report { file: file.to_string(), counts: self.counts, command: self.command, ..Report::default() };
         let mut sessions = self.sessions;
         for (sid, ts) in self.started {
             // Announced, and cut short before its first record.
@@ -849,6 +874,7 @@ pub(crate) mod tests {
             evidence: vec![],
             recovered: vec![],
             tracer: TracerCost::default(),
+            gate: None,
         };
         serde_json::to_string(&Envelope { kind: RecordKind::Summary, schema: SCHEMA_VERSION, ts, body: &sum }).unwrap()
     }

@@ -241,6 +241,7 @@ impl SessionBook {
             evidence,
             recovered,
             tracer: end.cost.clone(),
+            gate: end.budget.map(|b| super::gate::judge(verdict, &super::gate::open_at_end(model, root), b)),
         })
     }
 }
@@ -263,6 +264,8 @@ pub struct SummaryContext<'a> {
     pub error: Option<String>,
     /// Monotonic ns -> RFC 3339.
     pub ts_of: &'a dyn Fn(u64) -> String,
+    /// `run --fail-on-leak`: judge each session against this budget.
+    pub budget: Option<super::gate::Budget>,
 }
 
 fn drift_by_cause(model: &Model) -> BTreeMap<String, u64> {

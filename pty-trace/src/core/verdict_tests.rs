@@ -147,6 +147,7 @@ impl Sim {
             dropped_records: 0,
             error: None,
             ts_of: &ts_of,
+            budget: None,
         };
         self.book.summary(&self.m, &facts, &end).expect("a summary")
     }

@@ -43,6 +43,25 @@ pub fn render_summaries(sums: &[SummaryRec]) -> String {
         if !s.leaked_at_end.is_empty() {
             let _ = writeln!(o, "  still open at the end: {}", s.leaked_at_end.len());
         }
+        if let Some(g) = &s.gate {
+            let budget = format!(
+                "budget {} PTY(s), {} fd(s); left open {} PTY(s), {} fd(s)",
+                g.budget_ptys,
+                g.budget_fds.map_or("any number of".to_string(), |n| n.to_string()),
+                g.open_ptys,
+                g.open_fds
+            );
+            if g.passed {
+                let _ = writeln!(o, "  leak gate: passed ({budget})");
+            } else {
+                let _ = writeln!(
+                    o,
+                    "  leak gate: FAILED (exit status {}): {} ({budget})",
+                    crate::error::exit_code::LEAK_GATE,
+                    g.failures.join("; ")
+                );
+            }
+        }
     }
     o
 }

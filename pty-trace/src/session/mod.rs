@@ -106,6 +106,8 @@ pub struct Options {
     pub on_rotate_shell: bool,
     /// Stop tracing (exit code 10) after the first rotate decision.
     pub exit_on_rotate: bool,
+    /// `run --fail-on-leak`: each summary carries the leak gate's verdict against this budget.
+    pub budget: Option<crate::core::gate::Budget>,
 }
 
 pub struct Tracer {
@@ -526,6 +528,7 @@ impl Tracer {
             dropped_records: self.out.dropped_records(),
             error,
             ts_of: &ts_of,
+            budget: self.opts.budget,
         };
         let mut out = Vec::new();
         for root in roots {
