@@ -130,6 +130,30 @@ Examples:\n  sudo pty-trace top\n  sudo pty-trace top --once          # a table 
     },
 }
 
+/// `--metrics` (attach, run, demo, top, watch).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics: PORT (binds 127.0.0.1), HOST:PORT,
+    /// or [IPv6]:PORT. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Per-process series only for this many processes (those holding the most PTY masters,
+    /// then fds), to keep the series bounded.
+    #[arg(long, value_name = "N", default_value_t = crate::output::metrics::DEFAULT_MAX_PROCESSES, requires = "metrics")]
+    pub metrics_max_processes: usize,
+}
+
+impl MetricsArgs {
+    /// Binds and serves the endpoint when `--metrics` is given (`probes`: the backend's name,
+    /// set again once the probes are loaded).
+    pub fn start(&self, probes: &str) -> AppResult<Option<crate::output::metrics::Metrics>> {
+        match &self.metrics {
+            Some(addr) => crate::output::metrics_http::start(addr, probes, self.metrics_max_processes).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
 /// `report --format`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ReportFormat {
@@ -213,6 +237,8 @@ pub struct TraceArgs {
     /// Exit with code 10 after the first rotate decision (run: the command is stopped).
     #[arg(long)]
     pub exit_on_rotate: bool,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 impl TraceArgs {

@@ -108,6 +108,7 @@ fn trace(
         on_rotate_shell: a.on_rotate_shell,
         exit_on_rotate: a.exit_on_rotate,
         budget,
+        metrics: a.metrics.start("none")?,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -41,10 +41,10 @@ use crate::{
 #[derive(clap::Args, Clone, Debug)]
 pub struct TopOptions {
     /// Print the table once and exit.
-    #[arg(long, conflicts_with_all = ["json", "no_tui", "jsonl", "duration"])]
+    #[arg(long, conflicts_with_all = ["json", "no_tui", "jsonl", "duration", "metrics"])]
     pub once: bool,
     /// Print one JSON document (`{"machine": ..., "processes": [...]}`) and exit.
-    #[arg(long, conflicts_with_all = ["no_tui", "jsonl", "duration"])]
+    #[arg(long, conflicts_with_all = ["no_tui", "jsonl", "duration", "metrics"])]
     pub json: bool,
     /// Headless: write `machine` JSONL records every interval (the default without a terminal).
     #[arg(long)]
@@ -61,6 +61,8 @@ pub struct TopOptions {
     /// What the rows are ranked by.
     #[arg(long, value_enum, default_value = "masters")]
     pub sort: TopSort,
+    #[command(flatten)]
+    pub metrics: crate::cli::MetricsArgs,
 }
 
 /// Why a run of the loop ended.
@@ -78,6 +80,8 @@ struct Top {
     last: Option<MachineRec>,
     ui: TopUi,
     deadline: Option<tokio::time::Instant>,
+    /// `--metrics`: updated with every record.
+    metrics: Option<crate::output::metrics::Metrics>,
 }
 
 impl Top {
@@ -88,6 +92,9 @@ impl Top {
         let ts = self.clock.ts(now);
         self.out.write(RecordKind::Machine, &ts, &rec);
         self.out.flush();
+        if let Some(m) = &self.metrics {
+            m.machine(&rec);
+        }
         rec
     }
 }
@@ -121,6 +128,7 @@ pub fn command(o: TopOptions, attach: &mut dyn FnMut(u32) -> AppResult<()>) -> A
         None if tui => JsonlWriter::discard(),
         None => JsonlWriter::stdout().map_err(|e| AppError::Other(anyhow!("duplicating stdout: {e}")))?,
     };
+    let metrics = o.metrics.start("none")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AppError::Other(e.into()))?;
     let mut top = Top {
         scanner: MachineScanner::new(),
@@ -130,6 +138,7 @@ pub fn command(o: TopOptions, attach: &mut dyn FnMut(u32) -> AppResult<()>) -> A
         last: None,
         ui: TopUi { sort: o.sort, color: color_wanted(), interval: humantime::format_duration(o.interval).to_string(), ..Default::default() },
         deadline: None,
+        metrics,
     };
     top.deadline = o.duration.map(|d| tokio::time::Instant::now() + d);
     // A signal that ends `top` may arrive while an attached session runs (the session ends on

@@ -203,7 +203,7 @@ pub struct Totals {
 ///
 /// `P` and `Y` are the types of the two bulky lists. The tracer writes them in full (the
 /// defaults); `report` reads them as raw JSON it parses only when it needs them.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SnapshotRec<P = Vec<ProcessRec>, Y = Vec<PtyPair>> {
     pub session: u32,
     pub processes: P,

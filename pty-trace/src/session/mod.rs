@@ -54,6 +54,7 @@ use crate::{
     },
     output::{
         jsonl::{JsonlWriter, OutputFailure},
+        metrics::{Metrics, TracerSample},
         safe_open::open_output,
     },
     procfs,
@@ -108,6 +109,8 @@ pub struct Options {
     pub exit_on_rotate: bool,
     /// `run --fail-on-leak`: each summary carries the leak gate's verdict against this budget.
     pub budget: Option<crate::core::gate::Budget>,
+    /// `--metrics`: updated with every snapshot, the tracer's totals every interval.
+    pub metrics: Option<Metrics>,
 }
 
 pub struct Tracer {
@@ -195,6 +198,9 @@ impl Tracer {
             choice: opts.probes,
             verbose: opts.verbose,
         })?;
+        if let Some(m) = &opts.metrics {
+            m.set_probes(probes.backend);
+        }
         let out = open_jsonl(output)?;
         let clock = Clock::now();
         let tracked = probes.tracked.clone();
@@ -389,6 +395,16 @@ impl Tracer {
         self.counters = self.probes.counters();
         self.reconcile_with_proc();
         self.write_snapshots();
+        if let Some(m) = &self.opts.metrics {
+            m.tracer(TracerSample {
+                events: self.model.stats.events,
+                lost_events: self.counters.lost_events,
+                drift: self.model.stats.drift,
+                untracked_children: self.counters.untracked_children,
+                cpu_s: own_usage().0,
+                unreadable_processes: self.unreadable_procs,
+            });
+        }
     }
 
     /// What /proc and the kernel say now, for a snapshot of the sessions in `roots`: machine
@@ -473,6 +489,10 @@ impl Tracer {
                 }
             }
             self.out.write(RecordKind::Snapshot, &ts, &snap);
+            if let Some(m) = &self.opts.metrics {
+                let comm = self.model.procs.get(&root).map(|p| p.comm.clone());
+                m.session(&snap, comm.as_deref(), self.opts.thresholds.rotate_health);
+            }
             snaps.push(snap);
         }
         self.out.flush();
@@ -535,6 +555,9 @@ impl Tracer {
             let Some(book) = self.books.get_mut(&root) else { continue };
             if let Some(sum) = book.summary(&self.model, &facts, &end) {
                 self.out.write(RecordKind::Summary, &ts, &sum);
+                if let Some(m) = &self.opts.metrics {
+                    m.session_ended(root);
+                }
                 out.push(sum);
             }
         }
