@@ -61,9 +61,30 @@ struct Batch {
     records: u64,
 }
 
+/// What the writer thread is sent.
+enum Msg {
+    Batch(Batch),
+    /// Close the file and open its path again (SIGHUP: logrotate moved it away).
+    Reopen,
+}
+
+/// `watch --jsonl-dir`: the file is renamed to `NAME.1` (`.1` to `.2`, ...) once it reaches
+/// `max_bytes`, and at most `retain` renamed files are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub retain: u32,
+}
+
+/// The file behind a rotating or reopenable output.
+struct Reopenable {
+    path: PathBuf,
+    rotation: Option<Rotation>,
+}
+
 pub struct JsonlWriter {
     /// None: records are built (for the live view) but not written.
-    tx: Option<mpsc::Sender<Batch>>,
+    tx: Option<mpsc::Sender<Msg>>,
     thread: Option<std::thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     path: Option<PathBuf>,
@@ -89,13 +110,31 @@ impl JsonlWriter {
     /// writer blocked on a stalled reader).
     pub fn stdout() -> io::Result<Self> {
         let fd = io::stdout().as_fd().try_clone_to_owned()?;
-        Ok(Self::spawn(std::fs::File::from(fd), None, false, "stdout".into()))
+        Ok(Self::spawn(std::fs::File::from(fd), None, false, "stdout".into(), None))
     }
 
     /// Records to a file opened by [`super::safe_open::open_output`].
     pub fn file(out: OutputFile) -> Self {
         let name = out.path.display().to_string();
-        Self::spawn(out.file, Some(out.path), out.regular, name)
+        Self::spawn(out.file, Some(out.path), out.regular, name, None)
+    }
+
+    /// Records appended to `path` (created if missing), renamed away by size (`rotation`), and
+    /// opened again on [`Self::reopen`]: `watch --jsonl-dir`.
+    pub fn appending(path: &Path, rotation: Option<Rotation>) -> Result<Self, String> {
+        let out = super::safe_open::open_output_appending(path, "JSONL file")?;
+        let name = out.path.display().to_string();
+        let again = Reopenable { path: path.to_path_buf(), rotation };
+        Ok(Self::spawn(out.file, Some(out.path), out.regular, name, Some(again)))
+    }
+
+    /// Asks the writer to close the file and open its path again (after the batches already
+    /// sent). A no-op for outputs that are not files opened by [`Self::appending`].
+    pub fn reopen(&mut self) {
+        self.flush();
+        if let Some(tx) = self.tx.as_ref() {
+            let _ = tx.send(Msg::Reopen);
+        }
     }
 
     /// Creates `path` (see `safe_open`) and writes to it.
@@ -103,13 +142,13 @@ impl JsonlWriter {
         Ok(Self::file(super::safe_open::open_output(path, "JSONL file")?))
     }
 
-    fn spawn(file: std::fs::File, path: Option<PathBuf>, regular: bool, name: String) -> Self {
+    fn spawn(file: std::fs::File, path: Option<PathBuf>, regular: bool, name: String, again: Option<Reopenable>) -> Self {
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel::<Batch>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("jsonl-writer".into())
-            .spawn(move || write_batches(file, regular, &name, &rx, &s))
+            .spawn(move || write_batches(file, regular, &name, &rx, &s, again))
             .expect("spawning the JSONL writer thread");
         JsonlWriter {
             tx: Some(tx),
@@ -174,7 +213,7 @@ impl JsonlWriter {
         }
         self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
         self.shared.queued_records.fetch_add(records, Ordering::AcqRel);
-        if let Err(mpsc::SendError(b)) = tx.send(Batch { bytes, records }) {
+        if let Err(mpsc::SendError(Msg::Batch(b))) = tx.send(Msg::Batch(Batch { bytes, records })) {
             self.shared.dequeued(&b);
             self.shared.dropped.fetch_add(records, Ordering::Relaxed);
         }
@@ -211,11 +250,36 @@ impl JsonlWriter {
 }
 
 /// The writer thread: writes each batch whole; on the first error records why, cuts a
-/// regular file back to its last whole line, and counts everything after as dropped.
-fn write_batches(mut file: std::fs::File, regular: bool, name: &str, rx: &mpsc::Receiver<Batch>, shared: &Shared) {
-    let mut written: u64 = 0;
+/// regular file back to its last whole line, and counts everything after as dropped. With
+/// `again`, it also rotates the file by size and reopens it on request.
+fn write_batches(mut file: std::fs::File, regular: bool, name: &str, rx: &mpsc::Receiver<Msg>, shared: &Shared, again: Option<Reopenable>) {
+    // The file's length when opened (appending) plus what this thread wrote since.
+    let mut size: u64 = if again.is_some() { file.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
     let mut failed = false;
-    while let Ok(batch) = rx.recv() {
+    let fail = |shared: &Shared, f: OutputFailure| {
+        if let Ok(mut slot) = shared.failure.lock() {
+            *slot = Some(f);
+        }
+    };
+    while let Ok(msg) = rx.recv() {
+        let batch = match msg {
+            Msg::Batch(b) => b,
+            Msg::Reopen => {
+                if let (Some(a), false) = (again.as_ref(), failed) {
+                    match super::safe_open::open_output_appending(&a.path, "JSONL file") {
+                        Ok(out) => {
+                            file = out.file;
+                            size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                        }
+                        Err(e) => {
+                            failed = true;
+                            fail(shared, OutputFailure::Error(format!("reopening {name}: {e}")));
+                        }
+                    }
+                }
+                continue;
+            }
+        };
         if failed {
             shared.dequeued(&batch);
             shared.dropped.fetch_add(batch.records, Ordering::Relaxed);
@@ -223,28 +287,67 @@ fn write_batches(mut file: std::fs::File, regular: bool, name: &str, rx: &mpsc::
         }
         match file.write_all(&batch.bytes) {
             Ok(()) => {
-                written += batch.bytes.len() as u64;
+                size += batch.bytes.len() as u64;
                 shared.dequeued(&batch);
             }
             Err(e) => {
                 failed = true;
                 if regular {
                     // Never leave half a line: the file ends with the last whole batch.
-                    let _ = file.set_len(written);
+                    let _ = file.set_len(size);
                 }
                 let f = if e.kind() == io::ErrorKind::BrokenPipe {
                     OutputFailure::Closed
                 } else {
                     OutputFailure::Error(format!("writing JSONL to {name}: {}", crate::error::os_error_text(&e)))
                 };
-                if let Ok(mut slot) = shared.failure.lock() {
-                    *slot = Some(f);
-                }
+                fail(shared, f);
                 shared.dequeued(&batch);
                 shared.dropped.fetch_add(batch.records, Ordering::Relaxed);
+                continue;
+            }
+        }
+        if let Some((a, rot)) = again.as_ref().and_then(|a| a.rotation.map(|r| (a, r)))
+            && size >= rot.max_bytes
+        {
+            match rotate(&a.path, rot.retain) {
+                Ok(out) => {
+                    file = out.file;
+                    size = 0;
+                }
+                Err(e) => {
+                    failed = true;
+                    fail(shared, OutputFailure::Error(format!("rotating {name}: {e}")));
+                }
             }
         }
     }
+}
+
+/// `path.N` for the Nth rotated file.
+pub fn rotated_name(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// Renames `path` to `path.1` (after `.1` to `.2` and so on, the oldest beyond `retain`
+/// removed) and creates `path` again. Renaming a name never follows a symlink.
+fn rotate(path: &Path, retain: u32) -> Result<OutputFile, String> {
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    if retain == 0 {
+        std::fs::remove_file(path).or_else(|e| if gone(&e) { Ok(()) } else { Err(e) }).map_err(|e| e.to_string())?;
+    } else {
+        let _ = std::fs::remove_file(rotated_name(path, retain));
+        for n in (1..retain).rev() {
+            match std::fs::rename(rotated_name(path, n), rotated_name(path, n + 1)) {
+                Err(e) if !gone(&e) => return Err(e.to_string()),
+                _ => {}
+            }
+        }
+        std::fs::rename(path, rotated_name(path, 1)).map_err(|e| e.to_string())?;
+    }
+    super::safe_open::open_output_appending(path, "JSONL file")
 }
 
 #[cfg(test)]
@@ -294,6 +397,53 @@ mod tests {
         assert!(w.dropped_records() > 10_000, "dropped {}", w.dropped_records());
         assert_eq!(w.failure(), None);
         drop(r);
+    }
+
+    #[test]
+    fn rotates_by_size_keeps_retain_files_and_reopens() {
+        let dir = std::env::temp_dir().join(format!("pty-trace-jsonl-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("watch.jsonl");
+        // An existing log is appended to, not truncated.
+        std::fs::write(&path, "{\"old\":1}\n").unwrap();
+        let mut w = JsonlWriter::appending(&path, Some(Rotation { max_bytes: 200, retain: 2 })).unwrap();
+        for i in 0..40 {
+            w.write(RecordKind::Snapshot, "T", &B { session: i });
+            w.flush();
+        }
+        w.close(Duration::from_secs(5));
+        assert_eq!(w.failure(), None);
+        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["watch.jsonl", "watch.jsonl.1", "watch.jsonl.2"], "at most 2 rotated files");
+        // Every file is whole lines, and the newest records are in the live file.
+        let mut sessions = Vec::new();
+        for n in ["watch.jsonl.2", "watch.jsonl.1", "watch.jsonl"] {
+            let text = std::fs::read_to_string(dir.join(n)).unwrap();
+            assert!(text.is_empty() || text.ends_with('\n'), "{n}: whole lines");
+            assert!(n == "watch.jsonl" || text.len() >= 200, "{n} rotated at 200 bytes: {}", text.len());
+            for l in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                sessions.push(v["session"].as_u64().unwrap());
+            }
+        }
+        assert_eq!(*sessions.last().unwrap(), 39);
+        assert!(sessions.windows(2).all(|p| p[1] == p[0] + 1), "in order, none lost in the kept files: {sessions:?}");
+
+        // SIGHUP after logrotate moved the file: the next records go to a new file at the path.
+        let path2 = dir.join("hup.jsonl");
+        let mut w = JsonlWriter::appending(&path2, None).unwrap();
+        w.write(RecordKind::Snapshot, "T", &B { session: 1 });
+        w.flush();
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::rename(&path2, dir.join("hup.jsonl.moved")).unwrap();
+        w.reopen();
+        w.write(RecordKind::Snapshot, "T", &B { session: 2 });
+        w.close(Duration::from_secs(5));
+        assert!(std::fs::read_to_string(dir.join("hup.jsonl.moved")).unwrap().contains("\"session\":1"));
+        assert_eq!(std::fs::read_to_string(&path2).unwrap().lines().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -40,10 +40,20 @@ const DEV_NULL: (u32, u32) = (1, 3);
 /// Opens `path` for writing as described in the module doc; `what` names it in errors
 /// ("JSONL file", "child output file").
 pub fn open_output(path: &Path, what: &str) -> Result<OutputFile, String> {
+    open_output_with(path, what, false)
+}
+
+/// [`open_output`] for a log kept across runs (`watch --jsonl-dir`): an existing file passes the
+/// same checks but is appended to, not truncated.
+pub fn open_output_appending(path: &Path, what: &str) -> Result<OutputFile, String> {
+    open_output_with(path, what, true)
+}
+
+fn open_output_with(path: &Path, what: &str, append: bool) -> Result<OutputFile, String> {
     let shown = path.display();
     let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| format!("{what} {shown:?}: the path contains a NUL byte"))?;
-    let flags = libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+    let flags = libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | if append { libc::O_APPEND } else { 0 };
     // SAFETY: a valid NUL-terminated path; the fd returned is owned below.
     let fd = unsafe { libc::open(cpath.as_ptr(), flags | libc::O_CREAT | libc::O_EXCL, 0o600 as libc::c_uint) };
     if fd >= 0 {
@@ -105,7 +115,9 @@ pub fn open_output(path: &Path, what: &str) -> Result<OutputFile, String> {
             md.uid()
         ));
     }
-    file.set_len(0).map_err(|e| format!("cannot truncate {what} {shown}: {}", os_error_text(&e)))?;
+    if !append {
+        file.set_len(0).map_err(|e| format!("cannot truncate {what} {shown}: {}", os_error_text(&e)))?;
+    }
     if Some(md.uid()) == person || (person.is_none() && md.uid() == me) {
         // SAFETY: fchmod on an fd we own.
         unsafe { libc::fchmod(file.as_raw_fd(), 0o600) };
