@@ -14,6 +14,7 @@
 //!
 //! Each privileged test starts with `if !bpf_available("its_name") { return; }`.
 
+pub mod prometheus;
 use std::{
     fs::OpenOptions,
     io::Write,

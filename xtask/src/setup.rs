@@ -33,7 +33,8 @@ mod tracefs_mounts;
 /// `script` and `tmux` by the corpus tests, `g++`/`make` to build node-pty, `python3-pip` for
 /// the corpus's PyPI packages when `python3` is Debian's), and by `vmtest` (`qemu-system-x86`
 /// boots Debian kernels, `busybox-static` and `cpio` make their initramfs, `kmod`'s `depmod`
-/// indexes their modules).
+/// indexes their modules). `prometheus` (its `promtool` and server) and `systemd` (its
+/// `systemd-analyze`) check and run the deployment files in `deploy/` (`tests/tests/deploy.rs`).
 pub const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -59,6 +60,8 @@ pub const PACKAGES: &[&str] = &[
     "busybox-static",
     "cpio",
     "kmod",
+    "prometheus",
+    "systemd",
 ];
 
 /// The PyPI packages the corpus tests' workloads import (`tests/corpus/*.py`), pinned, installed
@@ -523,7 +526,9 @@ mod tests {
         qemu-system-x86\tinstall ok installed\n\
         busybox-static\tinstall ok installed\n\
         cpio\tinstall ok installed\n\
-        kmod\tinstall ok installed\n";
+        kmod\tinstall ok installed\n\
+        prometheus\tinstall ok installed\n\
+        systemd\tinstall ok installed\n";
 
     #[test]
     fn nothing_missing_when_all_installed() {
