@@ -16,7 +16,9 @@ pub struct TracepointOffsets {
     /// (userspace drains on a short timer anyway): one wakeup per record would cost more than
     /// the record.
     pub wakeup_bytes: u32,
-    pub _pad: u32,
+    /// Non-zero (`pty-trace watch`): an exec by an untracked process is sent too, with session
+    /// 0 and no argv, so userspace can match it and start following it as a new session.
+    pub watch_execs: u32,
 }
 
 #[cfg(feature = "user")]

@@ -79,6 +79,39 @@ Run as root to see every user's processes; others' are counted as unreadable.\n\
 Examples:\n  sudo pty-trace top\n  sudo pty-trace top --once          # a table to paste into a bug report\n\
   sudo pty-trace top --json | jq '.processes[0]'\n  sudo pty-trace top --no-tui --jsonl pool.jsonl --interval 5s --duration 1h")]
     Top(crate::top::TopOptions),
+    /// A service: follow every process matching --match as a session, from its exec until it
+    /// exits, with JSONL into --jsonl-dir and metrics for Prometheus (--metrics).
+    #[command(after_help = "A process matches when a --match regular expression finds its command name or its command\n\
+line (argv joined by spaces). It is seen in the kernel when it execs (no polling); processes\n\
+already running at start are matched too, and every 5 s /proc is looked through for those that\n\
+renamed themselves without exec (tmux's server). Each match is a session: its own `start`,\n\
+snapshots every interval, its `summary` when its root exits, then it is forgotten.\n\
+SIGHUP reopens the JSONL file (after logrotate moved it); SIGTERM or Ctrl-C ends every session\n\
+with its summary. Systemd unit: deploy/systemd/pty-trace-watch.service.\n\n\
+Example:\n  sudo pty-trace watch --match 'claude|gemini|codex|copilot' --match '^tmux: server' \\\n      --metrics 127.0.0.1:9464 --jsonl-dir /var/log/pty-trace")]
+    Watch {
+        /// A regular expression (Rust regex syntax) matched against each process's command name
+        /// and command line. Repeatable: any one matching is enough.
+        #[arg(long = "match", value_name = "REGEX", required = true)]
+        matches: Vec<String>,
+        /// Only processes of this user (name or uid; their real uid).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Most sessions followed at once; further matches are counted and skipped.
+        #[arg(long, value_name = "N", default_value_t = 256)]
+        max_sessions: usize,
+        /// Write JSONL to DIR/watch.jsonl (appended; rotated by --rotate-size).
+        #[arg(long, value_name = "DIR", conflicts_with = "jsonl")]
+        jsonl_dir: Option<PathBuf>,
+        /// Rotate DIR/watch.jsonl to watch.jsonl.1 once it reaches this size (e.g. 64M, 1G, 500K).
+        #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "jsonl_dir")]
+        rotate_size: u64,
+        /// Rotated files kept (watch.jsonl.1 .. watch.jsonl.N).
+        #[arg(long, value_name = "N", default_value_t = 5, requires = "jsonl_dir")]
+        retain: u32,
+        #[command(flatten)]
+        common: TraceArgs,
+    },
     /// Forensic report of a JSONL recording.
     #[command(after_help = "Exit status 0 for a summary's verdict (HEALTHY, LEAK DETECTED, LEAKED EARLIER, RECOVERED), 7 for INCOMPLETE (a session has no summary: the recording was cut short), 8 for UNKNOWN (no snapshot and no summary to judge from), 6 if the file has no valid record.\n\nExample:\n  pty-trace report leak.jsonl\n  pty-trace report --json leak.jsonl | jq .verdict\n  pty-trace report --format markdown ci.jsonl >> \"$GITHUB_STEP_SUMMARY\"\n  ssh host cat agent.jsonl | pty-trace report -")]
     Report {
@@ -353,6 +386,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 250ms, 5s, 2m"))
 }
 
+/// A size in bytes: a number with an optional K, M or G (powers of 1024), at least 4 KiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.eq_ignore_ascii_case(&'k') => (&t[..i], 1u64 << 10),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'m') => (&t[..i], 1 << 20),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'g') => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("invalid size {s:?}: give bytes or a number with K, M or G, e.g. 64M"))?;
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))?;
+    if bytes < 4096 {
+        return Err(format!("size {s:?} is too small: at least 4K"));
+    }
+    Ok(bytes)
+}
+
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let v: u32 = s.parse().map_err(|_| format!("invalid ring buffer size {s:?}: give bytes, e.g. 16777216"))?;
     if v < 4096 || !v.is_power_of_two() {
@@ -379,6 +429,12 @@ mod tests {
         assert!(parse_duration("soon").unwrap_err().contains("invalid duration"));
         assert!(check_times(parse_duration("1ms").unwrap(), None).is_err());
         assert!(parse_ring_size("1000").is_err());
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("500k").unwrap(), 500 << 10);
+        assert_eq!(parse_size("8192").unwrap(), 8192);
+        assert!(parse_size("1").unwrap_err().contains("too small"));
+        assert!(parse_size("lots").unwrap_err().contains("invalid size"));
+        assert!(parse_size("99999999999G").unwrap_err().contains("too large"));
         assert_eq!(parse_ring_size("4096").unwrap(), 4096);
     }
 

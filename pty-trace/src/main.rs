@@ -11,7 +11,9 @@ use pty_trace::{
     error::{AppError, AppResult, exit_code},
     output::summary::render_summaries,
     recording,
-    session::{Options, Output, Target, Tracer},
+    core::watch::WatchRule,
+    output::jsonl::Rotation,
+    session::{Options, Output, Target, Tracer, WatchTarget},
     top,
 };
 
@@ -53,7 +55,7 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
                 let cli = Cli::try_parse_from(["pty-trace", "attach", &pid.to_string()]).map_err(|e| AppError::Other(e.into()))?;
                 let Cmd::Attach { common, .. } = cli.command else { unreachable!("parsed an attach") };
                 let pid = i32::try_from(pid).map_err(|_| AppError::BadTarget(format!("invalid PID {pid}")))?;
-                trace(Target::Attach(vec![pid]), &common, None, None, false).map(|_| ())
+                trace(Target::Attach(vec![pid]), &common, Extras::default()).map(|_| ())
             };
             top::command(opts, &mut attach)
         }
@@ -66,32 +68,77 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
                 .iter()
                 .map(|p| p.parse::<i32>().map_err(|_| AppError::BadTarget(format!("invalid PID {p:?}: expected a number"))))
                 .collect::<AppResult<Vec<_>>>()?;
-            trace(Target::Attach(pids), &common, None, None, false)
+            trace(Target::Attach(pids), &common, Extras::default())
         }
-        Cmd::Run { common, child_output, gate, cmd } => trace(Target::Run(cmd), &common, child_output, gate.budget(), false),
+        Cmd::Run { common, child_output, gate, cmd } => {
+            trace(Target::Run(cmd), &common, Extras { child_output, budget: gate.budget(), ..Extras::default() })
+        }
+        Cmd::Watch { matches, user, max_sessions, jsonl_dir, rotate_size, retain, common } => {
+            let uid = user.as_deref().map(uid_of).transpose()?;
+            let rule = WatchRule::new(&matches, uid).map_err(AppError::BadInput)?;
+            if max_sessions == 0 {
+                return Err(AppError::BadInput("--max-sessions must be at least 1".into()));
+            }
+            let output = match jsonl_dir {
+                Some(dir) => {
+                    if !dir.is_dir() {
+                        return Err(AppError::BadInput(format!("--jsonl-dir {}: not a directory", dir.display())));
+                    }
+                    Some(Output::Rotating(dir.join("watch.jsonl"), Some(Rotation { max_bytes: rotate_size, retain })))
+                }
+                None => None,
+            };
+            let target = Target::Watch(WatchTarget { rule, max_sessions });
+            trace(target, &common, Extras { output, headless: true, ..Extras::default() })
+        }
         Cmd::Demo { common, commands, delay, fixed } => {
             let argv = demo::agent_argv(commands, delay, fixed)?;
-            trace(Target::Run(argv), &common, None, None, true)
+            trace(Target::Run(argv), &common, Extras { is_demo: true, ..Extras::default() })
         }
     }
 }
 
-fn trace(
-    target: Target,
-    a: &TraceArgs,
+/// What a subcommand adds to its [`TraceArgs`].
+#[derive(Default)]
+struct Extras {
+    /// `run --child-output`.
     child_output: Option<std::path::PathBuf>,
+    /// `run --fail-on-leak`.
     budget: Option<pty_trace::core::gate::Budget>,
     is_demo: bool,
-) -> AppResult<i32> {
+    /// An output other than `--jsonl`'s (`watch --jsonl-dir`).
+    output: Option<Output>,
+    /// Never the live view (`watch` is a service).
+    headless: bool,
+}
+
+/// `--user`: a user name or a numeric uid.
+fn uid_of(user: &str) -> AppResult<u32> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    let name = std::ffi::CString::new(user).map_err(|_| AppError::BadInput(format!("--user {user:?}: not a user name")))?;
+    // SAFETY: getpwnam reads a NUL-terminated name; the entry is copied out at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(AppError::BadInput(format!("--user {user:?}: no such user")));
+    }
+    // SAFETY: non-null entry returned just now.
+    Ok(unsafe { (*pw).pw_uid })
+}
+
+fn trace(target: Target, a: &TraceArgs, x: Extras) -> AppResult<i32> {
+    let Extras { child_output, budget, is_demo, output, headless } = x;
     let thresholds = a.thresholds()?;
     let tty = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    let tui = tty && !a.no_tui && a.jsonl.as_deref() != Some("-");
+    let tui = tty && !headless && !a.no_tui && a.jsonl.as_deref() != Some("-");
     // Opened by the tracer once the target and every option have been checked.
-    let output = match a.jsonl.as_deref() {
-        Some("-") => Output::Stdout,
-        Some(p) => Output::File(p.into()),
-        None if tui => Output::Discard,
-        None => Output::Stdout,
+    let output = match (output, a.jsonl.as_deref()) {
+        (Some(o), _) => o,
+        (None, Some("-")) => Output::Stdout,
+        (None, Some(p)) => Output::File(p.into()),
+        (None, None) if tui => Output::Discard,
+        (None, None) => Output::Stdout,
     };
     let jsonl_on_stdout = matches!(output, Output::Stdout);
     let opts = Options {

@@ -193,13 +193,21 @@ fn stashed_exec_regs(old_tid: u32) -> Option<[u64; REGS_SLOTS]> {
 #[inline(always)]
 fn try_sched_exec(ctx: &TracePointContext, regs_of: impl FnOnce(u32) -> Option<[u64; REGS_SLOTS]>) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let session = tracked((pid_tgid >> 32) as u32).ok_or(0)?;
     let off = offsets().ok_or(0)?;
+    // `watch`: an untracked process's exec goes up as session 0 (no argv: userspace reads
+    // /proc/PID/cmdline, only for the execs it matches); otherwise only traced processes'.
+    let session = match tracked((pid_tgid >> 32) as u32) {
+        Some(s) => s,
+        None if off.watch_execs != 0 => 0,
+        None => return Err(0),
+    };
     let loc: u32 = field(ctx, "sched_process_exec: filename", off.exec_filename_loc)?;
     let old_tid: i32 = field(ctx, "sched_process_exec: old_pid", off.exec_old_pid)?;
     // The new image is in place and its stack pointer points at argc, then the argv array:
     // argv as the program (and `ps`) sees it, read before anything can change it.
-    if let Some(w) = regs_of(old_tid as u32) {
+    if session != 0
+        && let Some(w) = regs_of(old_tid as u32)
+    {
         emit_argv(pid_tgid, session, w[SP] + 8);
     }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {

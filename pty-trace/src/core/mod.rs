@@ -12,6 +12,7 @@ pub mod report;
 pub mod report_markdown;
 pub mod score;
 pub mod snapshot;
+pub mod watch;
 
 #[cfg(test)]
 mod sim_events;

@@ -72,12 +72,14 @@ pub struct LoadOptions {
     pub choice: ProbeChoice,
     /// `--verbose`: a program that does not load prints the verifier's whole log.
     pub verbose: bool,
+    /// `watch`: execs of untracked processes are reported too (session 0).
+    pub watch_execs: bool,
 }
 
 impl LoadOptions {
     /// The smallest ring buffer, no diagnostics: enough to prove that everything loads.
     pub fn check(choice: ProbeChoice) -> LoadOptions {
-        LoadOptions { ring_bytes: 64 * 1024, debug_kernel: false, choice, verbose: false }
+        LoadOptions { ring_bytes: 64 * 1024, debug_kernel: false, choice, verbose: false, watch_execs: false }
     }
 }
 
@@ -233,6 +235,7 @@ impl Probes {
         .map_err(|e| anyhow!("{e}"))?;
         let offsets = TracepointOffsets {
             wakeup_bytes: wakeup_bytes(opts.ring_bytes),
+            watch_execs: u32::from(opts.watch_execs),
             ..offsets
         };
         offs.set(0, offsets, 0)

@@ -147,7 +147,7 @@ pub fn tracepoint_offsets(tracefs: &Path) -> AppResult<TracepointOffsets> {
         exec_old_pid: need(&exec, "sched_process_exec", "old_pid")?,
         exit_group_dead: field_offset(&exit, "group_dead").unwrap_or(u32::MAX),
         wakeup_bytes: 0,
-        _pad: 0,
+        watch_execs: 0,
     })
 }
 

@@ -346,7 +346,7 @@ fn age(uptime_s: f64, start_ticks: u64, ticks_per_s: f64) -> f64 {
 }
 
 /// The real uid of `pid` (`Uid:` in `/proc/PID/status`).
-fn real_uid(pid: u32) -> io::Result<u32> {
+pub(crate) fn real_uid(pid: u32) -> io::Result<u32> {
     let s = fs::read_to_string(format!("/proc/{pid}/status"))?;
     s.lines()
         .find_map(|l| l.strip_prefix("Uid:"))

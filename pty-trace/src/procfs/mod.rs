@@ -325,3 +325,37 @@ mod tests {
         child.wait().unwrap();
     }
 }
+
+/// Every process's PID (`/proc/[0-9]*`).
+pub fn all_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// What `watch` judges a process by.
+pub struct WatchCandidate {
+    pub info: ProcInfo,
+    /// Its start time (clock ticks after boot): with the PID, names this process and no other.
+    pub start_ticks: u64,
+    /// `None` when /proc refused it.
+    pub argv: Option<Vec<String>>,
+    pub uid: Option<u32>,
+}
+
+/// A live user process's name, command line, owner and start time; `None` for a kernel
+/// thread, a zombie, or a process gone.
+pub fn watch_candidate(pid: u32) -> Option<WatchCandidate> {
+    let proc = Process::new(pid as i32).ok()?;
+    let st = proc.stat().ok()?;
+    if st.flags & PF_KTHREAD != 0 || st.state == 'Z' || st.state == 'X' {
+        return None;
+    }
+    Some(WatchCandidate {
+        info: ProcInfo { pid, ppid: st.ppid as u32, comm: st.comm, zombie: false },
+        start_ticks: st.starttime,
+        argv: proc.cmdline().ok(),
+        uid: machine::real_uid(pid).ok(),
+    })
+}

@@ -46,6 +46,7 @@ use crate::{
         redact::redact_argv,
         score::{Crossing, Thresholds},
         snapshot::{self, Facts, SessionBook, SummaryContext},
+        watch::WatchRule,
     },
     error::{AppError, AppResult, exit_code},
     kernel::{
@@ -53,7 +54,7 @@ use crate::{
         probes::{KernelCounters, LoadOptions, Probes, Tracked},
     },
     output::{
-        jsonl::{JsonlWriter, OutputFailure},
+        jsonl::{JsonlWriter, OutputFailure, Rotation},
         metrics::{Metrics, TracerSample},
         safe_open::open_output,
     },
@@ -76,6 +77,8 @@ const OUTPUT_CLOSE_WAIT: Duration = Duration::from_secs(2);
 pub enum Output {
     Stdout,
     File(std::path::PathBuf),
+    /// `watch --jsonl-dir`: appended to, rotated by size, reopened on SIGHUP.
+    Rotating(std::path::PathBuf, Option<Rotation>),
     /// Built for the live view, not written.
     Discard,
 }
@@ -85,6 +88,35 @@ pub enum Output {
 pub enum Target {
     Attach(Vec<i32>),
     Run(Vec<String>),
+    /// Every process that matches, from its exec (or found running at start) until it exits.
+    Watch(WatchTarget),
+}
+
+/// `pty-trace watch`: what to follow and how many at once.
+#[derive(Clone, Debug)]
+pub struct WatchTarget {
+    pub rule: WatchRule,
+    /// Most sessions followed at once; matches beyond it are counted, not followed.
+    pub max_sessions: usize,
+}
+
+/// How often `watch` also looks through /proc for matching processes it has not seen exec:
+/// those that renamed themselves without exec (`tmux: server` is a forked client that calls
+/// setproctitle). Exec, seen in the kernel, is how the others are found at once.
+const WATCH_RESCAN: Duration = Duration::from_secs(5);
+
+/// `watch`'s running state.
+struct Watch {
+    target: WatchTarget,
+    /// Matches not followed because `max_sessions` were followed already.
+    skipped_full: u64,
+    /// Sessions ended and forgotten.
+    ended: u64,
+    /// Execs of untracked processes to judge (from the ring buffer).
+    pending: Vec<u32>,
+    /// Processes judged not to match (pid, start time): not read again until they exec.
+    rejected: std::collections::HashSet<(u32, u64)>,
+    next_rescan: Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +176,8 @@ pub struct Tracer {
     debug_events: Option<Option<String>>,
     /// `PTY_TRACE_INJECT_FAULT`, read once at start.
     fault: Option<Fault>,
+    /// `watch`: follows matching processes as they appear.
+    watch: Option<Watch>,
 }
 
 /// Result of a finished trace: the exit code `main` should use, and what to print after.
@@ -187,6 +221,7 @@ impl Tracer {
                 resolve_program(program)?;
                 Vec::new()
             }
+            Target::Watch(_) => Vec::new(),
         };
         let hook = match &opts.on_rotate {
             Some(cmd) => Some(RotateHook::prepare(cmd, opts.on_rotate_shell, opts.tui)?),
@@ -197,6 +232,7 @@ impl Tracer {
             debug_kernel: opts.debug_kernel,
             choice: opts.probes,
             verbose: opts.verbose,
+            watch_execs: matches!(target, Target::Watch(_)),
         })?;
         if let Some(m) = &opts.metrics {
             m.set_probes(probes.backend);
@@ -228,6 +264,17 @@ impl Tracer {
             debug_events: std::env::var_os("PTY_TRACE_DEBUG_EVENTS")
                 .map(|_| std::env::var("PTY_TRACE_DEBUG_EVENTS").ok().filter(|f| !f.is_empty() && f != "1")),
             fault: injected_fault(),
+            watch: match target {
+                Target::Watch(w) => Some(Watch {
+                    target: w.clone(),
+                    skipped_full: 0,
+                    ended: 0,
+                    pending: Vec::new(),
+                    rejected: Default::default(),
+                    next_rescan: Instant::now() + WATCH_RESCAN,
+                }),
+                _ => None,
+            },
         };
         // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open as long as it is
         // registered with the reactor.
@@ -236,13 +283,14 @@ impl Tracer {
         match target {
             Target::Attach(_) => tr.attach(&roots)?,
             Target::Run(argv) => tr.run_child(argv)?,
+            Target::Watch(_) => {}
         }
         let start = StartRec {
             version: env!("CARGO_PKG_VERSION").to_string(),
             sessions: tr.books.keys().copied().collect(),
             command: match target {
                 Target::Run(a) => Some(redact_argv(a)),
-                Target::Attach(_) => None,
+                Target::Attach(_) | Target::Watch(_) => None,
             },
             ring_buffer_bytes: tr.opts.ring_bytes,
             probes: Some(tr.probes.backend),
@@ -258,7 +306,98 @@ impl Tracer {
         let ts = tr.clock.ts(monotonic_ns());
         tr.out.write(RecordKind::Start, &ts, &start);
         tr.out.flush();
+        if tr.watch.is_some() {
+            // What already runs: after the probes are attached, so that a process exec'ing now
+            // is either seen here or its exec reaches the ring buffer.
+            let all = procfs::all_pids();
+            tr.follow_matches(all);
+        }
         Ok(tr)
+    }
+
+    /// `watch`: starts a session for each of `pids` that matches and is not traced yet, with a
+    /// `start` record of its own. Those that do not match are remembered (by pid and start
+    /// time) until they exec again.
+    fn follow_matches(&mut self, pids: Vec<u32>) {
+        let me = std::process::id();
+        for pid in pids {
+            let Some(w) = self.watch.as_mut() else { return };
+            if pid == me || self.model.procs.contains_key(&pid) || self.tracked.contains(pid) {
+                continue;
+            }
+            let Some(c) = procfs::watch_candidate(pid) else { continue };
+            if w.rejected.contains(&(pid, c.start_ticks)) {
+                continue;
+            }
+            let argv = c.argv.clone().unwrap_or_default();
+            let candidate = crate::core::watch::Candidate { comm: &c.info.comm, argv: &argv, uid: c.uid };
+            if !w.target.rule.matches(candidate) {
+                w.rejected.insert((pid, c.start_ticks));
+                continue;
+            }
+            let live = self.books.values().filter(|b| !b.summarized).count();
+            if live >= w.target.max_sessions {
+                w.skipped_full += 1;
+                continue;
+            }
+            // It may have exited since: then there is nothing to follow.
+            if procfs::validate_target(pid as i32).is_err() || self.attach(std::slice::from_ref(&c.info)).is_err() {
+                continue;
+            }
+            let start = StartRec {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                sessions: vec![pid],
+                command: c.argv.as_deref().map(redact_argv),
+                ring_buffer_bytes: self.opts.ring_bytes,
+                probes: Some(self.probes.backend),
+                probes_fallback: self.probes.fallback.clone(),
+                attached_tracepoints: self.probes.attached_tracepoints,
+                syscalls_not_followed: self.probes.missing_syscalls.iter().map(|s| s.to_string()).collect(),
+                tracefs: self.probes.tracefs.display().to_string(),
+                load_ms: self.probes.load_time.as_secs_f64() * 1e3,
+                ready_ms: 0.0,
+                interval_ms: self.opts.interval.as_millis() as u64,
+                unreadable_cmdlines: 0,
+            };
+            let ts = self.clock.ts(monotonic_ns());
+            self.out.write(RecordKind::Start, &ts, &start);
+        }
+        self.out.flush();
+        // Bounded: forget rejections of processes that are gone.
+        if let Some(w) = self.watch.as_mut()
+            && w.rejected.len() > 65_536
+        {
+            w.rejected.retain(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        }
+    }
+
+    /// `watch`: each session whose root has exited gets its last snapshot and its summary, and
+    /// is then forgotten, with the descendants that outlived the root (no longer traced).
+    fn summarize_ended(&mut self) {
+        if self.watch.is_none() {
+            return;
+        }
+        let ended: Vec<u32> = self
+            .books
+            .iter()
+            .filter(|(r, b)| !b.summarized && self.model.sessions.get(r).is_some_and(|s| s.ended_ns.is_some()))
+            .map(|(r, _)| *r)
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        self.write_snapshots_of(ended.clone(), false);
+        self.summaries_of(ended.clone(), EndReason::RootExited, None);
+        let now = monotonic_ns();
+        for root in ended {
+            for pid in self.model.forget_session(root, now) {
+                self.tracked.remove(pid);
+            }
+            self.books.remove(&root);
+            if let Some(w) = self.watch.as_mut() {
+                w.ended += 1;
+            }
+        }
     }
 
     fn new_session(&mut self, root: u32) {
@@ -266,8 +405,11 @@ impl Tracer {
         self.books.insert(root, SessionBook::new(root, self.opts.thresholds.clone()));
     }
 
-    /// Registers validated session roots and their live descendants.
+    /// Registers validated session roots and their live descendants (`watch` calls it for each
+    /// new match: only the new roots' trees are walked and read).
     fn attach(&mut self, infos: &[procfs::ProcInfo]) -> AppResult<()> {
+        let before: std::collections::BTreeSet<u32> = self.model.procs.keys().copied().collect();
+        let mut roots = Vec::new();
         for info in infos {
             if self.books.contains_key(&info.pid) {
                 continue;
@@ -275,12 +417,13 @@ impl Tracer {
             self.new_session(info.pid);
             self.model.add_process(info.pid, info.ppid, info.pid, &info.comm, monotonic_ns());
             self.tracked.insert(info.pid, info.pid)?;
+            roots.push(info.pid);
         }
         // Descendants alive now. Once a process is in TRACKED the kernel tracks its new children
         // itself, so repeating the walk until it finds nothing new closes the race with forks.
         for _ in 0..10 {
             let mut added = false;
-            for root in self.books.keys().copied().collect::<Vec<_>>() {
+            for &root in &roots {
                 for d in procfs::descendants(root) {
                     // Attached to an ancestor of its own: the tracer does not trace itself
                     // (nor, through it, its own rotate hooks).
@@ -303,11 +446,10 @@ impl Tracer {
         // What the processes found here were running: the kernel saw none of their execs. The
         // wrappers are looked through first, so that the work root's children are the commands
         // in flight, and what runs under those belongs to them.
-        let roots: Vec<u32> = self.books.keys().copied().collect();
         for &root in &roots {
             self.model.look_through_wrappers(root);
         }
-        let mut pids: Vec<u32> = self.model.procs.keys().copied().collect();
+        let mut pids: Vec<u32> = self.model.procs.keys().copied().filter(|p| !before.contains(p)).collect();
         pids.sort_unstable();
         for pid in pids {
             match procfs::cmdline(pid) {
@@ -361,6 +503,12 @@ impl Tracer {
         let rb = ring.get_mut();
         while let Some(item) = rb.next() {
             match decode(&item) {
+                // `watch`: an untracked process exec'd; judged once the buffer is drained.
+                Ok(Event::Exec { h, .. }) if h.session == 0 => {
+                    if let Some(w) = self.watch.as_mut() {
+                        w.pending.push(h.tgid);
+                    }
+                }
                 Ok(mut ev) => {
                     // Received fds: the kernel side knows their numbers; /proc says what they
                     // are, read now, before any later event of the process is applied.
@@ -388,6 +536,16 @@ impl Tracer {
                 Err(_) => self.decode_errors += 1,
             }
         }
+        if let Some(w) = self.watch.as_mut()
+            && !w.pending.is_empty()
+        {
+            let mut pids = std::mem::take(&mut w.pending);
+            pids.sort_unstable();
+            pids.dedup();
+            // An exec is a new image: judge it again even if its old one did not match.
+            w.rejected.retain(|(pid, _)| pids.binary_search(pid).is_err());
+            self.follow_matches(pids);
+        }
     }
 
     /// One interval's work: reconcile with /proc, score, write snapshots.
@@ -395,6 +553,13 @@ impl Tracer {
         self.counters = self.probes.counters();
         self.reconcile_with_proc();
         self.write_snapshots();
+        self.summarize_ended();
+        if let Some(w) = self.watch.as_mut()
+            && Instant::now() >= w.next_rescan
+        {
+            w.next_rescan = Instant::now() + WATCH_RESCAN;
+            self.follow_matches(procfs::all_pids());
+        }
         if let Some(m) = &self.opts.metrics {
             m.tracer(TracerSample {
                 events: self.model.stats.events,
@@ -527,6 +692,10 @@ impl Tracer {
 
     fn summaries(&mut self, reason: EndReason, error: Option<String>) -> Vec<SummaryRec> {
         let roots = self.unsummarized();
+        self.summaries_of(roots, reason, error)
+    }
+
+    fn summaries_of(&mut self, roots: Vec<u32>, reason: EndReason, error: Option<String>) -> Vec<SummaryRec> {
         let facts = self.end_facts(&roots);
         let ts = self.clock.ts(facts.now_ns);
         let (cpu_s, max_rss_kib) = own_usage();
@@ -581,8 +750,9 @@ impl Tracer {
         self.child.as_ref().and_then(|c| c.status())
     }
 
+    /// Every session's root has exited (`watch` never ends this way: it waits for more).
     fn all_ended(&self) -> bool {
-        self.model.sessions.values().all(|s| s.ended_ns.is_some())
+        self.watch.is_none() && self.model.sessions.values().all(|s| s.ended_ns.is_some())
     }
 
     /// Reaps the `run` child if it has exited.
@@ -671,7 +841,13 @@ impl Tracer {
                 }
                 _ = sigint.recv() => return Ok(EndReason::Interrupted),
                 _ = sigterm.recv() => return Ok(EndReason::Interrupted),
-                _ = sighup.recv() => return Ok(EndReason::Interrupted),
+                // `watch` is a service: SIGHUP reopens its JSONL file (logrotate), like syslogd.
+                _ = sighup.recv() => {
+                    if self.watch.is_none() {
+                        return Ok(EndReason::Interrupted);
+                    }
+                    self.out.reopen();
+                }
                 _ = sigquit.recv() => return Ok(EndReason::Interrupted),
                 _ = sigchld.recv() => { self.poll_child(); }
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
@@ -829,6 +1005,7 @@ fn open_jsonl(output: &Output) -> AppResult<JsonlWriter> {
     let w = match output {
         Output::Stdout => JsonlWriter::stdout().map_err(|e| AppError::Other(anyhow!("duplicating stdout: {e}")))?,
         Output::File(p) => JsonlWriter::create(p).map_err(AppError::BadInput)?,
+        Output::Rotating(p, rotation) => JsonlWriter::appending(p, *rotation).map_err(AppError::BadInput)?,
         Output::Discard => return Ok(JsonlWriter::discard()),
     };
     // Tests of back-pressure use a small queue.

@@ -649,6 +649,20 @@ impl Model {
         self.remove_process(h.tgid, h.ts_ns);
     }
 
+    /// Forgets a session once its summary is written (`watch` follows sessions for weeks): its
+    /// processes still alive (descendants that outlived the root) leave the model, and what only
+    /// it referred to is pruned. Returns those processes, for the caller to stop tracking them.
+    pub fn forget_session(&mut self, root: u32, ts_ns: u64) -> Vec<u32> {
+        let pids: Vec<u32> = self.processes_in(root).map(|p| p.pid).collect();
+        for &pid in &pids {
+            self.remove_process(pid, ts_ns);
+            self.proc_suspects.remove(&pid);
+        }
+        self.sessions.remove(&root);
+        self.prune();
+        pids
+    }
+
     /// The process is gone: its fds are released (unless another process shares the table).
     pub fn remove_process(&mut self, pid: u32, ts_ns: u64) {
         self.pending_argv.remove(&pid);

@@ -374,3 +374,51 @@ fn a_pty_kept_for_a_hundred_thousand_commands_is_still_named() {
     assert_eq!(snap.residual_ptys, 2);
     assert!(snap.health < 100.0);
 }
+
+/// `watch` follows sessions for weeks: each one, once summarized, is forgotten with the
+/// descendants that outlived its root, and nothing of it stays behind in the model.
+#[test]
+fn forgotten_sessions_leave_nothing_behind() {
+    use crate::core::sim_events::SessionEvents;
+    struct Sim {
+        m: Model,
+        ts: u64,
+        next_pid: u32,
+        session: u32,
+    }
+    impl SessionEvents for Sim {
+        fn h(&mut self, pid: u32) -> Header {
+            self.ts += 10_000;
+            Header { tgid: pid, tid: pid, session: self.session, ts_ns: self.ts }
+        }
+        fn emit(&mut self, ev: Event) {
+            self.m.apply(&ev);
+        }
+        fn new_pid(&mut self) -> u32 {
+            self.next_pid += 1;
+            self.next_pid
+        }
+    }
+    let mut s = Sim { m: Model::default(), ts: 0, next_pid: 1000, session: 0 };
+    for round in 0..300u32 {
+        let root = s.new_pid();
+        s.session = root;
+        s.m.add_session(root, s.ts);
+        s.m.add_process(root, 1, root, "agent", s.ts);
+        for c in 0..5 {
+            let child = s.spawn(root, &["sh", "-c", "ls"]);
+            s.open(child, 3, "/dev/ptmx", 2);
+            s.ptn(child, 3, ((round * 5 + c) % 4000) as i32);
+            if c < 4 {
+                s.exit(child);
+            }
+        }
+        // The root exits; one child outlives it holding its PTY.
+        s.exit(root);
+        let left = s.m.forget_session(root, s.ts);
+        assert_eq!(left.len(), 1, "round {round}: the child that outlived the root");
+        assert!(s.m.sessions.is_empty() && s.m.procs.is_empty(), "round {round}");
+        assert!(s.m.tables.is_empty(), "round {round}: {} tables left", s.m.tables.len());
+    }
+    assert!(s.m.commands.len() <= super::super::history::RECENT_COMMANDS, "{} command records kept", s.m.commands.len());
+}
