@@ -175,6 +175,12 @@ fn trace(target: Target, a: &TraceArgs, x: Extras) -> AppResult<i32> {
             outcome.dropped_records
         ));
     }
+    if outcome.watch_skipped > 0 {
+        text.push_str(&format!(
+            "pty-trace: watch: {} matching process(es) were not followed: --max-sessions was reached\n",
+            outcome.watch_skipped
+        ));
+    }
     if jsonl_on_stdout || outcome.output_failed {
         let _ = std::io::stderr().write_all(text.as_bytes());
     } else {

@@ -258,3 +258,90 @@ fn now_rfc3339() -> String {
     let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// `--user`: only that user's matching processes are followed (their real uid, read when they
+/// exec): the same command run as root is not.
+#[test]
+fn watch_user_restricts_to_that_users_processes() {
+    if !bpf_available("watch_user_restricts_to_that_users_processes") {
+        return;
+    }
+    assert!(Path::new("/usr/bin/setpriv").exists(), "setpriv (util-linux) is missing: run `cargo xtask setup`");
+    let tag = format!("watch-user-{}", std::process::id());
+    let w = Watch::start("watch-user", &["--match", &tag, "--user", "nobody", "--interval", &interval_arg(200)]);
+    let script = "import time, sys\ntime.sleep(int(sys.argv[1]) / 1000)";
+    let hold = slow_ms(1500).to_string();
+    // setpriv's own exec (as root) matches the pattern too; its exec of python as nobody is
+    // judged again.
+    let mut as_nobody = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", python3(), "-c", script, &hold, &tag])
+        .spawn()
+        .unwrap();
+    let mut as_root = Command::new(python3()).args(["-c", script, &hold, &tag]).spawn().unwrap();
+    assert!(as_nobody.wait().unwrap().success() && as_root.wait().unwrap().success());
+    let nobody = as_nobody.id() as u64;
+    wait_until(Duration::from_secs(10 * slowdown()), "the nobody session's summary", || !summary_of(&w.records(), nobody).is_empty());
+    let (code, err, recs) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let followed: Vec<u64> = starts_of(&recs, &tag).iter().map(|x| x.0).collect();
+    assert_eq!(followed, [nobody], "only nobody's process (not root's {}): {recs:?}", as_root.id());
+}
+
+/// `--on-rotate` runs once per session that must rotate, with that session's id, in `watch`
+/// as in `attach`; a healthy session runs nothing.
+#[test]
+fn watch_runs_the_rotate_hook_once_per_leaking_session() {
+    if !bpf_available("watch_runs_the_rotate_hook_once_per_leaking_session") {
+        return;
+    }
+    const AGENT: &str = r#"
+import os, pty, subprocess, sys, time
+close = sys.argv[1] == "close"
+kept = []
+for i in range(16):
+    m, s = pty.openpty()
+    p = subprocess.Popen(["sh", "-c", "echo step"], stdin=s, stdout=s, stderr=s, start_new_session=True)
+    os.close(s)
+    try:
+        while os.read(m, 4096):
+            pass
+    except OSError:
+        pass
+    p.wait()
+    if close:
+        os.close(m)
+    else:
+        kept.append(m)
+    time.sleep(0.08)
+time.sleep(1.5 * int(os.environ.get("PTY_TRACE_TEST_SLOWDOWN", "1")))
+"#;
+    let tag = format!("watch-hook-{}", std::process::id());
+    let dir = scratch("watch-hook-marker");
+    let marker = dir.join("rotated");
+    let hook = format!("echo \"$PTY_TRACE_SESSION\" >> {}", marker.display());
+    let w = Watch::start("watch-hook", &["--match", &tag, "--interval", &interval_arg(150), "--on-rotate", &hook, "--on-rotate-shell"]);
+    let agents: Vec<Child> =
+        ["leak", "leak", "close"].iter().map(|mode| Command::new(python3()).args(["-c", AGENT, mode, &tag]).stdout(Stdio::null()).spawn().unwrap()).collect();
+    let pids: Vec<u64> = agents.iter().map(|c| c.id() as u64).collect();
+    for mut c in agents {
+        assert!(c.wait().unwrap().success());
+    }
+    wait_until(Duration::from_secs(10 * slowdown()), "three summaries", || of_type(&w.records(), "summary").len() >= 3);
+    let (code, err, recs) = w.stop();
+    assert_eq!(code, Some(0), "{err}");
+    // The hooks run detached; give them a moment.
+    wait_until(Duration::from_secs(5), "two hook runs", || std::fs::read_to_string(&marker).is_ok_and(|t| t.lines().count() >= 2));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ran: Vec<u64> = std::fs::read_to_string(&marker).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    ran.sort_unstable();
+    let mut leaky = pids[..2].to_vec();
+    leaky.sort_unstable();
+    assert_eq!(ran, leaky, "once per leaking session, none for the healthy one");
+    for (pid, verdict) in [(pids[0], "LEAK DETECTED"), (pids[1], "LEAK DETECTED"), (pids[2], "HEALTHY")] {
+        let s = summary_of(&recs, pid);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0]["verdict"], verdict, "{}", s[0]);
+    }
+    let decisions: Vec<u64> = of_type(&recs, "decision").iter().map(|d| d["session"].as_u64().unwrap()).collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+}

@@ -99,6 +99,8 @@ pub struct MetricsState {
     pub pool: Option<(u64, u64)>,
     pub devpts: Vec<DevptsSample>,
     pub tracer: Option<TracerSample>,
+    /// `watch`: matches not followed because `--max-sessions` were followed already.
+    pub watch_skipped: Option<u64>,
     pub max_processes: usize,
 }
 
@@ -195,6 +197,10 @@ impl Metrics {
 
     pub fn tracer(&self, t: TracerSample) {
         self.with(|s| s.tracer = Some(t));
+    }
+
+    pub fn watch_skipped(&self, n: u64) {
+        self.with(|s| s.watch_skipped = Some(n));
     }
 
     /// `top`'s record: the pool, each devpts instance, the holders.
@@ -320,6 +326,10 @@ impl Collector for StateCollector {
         if s.probes != "none" {
             family(&mut e, "sessions", "Sessions being traced now", g, vec![(vec![], gauge(s.sessions.len() as f64))])?;
             family(&mut e, "sessions_ended", "Sessions that ended (their summary was written)", c, vec![(vec![], counter(s.sessions_ended as f64))])?;
+        }
+
+        if let Some(n) = s.watch_skipped {
+            family(&mut e, "watch_skipped", "watch: matching processes not followed (--max-sessions reached)", c, vec![(vec![], counter(n as f64))])?;
         }
 
         // Processes: the top N only.

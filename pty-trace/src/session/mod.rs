@@ -193,6 +193,8 @@ pub struct Outcome {
     /// Still attached: detaching takes a second or more (RCU grace periods), so the caller
     /// prints the summary first and then calls `Probes::detach`.
     pub probes: Probes,
+    /// `watch`: matches not followed because `--max-sessions` were followed already.
+    pub watch_skipped: u64,
 }
 
 impl Tracer {
@@ -319,6 +321,10 @@ impl Tracer {
     /// `start` record of its own. Those that do not match are remembered (by pid and start
     /// time) until they exec again.
     fn follow_matches(&mut self, pids: Vec<u32>) {
+        // Stopping: no new session (the last snapshots and summaries are being written).
+        if self.stopped_at.is_some() {
+            return;
+        }
         let me = std::process::id();
         for pid in pids {
             let Some(w) = self.watch.as_mut() else { return };
@@ -569,6 +575,9 @@ impl Tracer {
                 cpu_s: own_usage().0,
                 unreadable_processes: self.unreadable_procs,
             });
+            if let Some(w) = &self.watch {
+                m.watch_skipped(w.skipped_full);
+            }
         }
     }
 
@@ -929,6 +938,7 @@ impl Tracer {
             error,
             output_failed: output_failure.is_some(),
             dropped_records: self.out.dropped_records(),
+            watch_skipped: self.watch.as_ref().map_or(0, |w| w.skipped_full),
             probes: self.probes,
         }
     }
