@@ -153,6 +153,12 @@ pub const SUBSET: &[Pick] = &[
         Scope::Once,
         "[28 s] a full BPF map is counted, not dropped",
     ),
+    pick(
+        "watch",
+        "watch_follows_matching_processes_from_their_exec_and_ignores_others",
+        Scope::Every,
+        "[~20 s] watch: each backend's exec program reports an untraced process's exec (session 0)",
+    ),
 ];
 
 /// Guest-side limits: one test of the subset, one test executable (filter or `--full`), doctor.
@@ -854,6 +860,7 @@ mod tests {
             "signals",
             "probes",
             "tui",
+            "watch",
         ]
         .iter()
         .map(|t| (t.to_string(), PathBuf::from(format!("/t/{t}-0a1b"))))
@@ -937,6 +944,7 @@ mod tests {
             ),
             ("signals", include_str!("../../../tests/tests/signals.rs")),
             ("probes", include_str!("../../../tests/tests/probes.rs")),
+            ("watch", include_str!("../../../tests/tests/watch.rs")),
         ];
         for Pick {
             target, test, why, ..
