@@ -175,6 +175,14 @@ fn trace(target: Target, a: &TraceArgs, x: Extras) -> AppResult<i32> {
             outcome.dropped_records
         ));
     }
+    if let Some(n) = outcome.watch_ended {
+        // The sessions that ended earlier were summarized then (in the JSONL, not here).
+        text.push_str(&format!(
+            "pty-trace: watch: {} session(s) followed: {n} ended earlier (their summaries are in the JSONL), {} still running at the end\n",
+            n + outcome.summaries.len() as u64,
+            outcome.summaries.len()
+        ));
+    }
     if outcome.watch_skipped > 0 {
         text.push_str(&format!(
             "pty-trace: watch: {} matching process(es) were not followed: --max-sessions was reached\n",

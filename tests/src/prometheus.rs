@@ -46,6 +46,7 @@ pub const PTY_TRACE_METRICS: &[&str] = &[
     "pty_trace_session_must_rotate",
     "pty_trace_sessions",
     "pty_trace_sessions_ended_total",
+    "pty_trace_watch_skipped_total",
     "pty_trace_process_fds",
     "pty_trace_process_pty_masters",
     "pty_trace_process_orphaned_ptys",

@@ -373,6 +373,7 @@ impl FakeExporter {
         family("pty_trace_session_must_rotate", "gauge", &sessions("1".into(), "0".into()));
         family("pty_trace_sessions", "gauge", &[("", "2".into())]);
         family("pty_trace_sessions_ended_total", "counter", &[("", "1".into())]);
+        family("pty_trace_watch_skipped_total", "counter", &[("", "0".into())]);
         let procs = [
             (r#"{session="4242",pid="4243",comm="node",container=""}"#, 30 + n, 2 + n, n),
             (r#"{session="5151",pid="5152",comm="bash",container=""}"#, 10, 1, 0),
@@ -750,6 +751,10 @@ fn prometheus_scrapes_watch_and_fires_must_rotate_for_the_leaky_session_only() {
     let (code, scrape) = http_get(watch_addr, "/metrics", Duration::from_secs(5)).unwrap();
     assert_eq!(code, 200);
     std::fs::write(SCRAPE_COPY, &scrape).unwrap();
+    // What pty-trace exports is exactly what the dashboard, the rules and the README know of.
+    let exported: BTreeSet<&str> = scrape.lines().filter(|l| !l.starts_with('#')).flat_map(metric_names).collect();
+    let unknown: Vec<&&str> = exported.iter().filter(|m| !PTY_TRACE_METRICS.contains(m)).collect();
+    assert!(unknown.is_empty(), "watch exports metrics PTY_TRACE_METRICS does not list: {unknown:?}");
     eprintln!("--- /metrics of watch, the leaky session {leaky_pid} (full scrape in {SCRAPE_COPY}):");
     let leaky_label = format!("session=\"{leaky_pid}\"");
     for l in
@@ -896,4 +901,13 @@ fn prometheus_scrapes_watch_and_fires_must_rotate_for_the_leaky_session_only() {
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
     at("done");
+}
+
+/// The README's metric table lists exactly the metrics pty-trace exports.
+#[test]
+fn the_readme_lists_every_metric() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let listed: BTreeSet<&str> = readme.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).filter(|m| m.starts_with("pty_trace_")).collect();
+    let known: BTreeSet<&str> = PTY_TRACE_METRICS.iter().copied().collect();
+    assert_eq!(listed, known, "README.md's metric table vs PTY_TRACE_METRICS");
 }

@@ -195,6 +195,8 @@ pub struct Outcome {
     pub probes: Probes,
     /// `watch`: matches not followed because `--max-sessions` were followed already.
     pub watch_skipped: u64,
+    /// `watch`: sessions that ended (and were summarized, in the JSONL) before the end.
+    pub watch_ended: Option<u64>,
 }
 
 impl Tracer {
@@ -939,6 +941,7 @@ impl Tracer {
             output_failed: output_failure.is_some(),
             dropped_records: self.out.dropped_records(),
             watch_skipped: self.watch.as_ref().map_or(0, |w| w.skipped_full),
+            watch_ended: self.watch.as_ref().map(|w| w.ended),
             probes: self.probes,
         }
     }

@@ -62,7 +62,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--out PATH] | bench soak [--minutes N] [--sample-s S] [--out PATH] | bench backends [--quick] [--out PATH] | bench top [--quick] [--procs N] [--fds N] [--out PATH]");
+    eprintln!("usage: bench [--quick] [--out PATH] | bench soak [--watch] [--minutes N] [--sample-s S] [--out PATH] | bench backends [--quick] [--out PATH] | bench top [--quick] [--procs N] [--fds N] [--out PATH]");
     std::process::exit(2)
 }
 
