@@ -63,10 +63,13 @@ pub enum Counter {
     LostEvents = 0,
     /// A new child could not be added to `TRACKED` (the map was full): it runs untraced.
     UntrackedChildren = 1,
+    /// `watch`: an untracked process's exec could not be reported (the ring buffer was full):
+    /// if it matched, it is found by the next look through /proc instead, late.
+    WatchExecsLost = 2,
 }
 
 /// Number of `COUNTERS` slots.
-pub const COUNTER_SLOTS: u32 = 2;
+pub const COUNTER_SLOTS: u32 = 3;
 
 #[cfg(test)]
 mod tests {
@@ -76,6 +79,6 @@ mod tests {
     fn layouts_are_pinned() {
         assert_eq!(core::mem::size_of::<TracepointOffsets>(), 6 * 4);
         assert_eq!(Counter::LostEvents as u32, 0);
-        assert_eq!(Counter::UntrackedChildren as u32 + 1, COUNTER_SLOTS, "COUNTER_SLOTS covers every counter");
+        assert_eq!(Counter::WatchExecsLost as u32 + 1, COUNTER_SLOTS, "COUNTER_SLOTS covers every counter");
     }
 }

@@ -79,14 +79,15 @@ fn dispatch(cli: Cli) -> AppResult<i32> {
             if max_sessions == 0 {
                 return Err(AppError::BadInput("--max-sessions must be at least 1".into()));
             }
-            let output = match jsonl_dir {
-                Some(dir) => {
-                    if !dir.is_dir() {
-                        return Err(AppError::BadInput(format!("--jsonl-dir {}: not a directory", dir.display())));
-                    }
+            // A service's log: appended to and reopened on SIGHUP, in a directory only root (or
+            // the sudo user) can write, so that no one can swap a rotated name for a link or FIFO.
+            let output = match (jsonl_dir, common.jsonl.as_deref()) {
+                (Some(dir), _) => {
+                    pty_trace::output::safe_open::check_log_dir(&dir).map_err(AppError::BadInput)?;
                     Some(Output::Rotating(dir.join("watch.jsonl"), Some(Rotation { max_bytes: rotate_size, retain })))
                 }
-                None => None,
+                (None, Some(p)) if p != "-" => Some(Output::Rotating(p.into(), None)),
+                _ => None,
             };
             let target = Target::Watch(WatchTarget { rule, max_sessions });
             trace(target, &common, Extras { output, headless: true, ..Extras::default() })
@@ -181,6 +182,12 @@ fn trace(target: Target, a: &TraceArgs, x: Extras) -> AppResult<i32> {
             "pty-trace: watch: {} session(s) followed: {n} ended earlier (their summaries are in the JSONL), {} still running at the end\n",
             n + outcome.summaries.len() as u64,
             outcome.summaries.len()
+        ));
+    }
+    let execs_lost = outcome.probes.counters().watch_execs_lost;
+    if execs_lost > 0 {
+        text.push_str(&format!(
+            "pty-trace: watch: {execs_lost} exec(s) of untraced processes were not reported (ring buffer full): a match among them was found only by the look through /proc every 5 s\n"
         ));
     }
     if outcome.watch_skipped > 0 {

@@ -492,6 +492,7 @@ fn records_from_the_library_validate() {
         error: None,
         ts_of: &ts_of,
         budget: None,
+        open_at_stop: None,
     };
     let sum = book.summary(&sim.m, &facts, &end).expect("a summary for the session");
     assert!(

@@ -47,6 +47,7 @@ pub const PTY_TRACE_METRICS: &[&str] = &[
     "pty_trace_sessions",
     "pty_trace_sessions_ended_total",
     "pty_trace_watch_skipped_total",
+    "pty_trace_watch_execs_lost_total",
     "pty_trace_process_fds",
     "pty_trace_process_pty_masters",
     "pty_trace_process_orphaned_ptys",

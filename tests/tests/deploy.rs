@@ -374,6 +374,7 @@ impl FakeExporter {
         family("pty_trace_sessions", "gauge", &[("", "2".into())]);
         family("pty_trace_sessions_ended_total", "counter", &[("", "1".into())]);
         family("pty_trace_watch_skipped_total", "counter", &[("", "0".into())]);
+        family("pty_trace_watch_execs_lost_total", "counter", &[("", "0".into())]);
         let procs = [
             (r#"{session="4242",pid="4243",comm="node",container=""}"#, 30 + n, 2 + n, n),
             (r#"{session="5151",pid="5152",comm="bash",container=""}"#, 10, 1, 0),

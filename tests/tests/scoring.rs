@@ -253,3 +253,24 @@ fn leak_gate_counts_ptys_and_fds_left_open_in_the_tree_against_the_budget() {
     assert_eq!(code, Some(13), "3 fds left, budget 1: {g}");
     assert_eq!(g["failures"][0], "3 fd(s) opened during the run still open at its end (budget 1)", "{g}");
 }
+
+/// `--fail-on-leak --duration`: the command is stopped by pty-trace, and judged by what its tree
+/// held just before (not after the kill, when nothing is left): a PTY held is over budget.
+#[test]
+fn leak_gate_judges_a_stopped_command_by_what_it_held_when_stopped() {
+    if !bpf_available("leak_gate_judges_a_stopped_command_by_what_it_held_when_stopped") {
+        return;
+    }
+    let dir = scratch("gate-stopped");
+    let jsonl = dir.join("out.jsonl");
+    let holder = "import os, time\nm = os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)\ntime.sleep(600)";
+    let duration = format!("{}ms", slow_ms(2000));
+    let out = run_traced(&jsonl, &["--fail-on-leak", "--duration", &duration], &[python3(), "-c", holder]);
+    assert_eq!(out.status.code(), Some(13), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = read_jsonl(&jsonl);
+    let s = summary(&recs);
+    assert_eq!(s["end_reason"], "duration");
+    let g = &s["gate"];
+    assert_eq!((g["stopped"].as_bool(), g["open_ptys"].as_u64()), (Some(true), Some(1)), "{g}");
+    assert_eq!(g["left_open"][0]["kind"], "pty_master", "{g}");
+}

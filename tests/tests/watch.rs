@@ -18,8 +18,21 @@ struct Watch {
 
 impl Watch {
     fn start(name: &str, args: &[&str]) -> Watch {
+        Self::start_under(name, &[], args)
+    }
+
+    /// Started by `wrapper` (a program that runs the rest of its command line as its child).
+    fn start_under(name: &str, wrapper: &[&str], args: &[&str]) -> Watch {
         let dir = scratch(name);
-        let child = Command::new(pty_trace_bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(pty_trace_bin());
+                c
+            }
+            None => Command::new(pty_trace_bin()),
+        };
+        let child = cmd
             .arg("watch")
             .arg("--jsonl-dir")
             .arg(&dir)
@@ -126,7 +139,14 @@ fn watch_follows_matching_processes_from_their_exec_and_ignores_others() {
     }
     let me = std::process::id();
     let (yes, no, late) = (format!("watch-yes-{me}"), format!("watch-no-{me}"), format!("watch-late-{me}"));
-    let w = Watch::start("watch-follow", &["--match", &format!("(watch-yes|watch-late)-{me}$"), "--interval", &interval_arg(200)]);
+    // Under `timeout`, whose own command line (it is pty-trace's parent) holds the pattern: as
+    // `sudo` would; pty-trace's ancestors are never followed. It passes SIGTERM on.
+    let pattern = format!("(watch-yes|watch-late)-{me}");
+    let w = Watch::start_under(
+        "watch-follow",
+        &["timeout", "--preserve-status", "600"],
+        &["--match", &pattern, "--interval", &interval_arg(200)],
+    );
     let spawned_ms = ts_ms(&now_rfc3339());
     let mut a = workload(&yes, 2, slow_ms(1500));
     let mut b = workload(&no, 2, slow_ms(1500));
@@ -160,6 +180,9 @@ fn watch_follows_matching_processes_from_their_exec_and_ignores_others() {
     assert_eq!(sc[0]["end_reason"], "interrupted");
     assert_eq!(sc[0]["metrics"]["pty_peak"], 1);
     assert!(err.contains(&format!("session {pc} HEALTHY")), "the summary line on stderr/stdout: {err}");
+    assert!(err.contains("watch: 2 session(s) followed: 1 ended earlier"), "{err}");
+    // Nothing else was followed: not `timeout`, pty-trace's parent, whose command line matches.
+    assert_eq!(of_type(&recs, "start").len(), 3, "watch's own start and the two sessions: {recs:?}");
 }
 
 #[test]
@@ -318,7 +341,8 @@ time.sleep(1.5 * int(os.environ.get("PTY_TRACE_TEST_SLOWDOWN", "1")))
     let tag = format!("watch-hook-{}", std::process::id());
     let dir = scratch("watch-hook-marker");
     let marker = dir.join("rotated");
-    let hook = format!("echo \"$PTY_TRACE_SESSION\" >> {}", marker.display());
+    // The hook's own command line matches too: pty-trace's hooks are never followed.
+    let hook = format!(": {tag}; echo \"$PTY_TRACE_SESSION\" >> {}", marker.display());
     let w = Watch::start("watch-hook", &["--match", &tag, "--interval", &interval_arg(150), "--on-rotate", &hook, "--on-rotate-shell"]);
     let agents: Vec<Child> =
         ["leak", "leak", "close"].iter().map(|mode| Command::new(python3()).args(["-c", AGENT, mode, &tag]).stdout(Stdio::null()).spawn().unwrap()).collect();
@@ -344,4 +368,9 @@ time.sleep(1.5 * int(os.environ.get("PTY_TRACE_TEST_SLOWDOWN", "1")))
     }
     let decisions: Vec<u64> = of_type(&recs, "decision").iter().map(|d| d["session"].as_u64().unwrap()).collect();
     assert_eq!(decisions.len(), 2, "{decisions:?}");
+    let mut followed: Vec<u64> = of_type(&recs, "start").iter().filter_map(|s| s["sessions"][0].as_u64()).collect();
+    followed.sort_unstable();
+    let mut agents = pids.clone();
+    agents.sort_unstable();
+    assert_eq!(followed, agents, "the three agents, not the hooks");
 }

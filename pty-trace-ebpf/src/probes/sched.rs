@@ -211,7 +211,7 @@ fn try_sched_exec(ctx: &TracePointContext, regs_of: impl FnOnce(u32) -> Option<[
         emit_argv(pid_tgid, session, w[SP] + 8);
     }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        count(Counter::LostEvents);
+        count(if session == 0 { Counter::WatchExecsLost } else { Counter::LostEvents });
         return Ok(());
     };
     let ev = entry.as_mut_ptr();

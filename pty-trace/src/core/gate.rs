@@ -62,6 +62,17 @@ pub struct GateRec {
     pub failures: Vec<String>,
     /// Up to [`MAX_LISTED`] of the fds left open (the rest only counted).
     pub left_open: Vec<OpenFd>,
+    /// pty-trace stopped the command (`--duration`, a signal, the quit key): what its tree held
+    /// at that moment is what is counted, before it was killed.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+/// What the tracer could not see, which a gate must not pass over in silence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Blind {
+    pub lost_events: u64,
+    pub untracked_children: u64,
 }
 
 /// Fds named in a gate record; more are counted in `open_fds`.
@@ -100,11 +111,19 @@ pub fn open_at_end(model: &Model, session: u32) -> OpenAtEnd {
     OpenAtEnd { ptys: ptys.len() as u64, fds }
 }
 
-/// Judges a finished run: its verdict, then what it left open against the budget.
-pub fn judge(verdict: Verdict, open: &OpenAtEnd, budget: Budget) -> GateRec {
+/// Judges a finished run: its verdict, then what it left open against the budget. A run the
+/// tracer did not see whole (events lost, children untracked) cannot pass: what it left open
+/// may be more than was counted.
+pub fn judge(verdict: Verdict, open: &OpenAtEnd, budget: Budget, blind: Blind) -> GateRec {
     let mut failures = Vec::new();
     if verdict == Verdict::LeakDetected {
         failures.push("the verdict is LEAK DETECTED".to_string());
+    }
+    if blind.lost_events > 0 || blind.untracked_children > 0 {
+        failures.push(format!(
+            "the trace is incomplete ({} kernel event(s) lost, {} child process(es) untracked): the counts may be low, so the gate cannot pass (a larger --ring-buffer-size helps)",
+            blind.lost_events, blind.untracked_children
+        ));
     }
     if open.ptys > budget.ptys {
         failures.push(format!("{} PTY(s) opened during the run still open at its end (budget {})", open.ptys, budget.ptys));
@@ -124,6 +143,7 @@ pub fn judge(verdict: Verdict, open: &OpenAtEnd, budget: Budget) -> GateRec {
         budget_fds: budget.fds,
         failures,
         left_open: open.fds.iter().take(MAX_LISTED).cloned().collect(),
+        stopped: false,
     }
 }
 
@@ -139,39 +159,48 @@ mod tests {
 
     #[test]
     fn healthy_with_nothing_left_passes() {
-        let g = judge(Verdict::Healthy, &OpenAtEnd::default(), DEFAULT);
+        let g = judge(Verdict::Healthy, &OpenAtEnd::default(), DEFAULT, Blind::default());
         assert!(g.passed && g.failures.is_empty());
         assert_eq!((g.open_ptys, g.open_fds, g.budget_ptys, g.budget_fds), (0, 0, 0, None));
     }
 
     #[test]
     fn a_leak_verdict_fails_whatever_the_budget() {
-        let g = judge(Verdict::LeakDetected, &OpenAtEnd::default(), Budget { ptys: 100, fds: Some(100) });
+        let g = judge(Verdict::LeakDetected, &OpenAtEnd::default(), Budget { ptys: 100, fds: Some(100) }, Blind::default());
         assert!(!g.passed);
         assert_eq!(g.failures, ["the verdict is LEAK DETECTED"]);
         // Recovered is not a failure: the run gave back what it took.
-        assert!(judge(Verdict::Recovered, &OpenAtEnd::default(), DEFAULT).passed);
+        assert!(judge(Verdict::Recovered, &OpenAtEnd::default(), DEFAULT, Blind::default()).passed);
     }
 
     #[test]
     fn by_default_no_pty_may_be_left_but_fds_may() {
         let open = OpenAtEnd { ptys: 1, fds: vec![fd(3, FdKind::PtyMaster), fd(4, FdKind::Pipe), fd(5, FdKind::Pipe)] };
-        let g = judge(Verdict::Healthy, &open, DEFAULT);
+        let g = judge(Verdict::Healthy, &open, DEFAULT, Blind::default());
         assert!(!g.passed);
         assert_eq!(g.failures, ["1 PTY(s) opened during the run still open at its end (budget 0)"]);
         assert_eq!(g.open_fds, 3);
         assert_eq!(g.left_open.len(), 3);
         // Within budget: passes; one over: fails, naming both rules broken.
-        assert!(judge(Verdict::Healthy, &open, Budget { ptys: 1, fds: Some(3) }).passed);
-        let g = judge(Verdict::LeakDetected, &open, Budget { ptys: 0, fds: Some(2) });
+        assert!(judge(Verdict::Healthy, &open, Budget { ptys: 1, fds: Some(3) }, Blind::default()).passed);
+        let g = judge(Verdict::LeakDetected, &open, Budget { ptys: 0, fds: Some(2) }, Blind::default());
         assert_eq!(g.failures.len(), 3, "{:?}", g.failures);
         assert!(g.failures[2].starts_with("3 fd(s) opened during the run"), "{:?}", g.failures);
     }
 
     #[test]
+    fn a_trace_with_losses_cannot_pass() {
+        for blind in [Blind { lost_events: 3, untracked_children: 0 }, Blind { lost_events: 0, untracked_children: 1 }] {
+            let g = judge(Verdict::Healthy, &OpenAtEnd::default(), DEFAULT, blind);
+            assert!(!g.passed, "{blind:?}");
+            assert!(g.failures[0].starts_with("the trace is incomplete ("), "{:?}", g.failures);
+        }
+    }
+
+    #[test]
     fn the_list_is_capped_but_the_count_is_not() {
         let open = OpenAtEnd { ptys: 0, fds: (0..50).map(|n| fd(n, FdKind::File)).collect() };
-        let g = judge(Verdict::Healthy, &open, Budget { ptys: 0, fds: Some(10) });
+        let g = judge(Verdict::Healthy, &open, Budget { ptys: 0, fds: Some(10) }, Blind::default());
         assert_eq!((g.open_fds, g.left_open.len()), (50, MAX_LISTED));
         assert!(!g.passed);
     }
@@ -219,7 +248,7 @@ mod tests {
         let open = open_at_end(&s.m, 10);
         assert_eq!(open.ptys, 1, "{open:?}");
         assert_eq!(open.fds.iter().map(|f| (f.fd, f.kind)).collect::<Vec<_>>(), [(3, FdKind::PtyMaster), (4, FdKind::PtySlave), (5, FdKind::File)]);
-        let g = judge(Verdict::Healthy, &open, DEFAULT);
+        let g = judge(Verdict::Healthy, &open, DEFAULT, Blind::default());
         assert_eq!(g.failures, ["1 PTY(s) opened during the run still open at its end (budget 0)"]);
         // The root exits: nothing is left open.
         s.exit(10);

@@ -465,8 +465,10 @@ pub struct Aggregate {
     sessions: BTreeMap<u32, SessionReport>,
     /// Sessions a `start` announced, with its timestamp.
     started: BTreeMap<u32, String>,
-    /// The first `start`'s command (`run`).
+    /// The first `start`'s command (`run`), and how many `start`s named one (`watch` writes one
+    /// per session: no single command is the recording's).
     command: Option<Vec<String>>,
+    command_starts: u64,
     machine: MachineHistory,
 }
 
@@ -513,6 +515,9 @@ impl Aggregate {
             // `start` names the sessions (one without any later record is UNKNOWN).
             Some(RecordKind::Start) => {
                 let rec: StartSessions = serde_json::from_str(line)?;
+                if rec.command.is_some() {
+                    self.command_starts += 1;
+                }
                 if self.command.is_none() {
                     self.command = rec.command;
                 }
@@ -539,6 +544,7 @@ impl Aggregate {
     pub fn merge(&mut self, later: Aggregate) {
         self.counts.merge(later.counts);
         self.machine.merge(later.machine);
+        self.command_starts += later.command_starts;
         if self.command.is_none() {
             self.command = later.command;
         }
@@ -560,7 +566,8 @@ impl Aggregate {
         if self.counts.valid_records == 0 && self.counts.newer_schema_lines == 0 {
             return Err(format!("{file}: no valid pty-trace record in {} line(s)", self.counts.lines));
         }
-        let mut r = Report { file: file.to_string(), counts: self.counts, command: self.command, ..Report::default() };
+        let command = if self.command_starts == 1 { self.command } else { None };
+        let mut r = Report { file: file.to_string(), counts: self.counts, command, ..Report::default() };
         let mut sessions = self.sessions;
         for (sid, ts) in self.started {
             // Announced, and cut short before its first record.

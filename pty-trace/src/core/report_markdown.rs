@@ -44,6 +44,9 @@ pub fn render_markdown(r: &Report) -> String {
         let g = gates[0];
         let fds = g.budget_fds.map_or("any number of fds".to_string(), |n| format!("{n} fd(s)"));
         let _ = writeln!(o, "**Budget:** {} PTY(s), {fds} left open when the command ends  ", g.budget_ptys);
+        if gates.iter().any(|g| g.stopped) {
+            let _ = writeln!(o, "**Judged** by what the command's tree held when pty-trace stopped it (`--duration` or a signal)  ");
+        }
         for f in gates.iter().flat_map(|g| &g.failures) {
             let _ = writeln!(o, "- {}", cell(f));
         }
@@ -198,7 +201,7 @@ mod tests {
                 command: Some(vec!["bash".into(), "-c".into(), "echo a|b `x`".into()]),
             }],
         };
-        let gate = judge(Verdict::LeakDetected, &open, Budget { ptys: 0, fds: None });
+        let gate = judge(Verdict::LeakDetected, &open, Budget { ptys: 0, fds: None }, Default::default());
         let start = r#"{"type":"start","schema":1,"ts":"t0","version":"0.1.0","sessions":[42],"command":["node","agent.js"],"ring_buffer_bytes":4096,"tracefs":"/sys/kernel/tracing","load_ms":1,"ready_ms":1,"interval_ms":1000}"#;
         let r = report_of(&[start.to_string(), with_gate(summary_line("t1", 42, Verdict::LeakDetected), gate)]);
         let md = render_markdown(&r);
@@ -221,7 +224,7 @@ mod tests {
     #[test]
     fn a_clean_run_passes_and_says_so() {
         use crate::core::report::tests::summary_line;
-        let gate = judge(Verdict::Healthy, &OpenAtEnd::default(), Budget { ptys: 0, fds: Some(3) });
+        let gate = judge(Verdict::Healthy, &OpenAtEnd::default(), Budget { ptys: 0, fds: Some(3) }, Default::default());
         let md = render_markdown(&report_of(&[with_gate(summary_line("t1", 7, Verdict::Healthy), gate)]));
         assert!(md.starts_with("## :white_check_mark: pty-trace: HEALTHY\n"), "{md}");
         assert!(md.contains("**Leak gate:** passed"), "{md}");

@@ -241,7 +241,13 @@ impl SessionBook {
             evidence,
             recovered,
             tracer: end.cost.clone(),
-            gate: end.budget.map(|b| super::gate::judge(verdict, &super::gate::open_at_end(model, root), b)),
+            gate: end.budget.map(|b| {
+                // Stopped by us: what the tree held before it was killed (see `Tracer::finish`).
+                let at_stop = end.open_at_stop.and_then(|m| m.get(&root));
+                let open = at_stop.cloned().unwrap_or_else(|| super::gate::open_at_end(model, root));
+                let blind = super::gate::Blind { lost_events: facts.lost_events, untracked_children: facts.untracked_children };
+                super::gate::GateRec { stopped: at_stop.is_some(), ..super::gate::judge(verdict, &open, b, blind) }
+            }),
         })
     }
 }
@@ -266,6 +272,9 @@ pub struct SummaryContext<'a> {
     pub ts_of: &'a dyn Fn(u64) -> String,
     /// `run --fail-on-leak`: judge each session against this budget.
     pub budget: Option<super::gate::Budget>,
+    /// With a budget, when tracing stopped the command: what each session's tree held just
+    /// before it was stopped.
+    pub open_at_stop: Option<&'a BTreeMap<u32, super::gate::OpenAtEnd>>,
 }
 
 fn drift_by_cause(model: &Model) -> BTreeMap<String, u64> {

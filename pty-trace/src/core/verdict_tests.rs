@@ -148,6 +148,7 @@ impl Sim {
             error: None,
             ts_of: &ts_of,
             budget: None,
+            open_at_stop: None,
         };
         self.book.summary(&self.m, &facts, &end).expect("a summary")
     }

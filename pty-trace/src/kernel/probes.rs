@@ -117,9 +117,11 @@ pub struct KernelCounters {
     pub lost_events: u64,
     /// Children TRACKED had no room for: they run untraced.
     pub untracked_children: u64,
+    /// `watch`: execs of untracked processes not reported (ring buffer full).
+    pub watch_execs_lost: u64,
 }
 
-const _: () = assert!(COUNTER_SLOTS == 2, "KernelCounters reads every slot");
+const _: () = assert!(COUNTER_SLOTS == 3, "KernelCounters reads every slot");
 
 /// Shared handle on the `TRACKED` map (the `run` handshake registers the child from a thread).
 #[derive(Clone)]
@@ -139,6 +141,18 @@ impl Tracked {
         if let Ok(mut m) = self.0.lock() {
             let _ = m.remove(&tgid);
         }
+    }
+
+    /// Removes every process registered under `session` (`watch` forgetting a session: also
+    /// those the model never saw, a fork whose event was lost, a root that exited before it
+    /// was registered). Returns how many there were.
+    pub fn remove_session(&self, session: u32) -> usize {
+        let Ok(mut m) = self.0.lock() else { return 0 };
+        let stale: Vec<u32> = m.iter().filter_map(Result::ok).filter(|&(_, s)| s == session).map(|(pid, _)| pid).collect();
+        for pid in &stale {
+            let _ = m.remove(pid);
+        }
+        stale.len()
     }
 
     pub fn contains(&self, tgid: u32) -> bool {
@@ -340,6 +354,7 @@ impl Probes {
         KernelCounters {
             lost_events: slot(Counter::LostEvents) + missed,
             untracked_children: slot(Counter::UntrackedChildren),
+            watch_execs_lost: slot(Counter::WatchExecsLost),
         }
     }
 }

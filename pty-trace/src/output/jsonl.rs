@@ -122,7 +122,7 @@ impl JsonlWriter {
     /// Records appended to `path` (created if missing), renamed away by size (`rotation`), and
     /// opened again on [`Self::reopen`]: `watch --jsonl-dir`.
     pub fn appending(path: &Path, rotation: Option<Rotation>) -> Result<Self, String> {
-        let out = super::safe_open::open_output_appending(path, "JSONL file")?;
+        let out = open_log(path)?;
         let name = out.path.display().to_string();
         let again = Reopenable { path: path.to_path_buf(), rotation };
         Ok(Self::spawn(out.file, Some(out.path), out.regular, name, Some(again)))
@@ -266,7 +266,7 @@ fn write_batches(mut file: std::fs::File, regular: bool, name: &str, rx: &mpsc::
             Msg::Batch(b) => b,
             Msg::Reopen => {
                 if let (Some(a), false) = (again.as_ref(), failed) {
-                    match super::safe_open::open_output_appending(&a.path, "JSONL file") {
+                    match open_log(&a.path) {
                         Ok(out) => {
                             file = out.file;
                             size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -347,7 +347,16 @@ fn rotate(path: &Path, retain: u32) -> Result<OutputFile, String> {
         }
         std::fs::rename(path, rotated_name(path, 1)).map_err(|e| e.to_string())?;
     }
-    super::safe_open::open_output_appending(path, "JSONL file")
+    open_log(path)
+}
+
+/// A log file to append to: a regular file only (a FIFO or a terminal cannot be rotated).
+fn open_log(path: &Path) -> Result<OutputFile, String> {
+    let out = super::safe_open::open_output_appending(path, "JSONL file")?;
+    if !out.regular {
+        return Err(format!("refusing to write the JSONL log to {}: not a regular file", path.display()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -99,8 +99,10 @@ pub struct MetricsState {
     pub pool: Option<(u64, u64)>,
     pub devpts: Vec<DevptsSample>,
     pub tracer: Option<TracerSample>,
-    /// `watch`: matches not followed because `--max-sessions` were followed already.
+    /// `watch`: matches not followed because `--max-sessions` were followed already, and
+    /// execs of untracked processes the kernel could not report (ring buffer full).
     pub watch_skipped: Option<u64>,
+    pub watch_execs_lost: u64,
     pub max_processes: usize,
 }
 
@@ -199,8 +201,17 @@ impl Metrics {
         self.with(|s| s.tracer = Some(t));
     }
 
-    pub fn watch_skipped(&self, n: u64) {
-        self.with(|s| s.watch_skipped = Some(n));
+    /// `watch`'s own counts.
+    pub fn watch(&self, skipped: u64, execs_lost: u64) {
+        self.with(|s| {
+            s.watch_skipped = Some(skipped);
+            s.watch_execs_lost = execs_lost;
+        });
+    }
+
+    /// `kernel.pty.nr` and `kernel.pty.max`, read every interval.
+    pub fn pool(&self, nr: u64, max: u64) {
+        self.with(|s| s.pool = Some((nr, max)));
     }
 
     /// `top`'s record: the pool, each devpts instance, the holders.
@@ -330,6 +341,13 @@ impl Collector for StateCollector {
 
         if let Some(n) = s.watch_skipped {
             family(&mut e, "watch_skipped", "watch: matching processes not followed (--max-sessions reached)", c, vec![(vec![], counter(n as f64))])?;
+            family(
+                &mut e,
+                "watch_execs_lost",
+                "watch: execs of untraced processes the kernel could not report (ring buffer full); a match among them is found later by the look through /proc",
+                c,
+                vec![(vec![], counter(s.watch_execs_lost as f64))],
+            )?;
         }
 
         // Processes: the top N only.

@@ -125,6 +125,35 @@ fn open_output_with(path: &Path, what: &str, append: bool) -> Result<OutputFile,
     Ok(OutputFile { file, path: path.to_path_buf(), regular: true })
 }
 
+/// `watch --jsonl-dir DIR`: a real directory (not a symlink), owned by root or by the user who
+/// ran sudo, that no one else can write. pty-trace renames and creates files in it as root at
+/// every rotation: in a directory others can write, one of them could put a link or a FIFO
+/// where the next file is created.
+pub fn check_log_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = dir.display();
+    let md = std::fs::symlink_metadata(dir).map_err(|e| format!("--jsonl-dir {shown}: {}", os_error_text(&e)))?;
+    if md.file_type().is_symlink() {
+        return Err(format!("--jsonl-dir {shown}: is a symbolic link (pty-trace never follows one when it writes); give the real path"));
+    }
+    if !md.is_dir() {
+        return Err(format!("--jsonl-dir {shown}: not a directory"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let person = crate::sudo::invoking_user().map(|(u, _)| u);
+    if md.uid() != me && md.uid() != 0 && Some(md.uid()) != person {
+        return Err(format!("--jsonl-dir {shown}: belongs to uid {}, not to root or you; choose a directory of yours", md.uid()));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "--jsonl-dir {shown}: others can write to it (mode {:o}); use a directory only its owner can write (chmod go-w, or e.g. /var/log/pty-trace)",
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 fn open_error(what: &str, path: &Path, e: &std::io::Error) -> String {
     let shown = path.display();
     match e.raw_os_error() {
@@ -146,6 +175,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn a_log_dir_must_be_real_and_only_ours_to_write() {
+        let d = dir("logdir");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(check_log_dir(&d), Ok(()));
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(check_log_dir(&d).unwrap_err().contains("others can write to it (mode 1777)"));
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = d.with_extension("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(check_log_dir(&link).unwrap_err().contains("is a symbolic link"));
+        assert!(check_log_dir(&d.join("missing")).unwrap_err().starts_with("--jsonl-dir "));
+        let file = d.join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(check_log_dir(&file).unwrap_err().contains("not a directory"));
+        let _ = std::fs::remove_file(&link);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

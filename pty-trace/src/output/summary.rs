@@ -45,11 +45,12 @@ pub fn render_summaries(sums: &[SummaryRec]) -> String {
         }
         if let Some(g) = &s.gate {
             let budget = format!(
-                "budget {} PTY(s), {} fd(s); left open {} PTY(s), {} fd(s)",
+                "budget {} PTY(s), {} fd(s); left open {} PTY(s), {} fd(s){}",
                 g.budget_ptys,
                 g.budget_fds.map_or("any number of".to_string(), |n| n.to_string()),
                 g.open_ptys,
-                g.open_fds
+                g.open_fds,
+                if g.stopped { " when it was stopped" } else { "" }
             );
             if g.passed {
                 let _ = writeln!(o, "  leak gate: passed ({budget})");

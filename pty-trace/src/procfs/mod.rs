@@ -334,28 +334,33 @@ pub fn all_pids() -> Vec<u32> {
     pids
 }
 
-/// What `watch` judges a process by.
-pub struct WatchCandidate {
+/// A live user process's `stat`, for `watch`: its name, parent and start time (clock ticks
+/// after boot: with the PID, names this process and no other); `None` for a kernel thread, a
+/// zombie, or a process gone.
+pub struct WatchStat {
     pub info: ProcInfo,
-    /// Its start time (clock ticks after boot): with the PID, names this process and no other.
     pub start_ticks: u64,
-    /// `None` when /proc refused it.
-    pub argv: Option<Vec<String>>,
-    pub uid: Option<u32>,
 }
 
-/// A live user process's name, command line, owner and start time; `None` for a kernel
-/// thread, a zombie, or a process gone.
-pub fn watch_candidate(pid: u32) -> Option<WatchCandidate> {
-    let proc = Process::new(pid as i32).ok()?;
-    let st = proc.stat().ok()?;
+pub fn watch_stat(pid: u32) -> Option<WatchStat> {
+    let st = Process::new(pid as i32).ok()?.stat().ok()?;
     if st.flags & PF_KTHREAD != 0 || st.state == 'Z' || st.state == 'X' {
         return None;
     }
-    Some(WatchCandidate {
-        info: ProcInfo { pid, ppid: st.ppid as u32, comm: st.comm, zombie: false },
-        start_ticks: st.starttime,
-        argv: proc.cmdline().ok(),
-        uid: machine::real_uid(pid).ok(),
-    })
+    Some(WatchStat { info: ProcInfo { pid, ppid: st.ppid as u32, comm: st.comm, zombie: false }, start_ticks: st.starttime })
+}
+
+/// The parent, grandparent, ... of `pid` up to PID 1 (at most 64; fewer if one is gone).
+pub fn ancestors(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut at = pid;
+    while out.len() < 64 {
+        let Some(parent) = proc_info(at).map(|i| i.ppid).filter(|&p| p > 0 && p != at) else { break };
+        out.push(parent);
+        if parent == 1 {
+            break;
+        }
+        at = parent;
+    }
+    out
 }

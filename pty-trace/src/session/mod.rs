@@ -108,16 +108,25 @@ const WATCH_RESCAN: Duration = Duration::from_secs(5);
 /// `watch`'s running state.
 struct Watch {
     target: WatchTarget,
-    /// Matches not followed because `max_sessions` were followed already.
+    /// Matching processes not followed because `max_sessions` were followed already: each
+    /// counted once (`skipped`), and followed later if a place frees up.
     skipped_full: u64,
+    skipped: std::collections::HashSet<(u32, u64)>,
     /// Sessions ended and forgotten.
     ended: u64,
     /// Execs of untracked processes to judge (from the ring buffer).
     pending: Vec<u32>,
-    /// Processes judged not to match (pid, start time): not read again until they exec.
-    rejected: std::collections::HashSet<(u32, u64)>,
+    /// Processes judged not to match, by (pid, start time), with the command name they had:
+    /// judged again only when they exec or their name changes.
+    rejected: std::collections::HashMap<(u32, u64), String>,
+    /// pty-trace's own ancestors (sudo, the shell, systemd): never followed, though their
+    /// command lines hold the very patterns.
+    ancestors: std::collections::HashSet<u32>,
     next_rescan: Instant,
 }
+
+/// Most entries of `Watch::rejected` and `Watch::skipped` before the dead are dropped.
+const WATCH_CACHE_MAX: usize = 65_536;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -178,6 +187,8 @@ pub struct Tracer {
     fault: Option<Fault>,
     /// `watch`: follows matching processes as they appear.
     watch: Option<Watch>,
+    /// `run --fail-on-leak` stopped by us: what each tree held just before it was stopped.
+    open_at_stop: Option<BTreeMap<u32, crate::core::gate::OpenAtEnd>>,
 }
 
 /// Result of a finished trace: the exit code `main` should use, and what to print after.
@@ -272,13 +283,16 @@ impl Tracer {
                 Target::Watch(w) => Some(Watch {
                     target: w.clone(),
                     skipped_full: 0,
+                    skipped: Default::default(),
                     ended: 0,
                     pending: Vec::new(),
                     rejected: Default::default(),
+                    ancestors: procfs::ancestors(std::process::id()).into_iter().collect(),
                     next_rescan: Instant::now() + WATCH_RESCAN,
                 }),
                 _ => None,
             },
+            open_at_stop: None,
         };
         // SAFETY: the AsyncFd owns the ring buffer, so its fd stays open as long as it is
         // registered with the reactor.
@@ -320,8 +334,9 @@ impl Tracer {
     }
 
     /// `watch`: starts a session for each of `pids` that matches and is not traced yet, with a
-    /// `start` record of its own. Those that do not match are remembered (by pid and start
-    /// time) until they exec again.
+    /// `start` record of its own. A process is read from /proc once per name: its `stat` first
+    /// (its name and start time), its command line and owner only if it was not judged before
+    /// under that name.
     fn follow_matches(&mut self, pids: Vec<u32>) {
         // Stopping: no new session (the last snapshots and summaries are being written).
         if self.stopped_at.is_some() {
@@ -330,32 +345,46 @@ impl Tracer {
         let me = std::process::id();
         for pid in pids {
             let Some(w) = self.watch.as_mut() else { return };
-            if pid == me || self.model.procs.contains_key(&pid) || self.tracked.contains(pid) {
+            if pid == me || w.ancestors.contains(&pid) || self.model.procs.contains_key(&pid) || self.tracked.contains(pid) {
                 continue;
             }
-            let Some(c) = procfs::watch_candidate(pid) else { continue };
-            if w.rejected.contains(&(pid, c.start_ticks)) {
+            let Some(st) = procfs::watch_stat(pid) else { continue };
+            let key = (pid, st.start_ticks);
+            if w.rejected.get(&key).is_some_and(|comm| *comm == st.info.comm) {
                 continue;
             }
-            let argv = c.argv.clone().unwrap_or_default();
-            let candidate = crate::core::watch::Candidate { comm: &c.info.comm, argv: &argv, uid: c.uid };
-            if !w.target.rule.matches(candidate) {
-                w.rejected.insert((pid, c.start_ticks));
+            let argv = procfs::cmdline(pid);
+            let uid = procfs::machine::real_uid(pid).ok();
+            let candidate = crate::core::watch::Candidate { comm: &st.info.comm, argv: argv.as_deref().unwrap_or(&[]), uid };
+            // Our own children (the --on-rotate hooks) are not the user's processes.
+            if !w.target.rule.matches(candidate) || procfs::ancestors(pid).contains(&me) {
+                w.rejected.insert(key, st.info.comm.clone());
                 continue;
             }
             let live = self.books.values().filter(|b| !b.summarized).count();
             if live >= w.target.max_sessions {
-                w.skipped_full += 1;
+                if w.skipped.insert(key) {
+                    w.skipped_full += 1;
+                }
                 continue;
             }
+            w.skipped.remove(&key);
             // It may have exited since: then there is nothing to follow.
-            if procfs::validate_target(pid as i32).is_err() || self.attach(std::slice::from_ref(&c.info)).is_err() {
+            if procfs::validate_target(pid as i32).is_err() {
+                continue;
+            }
+            if self.attach(std::slice::from_ref(&st.info)).is_err() {
+                // TRACKED refused it (full): undo the half-made session.
+                for p in self.model.forget_session(pid, monotonic_ns()) {
+                    self.tracked.remove(p);
+                }
+                self.books.remove(&pid);
                 continue;
             }
             let start = StartRec {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 sessions: vec![pid],
-                command: c.argv.as_deref().map(redact_argv),
+                command: argv.as_deref().map(redact_argv),
                 ring_buffer_bytes: self.opts.ring_bytes,
                 probes: Some(self.probes.backend),
                 probes_fallback: self.probes.fallback.clone(),
@@ -371,11 +400,13 @@ impl Tracer {
             self.out.write(RecordKind::Start, &ts, &start);
         }
         self.out.flush();
-        // Bounded: forget rejections of processes that are gone.
+        // Bounded: forget what is known of processes that are gone.
         if let Some(w) = self.watch.as_mut()
-            && w.rejected.len() > 65_536
+            && (w.rejected.len() > WATCH_CACHE_MAX || w.skipped.len() > WATCH_CACHE_MAX)
         {
-            w.rejected.retain(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+            w.rejected.retain(|(pid, _), _| alive(*pid));
+            w.skipped.retain(|(pid, _)| alive(*pid));
         }
     }
 
@@ -394,13 +425,15 @@ impl Tracer {
         if ended.is_empty() {
             return;
         }
-        self.write_snapshots_of(ended.clone(), false);
+        // Their last snapshot was written by this interval's `write_snapshots`.
         self.summaries_of(ended.clone(), EndReason::RootExited, None);
         let now = monotonic_ns();
         for root in ended {
             for pid in self.model.forget_session(root, now) {
                 self.tracked.remove(pid);
             }
+            // And those the model never saw (a fork whose event was lost, say).
+            self.tracked.remove_session(root);
             self.books.remove(&root);
             if let Some(w) = self.watch.as_mut() {
                 w.ended += 1;
@@ -551,7 +584,7 @@ impl Tracer {
             pids.sort_unstable();
             pids.dedup();
             // An exec is a new image: judge it again even if its old one did not match.
-            w.rejected.retain(|(pid, _)| pids.binary_search(pid).is_err());
+            w.rejected.retain(|(pid, _), _| pids.binary_search(pid).is_err());
             self.follow_matches(pids);
         }
     }
@@ -577,8 +610,11 @@ impl Tracer {
                 cpu_s: own_usage().0,
                 unreadable_processes: self.unreadable_procs,
             });
+            // The pool, whether or not a session wrote a snapshot this interval.
+            let (nr, max) = procfs::pty_usage();
+            m.pool(nr, max);
             if let Some(w) = &self.watch {
-                m.watch_skipped(w.skipped_full);
+                m.watch(w.skipped_full, self.counters.watch_execs_lost);
             }
         }
     }
@@ -729,6 +765,7 @@ impl Tracer {
             error,
             ts_of: &ts_of,
             budget: self.opts.budget,
+            open_at_stop: self.open_at_stop.as_ref(),
         };
         let mut out = Vec::new();
         for root in roots {
@@ -901,6 +938,12 @@ impl Tracer {
     async fn finish(mut self, reason: EndReason, error: Option<AppError>) -> Outcome {
         if reason != EndReason::RootExited {
             self.stopped_at = Some(monotonic_ns());
+            if self.opts.budget.is_some() {
+                // The gate counts what the tree held when it was stopped, not after the kill.
+                self.drain();
+                let roots = self.unsummarized();
+                self.open_at_stop = Some(roots.into_iter().map(|r| (r, crate::core::gate::open_at_end(&self.model, r))).collect());
+            }
             self.stop_run_child().await;
         }
         // The child exited by itself: reap it (its exit is what ended the loop).

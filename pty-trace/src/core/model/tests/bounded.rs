@@ -242,6 +242,7 @@ fn replay(steps: &[Step], prune_often: bool) -> (Vec<serde_json::Value>, Model) 
         error: None,
         ts_of: &ts_of,
         budget: None,
+        open_at_stop: None,
     };
     let facts = Facts { now_ns: now, ..Facts::default() };
     out.push(serde_json::to_value(book.summary(&m, &facts, &end)).unwrap());
