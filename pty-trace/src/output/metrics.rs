@@ -273,6 +273,8 @@ fn comm_of_command(command: &str) -> String {
 struct StateCollector(Arc<Mutex<MetricsState>>);
 
 type Labels = Vec<(&'static str, String)>;
+/// A per-session gauge: its name, its help, and its value (none: no series) from a sample.
+type SessionGauge<'a> = (&'a str, &'a str, &'a dyn Fn(&SessionSample) -> Option<f64>);
 
 /// Encodes one metric family: `name`, its help and type, one sample per label set.
 fn family<M: EncodeMetric>(e: &mut DescriptorEncoder, name: &str, help: &str, kind: MetricType, samples: Vec<(Labels, M)>) -> Result<(), FmtError> {
@@ -312,7 +314,7 @@ impl Collector for StateCollector {
         let per = |f: &dyn Fn(&SessionSample) -> Option<f64>| -> Vec<(Labels, ConstGauge<f64>)> {
             s.sessions.iter().filter_map(|(r, x)| f(x).map(|v| (labels(r, x), gauge(v)))).collect()
         };
-        let gauges: [(&str, &str, &dyn Fn(&SessionSample) -> Option<f64>); 10] = [
+        let gauges: [SessionGauge; 10] = [
             ("session_health", "Session health score, 0 (must rotate) to 100 (healthy), as in the JSONL snapshot", &|x| Some(x.health)),
             ("session_leak_score", "Session leak score (0 = no leak evidence), as in the JSONL snapshot", &|x| Some(x.leak_score)),
             ("session_pty_masters", "PTY master fds held by the session's processes", &|x| Some(x.pty_masters as f64)),

@@ -275,6 +275,45 @@ pub fn nofile_limit(pid: u32) -> Option<u64> {
     }
 }
 
+/// Every process's PID (`/proc/[0-9]*`).
+pub fn all_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// A live user process's `stat`, for `watch`: its name, parent and start time (clock ticks
+/// after boot: with the PID, names this process and no other); `None` for a kernel thread, a
+/// zombie, or a process gone.
+pub struct WatchStat {
+    pub info: ProcInfo,
+    pub start_ticks: u64,
+}
+
+pub fn watch_stat(pid: u32) -> Option<WatchStat> {
+    let st = Process::new(pid as i32).ok()?.stat().ok()?;
+    if st.flags & PF_KTHREAD != 0 || st.state == 'Z' || st.state == 'X' {
+        return None;
+    }
+    Some(WatchStat { info: ProcInfo { pid, ppid: st.ppid as u32, comm: st.comm, zombie: false }, start_ticks: st.starttime })
+}
+
+/// The parent, grandparent, ... of `pid` up to PID 1 (at most 64; fewer if one is gone).
+pub fn ancestors(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut at = pid;
+    while out.len() < 64 {
+        let Some(parent) = proc_info(at).map(|i| i.ppid).filter(|&p| p > 0 && p != at) else { break };
+        out.push(parent);
+        if parent == 1 {
+            break;
+        }
+        at = parent;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,43 +363,4 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-}
-
-/// Every process's PID (`/proc/[0-9]*`).
-pub fn all_pids() -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
-    let mut pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-    pids.sort_unstable();
-    pids
-}
-
-/// A live user process's `stat`, for `watch`: its name, parent and start time (clock ticks
-/// after boot: with the PID, names this process and no other); `None` for a kernel thread, a
-/// zombie, or a process gone.
-pub struct WatchStat {
-    pub info: ProcInfo,
-    pub start_ticks: u64,
-}
-
-pub fn watch_stat(pid: u32) -> Option<WatchStat> {
-    let st = Process::new(pid as i32).ok()?.stat().ok()?;
-    if st.flags & PF_KTHREAD != 0 || st.state == 'Z' || st.state == 'X' {
-        return None;
-    }
-    Some(WatchStat { info: ProcInfo { pid, ppid: st.ppid as u32, comm: st.comm, zombie: false }, start_ticks: st.starttime })
-}
-
-/// The parent, grandparent, ... of `pid` up to PID 1 (at most 64; fewer if one is gone).
-pub fn ancestors(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut at = pid;
-    while out.len() < 64 {
-        let Some(parent) = proc_info(at).map(|i| i.ppid).filter(|&p| p > 0 && p != at) else { break };
-        out.push(parent);
-        if parent == 1 {
-            break;
-        }
-        at = parent;
-    }
-    out
 }
