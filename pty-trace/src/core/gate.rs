@@ -6,15 +6,14 @@
 //!   than the budget allows (`--budget-ptys`, default 0; `--budget-fds`, default unlimited).
 //!   Fds found in /proc (inherited from the runner) are not the command's doing and never count.
 //!
-//! Pure: [`open_at_end`] reads the model, [`judge`] compares with the budget.
+//! Pure: [`open_at_end`] reads the model, [`judge`] compares with the budget; the record it
+//! makes, [`GateRec`], is one of the JSONL's (`records`).
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
 use super::{
     model::{FdKind, Model, pty::PtySlot},
-    records::Verdict,
+    records::{GateRec, OpenFd, Verdict},
 };
 
 /// What a run may leave open in its tree when it ends.
@@ -26,46 +25,12 @@ pub struct Budget {
     pub fds: Option<u64>,
 }
 
-/// One fd the run opened that is still open at its end.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct OpenFd {
-    pub pid: u32,
-    pub comm: String,
-    pub fd: i32,
-    pub kind: FdKind,
-    pub target: String,
-    /// The command (argv) that opened it, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-}
-
 /// What the run's tree still holds at its end, among the fds it opened itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OpenAtEnd {
     /// Distinct PTYs with an end still held.
     pub ptys: u64,
     pub fds: Vec<OpenFd>,
-}
-
-/// The gate's verdict, in the session's `summary` (`gate`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct GateRec {
-    pub passed: bool,
-    pub verdict: Verdict,
-    /// PTYs and fds opened during the run and still open in its tree at the end.
-    pub open_ptys: u64,
-    pub open_fds: u64,
-    pub budget_ptys: u64,
-    /// `None`: no fd budget.
-    pub budget_fds: Option<u64>,
-    /// Why it failed, one line per rule broken (empty when it passed).
-    pub failures: Vec<String>,
-    /// Up to [`MAX_LISTED`] of the fds left open (the rest only counted).
-    pub left_open: Vec<OpenFd>,
-    /// pty-trace stopped the command (`--duration`, a signal, the quit key): what its tree held
-    /// at that moment is what is counted, before it was killed.
-    #[serde(default)]
-    pub stopped: bool,
 }
 
 /// What the tracer could not see, which a gate must not pass over in silence.

@@ -524,7 +524,42 @@ pub struct SummaryRec {
     pub tracer: TracerCost,
     /// `run --fail-on-leak`: the leak gate's verdict (absent without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<super::gate::GateRec>,
+    pub gate: Option<GateRec>,
+}
+
+/// `run --fail-on-leak`: the leak gate's verdict, in the session's `summary` (`gate`; see
+/// `core::gate`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GateRec {
+    pub passed: bool,
+    pub verdict: Verdict,
+    /// PTYs and fds opened during the run and still open in its tree at the end.
+    pub open_ptys: u64,
+    pub open_fds: u64,
+    pub budget_ptys: u64,
+    /// `None`: no fd budget.
+    pub budget_fds: Option<u64>,
+    /// Why it failed, one line per rule broken (empty when it passed).
+    pub failures: Vec<String>,
+    /// Up to `gate::MAX_LISTED` of the fds left open (the rest only counted).
+    pub left_open: Vec<OpenFd>,
+    /// pty-trace stopped the command (`--duration`, a signal, the quit key): what its tree held
+    /// at that moment is what is counted, before it was killed.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+/// One fd the run opened that is still open at its end.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OpenFd {
+    pub pid: u32,
+    pub comm: String,
+    pub fd: i32,
+    pub kind: FdKind,
+    pub target: String,
+    /// The command (argv) that opened it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }
 
 /// One open fd of a process, for the live view's details pane (not written to JSONL: a

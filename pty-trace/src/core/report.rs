@@ -20,9 +20,8 @@ use serde_json::value::RawValue;
 
 use super::machine::{MachineRec, history::MachineHistory};
 use super::evidence::clip;
-use super::gate::GateRec;
 use super::records::{
-    AlertRec, DecisionRec, DescendantRec, Evidence, EvidenceKind, Head, LeakedFd, Metrics, ProcessRec, RecordKind,
+    AlertRec, DecisionRec, DescendantRec, Evidence, EvidenceKind, GateRec, Head, LeakedFd, Metrics, ProcessRec, RecordKind,
     SCHEMA_VERSION, SnapshotRec, SummaryRec, Verdict,
 };
 

@@ -7,8 +7,7 @@ use std::fmt::Write;
 
 use super::{
     evidence::clip,
-    gate::GateRec,
-    records::EvidenceKind,
+    records::{EvidenceKind, GateRec},
     report::{Report, ReportVerdict, SessionReport, leaking_process},
 };
 
@@ -166,9 +165,9 @@ fn code(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::core::{
-        gate::{Budget, OpenAtEnd, OpenFd, judge},
+        gate::{Budget, OpenAtEnd, judge},
         model::FdKind,
-        records::Verdict,
+        records::{OpenFd, Verdict},
         report::Aggregate,
     };
 

@@ -246,7 +246,7 @@ impl SessionBook {
                 let at_stop = end.open_at_stop.and_then(|m| m.get(&root));
                 let open = at_stop.cloned().unwrap_or_else(|| super::gate::open_at_end(model, root));
                 let blind = super::gate::Blind { lost_events: facts.lost_events, untracked_children: facts.untracked_children };
-                super::gate::GateRec { stopped: at_stop.is_some(), ..super::gate::judge(verdict, &open, b, blind) }
+                super::records::GateRec { stopped: at_stop.is_some(), ..super::gate::judge(verdict, &open, b, blind) }
             }),
         })
     }
