@@ -303,23 +303,14 @@ impl Tracer {
             Target::Run(argv) => tr.run_child(argv)?,
             Target::Watch(_) => {}
         }
+        let command = match target {
+            Target::Run(a) => Some(redact_argv(a)),
+            Target::Attach(_) | Target::Watch(_) => None,
+        };
         let start = StartRec {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            sessions: tr.books.keys().copied().collect(),
-            command: match target {
-                Target::Run(a) => Some(redact_argv(a)),
-                Target::Attach(_) | Target::Watch(_) => None,
-            },
-            ring_buffer_bytes: tr.opts.ring_bytes,
-            probes: Some(tr.probes.backend),
-            probes_fallback: tr.probes.fallback.clone(),
-            attached_tracepoints: tr.probes.attached_tracepoints,
-            syscalls_not_followed: tr.probes.missing_syscalls.iter().map(|s| s.to_string()).collect(),
-            tracefs: tr.probes.tracefs.display().to_string(),
-            load_ms: tr.probes.load_time.as_secs_f64() * 1e3,
             ready_ms: t0.elapsed().as_secs_f64() * 1e3,
-            interval_ms: tr.opts.interval.as_millis() as u64,
             unreadable_cmdlines: tr.unreadable_cmdlines,
+            ..tr.start_rec(tr.books.keys().copied().collect(), command)
         };
         let ts = tr.clock.ts(monotonic_ns());
         tr.out.write(RecordKind::Start, &ts, &start);
@@ -331,6 +322,26 @@ impl Tracer {
             tr.follow_matches(all);
         }
         Ok(tr)
+    }
+
+    /// A `start` record for `sessions`: how the probes loaded, the interval (`ready_ms` and
+    /// `unreadable_cmdlines` 0: the first `start` sets them).
+    fn start_rec(&self, sessions: Vec<u32>, command: Option<Vec<String>>) -> StartRec {
+        StartRec {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            sessions,
+            command,
+            ring_buffer_bytes: self.opts.ring_bytes,
+            probes: Some(self.probes.backend),
+            probes_fallback: self.probes.fallback.clone(),
+            attached_tracepoints: self.probes.attached_tracepoints,
+            syscalls_not_followed: self.probes.missing_syscalls.iter().map(|s| s.to_string()).collect(),
+            tracefs: self.probes.tracefs.display().to_string(),
+            load_ms: self.probes.load_time.as_secs_f64() * 1e3,
+            ready_ms: 0.0,
+            interval_ms: self.opts.interval.as_millis() as u64,
+            unreadable_cmdlines: 0,
+        }
     }
 
     /// `watch`: starts a session for each of `pids` that matches and is not traced yet, with a
@@ -381,21 +392,7 @@ impl Tracer {
                 self.books.remove(&pid);
                 continue;
             }
-            let start = StartRec {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                sessions: vec![pid],
-                command: argv.as_deref().map(redact_argv),
-                ring_buffer_bytes: self.opts.ring_bytes,
-                probes: Some(self.probes.backend),
-                probes_fallback: self.probes.fallback.clone(),
-                attached_tracepoints: self.probes.attached_tracepoints,
-                syscalls_not_followed: self.probes.missing_syscalls.iter().map(|s| s.to_string()).collect(),
-                tracefs: self.probes.tracefs.display().to_string(),
-                load_ms: self.probes.load_time.as_secs_f64() * 1e3,
-                ready_ms: 0.0,
-                interval_ms: self.opts.interval.as_millis() as u64,
-                unreadable_cmdlines: 0,
-            };
+            let start = self.start_rec(vec![pid], argv.as_deref().map(redact_argv));
             let ts = self.clock.ts(monotonic_ns());
             self.out.write(RecordKind::Start, &ts, &start);
         }
