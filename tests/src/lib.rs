@@ -298,3 +298,38 @@ mod tests {
         assert_eq!(ts_ms("2026-11-21T12:00:00.000Z") - ts_ms("2026-11-20T12:00:00.000Z"), 86_400_000);
     }
 }
+
+/// Debian's python3 when present: not a version-manager shim (pyenv), which runs commands of
+/// its own and execs again under another command line.
+pub fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+}
+
+/// An agent-like Python program (independent of pty-trace's own demo), run as
+/// `python3 -c AGENT N MODE HOLD_S [MARKER...]`: N shell commands, each on a fresh PTY; MODE
+/// `close` closes each master after its command, anything else keeps it (the leak); then it
+/// says `holding` on stdout and sleeps HOLD_S seconds, every forgotten master orphaned at once.
+/// A MARKER (ignored) lets `watch --match` select it.
+pub const AGENT: &str = r#"
+import os, pty, subprocess, sys, time
+n, close, hold = int(sys.argv[1]), sys.argv[2] == "close", float(sys.argv[3])
+kept = []
+for i in range(n):
+    m, s = pty.openpty()
+    p = subprocess.Popen(["sh", "-c", "echo step; ls / > /dev/null"], stdin=s, stdout=s, stderr=s,
+                         start_new_session=True)
+    os.close(s)
+    try:
+        while os.read(m, 4096):
+            pass
+    except OSError:
+        pass
+    p.wait()
+    if close:
+        os.close(m)
+    else:
+        kept.append(m)
+    time.sleep(0.08)
+print("holding", flush=True)
+time.sleep(hold)
+"#;

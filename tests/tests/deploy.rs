@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pty_trace_tests::{bpf_available, of_type, prometheus::*, pty_trace_bin, read_jsonl, scratch, ts_ms};
+use pty_trace_tests::{AGENT, bpf_available, of_type, prometheus::*, pty_trace_bin, read_jsonl, scratch, ts_ms};
 use serde_json::Value;
 
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -459,34 +459,6 @@ fn rules_fire_in_prometheus_against_a_fake_exporter() {
 }
 
 // ------------------------------------------- pty-trace watch, scraped for real (root, BPF)
-
-/// The agents of the end-to-end test (the one of tests/tests/scoring.rs): `argv[1]` shell
-/// commands, each on a fresh PTY; `argv[2]` `close` closes each master after its command,
-/// anything else keeps it (the leak); then it says `holding` on stdout and sleeps `argv[3]`
-/// seconds. `argv[4]` is the marker `watch --match` selects it by (the script ignores it).
-const AGENT: &str = r#"
-import os, pty, subprocess, sys, time
-n, close, hold = int(sys.argv[1]), sys.argv[2] == "close", float(sys.argv[3])
-kept = []
-for i in range(n):
-    m, s = pty.openpty()
-    p = subprocess.Popen(["sh", "-c", "echo step; ls / > /dev/null"], stdin=s, stdout=s, stderr=s,
-                         start_new_session=True)
-    os.close(s)
-    try:
-        while os.read(m, 4096):
-            pass
-    except OSError:
-        pass
-    p.wait()
-    if close:
-        os.close(m)
-    else:
-        kept.append(m)
-    time.sleep(0.08)
-print("holding", flush=True)
-time.sleep(hold)
-"#;
 
 /// Shell commands each agent runs.
 const AGENT_COMMANDS: u64 = 16;

@@ -8,30 +8,11 @@ use std::process::Command;
 use pty_trace_tests::*;
 use serde_json::Value;
 
-const AGENT: &str = r#"
-import os, pty, subprocess, sys, time
-n, close = int(sys.argv[1]), sys.argv[2] == "close"
-kept = []
-for i in range(n):
-    m, s = pty.openpty()
-    p = subprocess.Popen(["sh", "-c", "echo step; ls / > /dev/null"], stdin=s, stdout=s, stderr=s,
-                         start_new_session=True)
-    os.close(s)
-    try:
-        while os.read(m, 4096):
-            pass
-    except OSError:
-        pass
-    p.wait()
-    if close:
-        os.close(m)
-    else:
-        kept.append(m)
-    time.sleep(0.08)
-# The final pause, where every forgotten master is orphaned at once, stretched like the
-# tracer's interval on a slow (emulated) CPU.
-time.sleep(0.6 * int(os.environ.get("PTY_TRACE_TEST_SLOWDOWN", "1")))
-"#;
+/// The final pause of the agent (`AGENT`'s HOLD_S), where every forgotten master is orphaned
+/// at once, stretched like the tracer's interval on a slow (emulated) CPU.
+fn agent_hold() -> String {
+    format!("{}", 0.6 * slowdown() as f64)
+}
 
 const N: u64 = 16;
 
@@ -47,7 +28,7 @@ fn agent_run(name: &str, mode: &str, extra: &[&str]) -> (std::process::Output, V
     args.extend_from_slice(extra);
     let n = N.to_string();
     // The real interpreter: a version-manager shim (pyenv) would run helper commands of its own.
-    let out = run_traced(&jsonl, &args, &[python3(), "-c", AGENT, &n, mode]);
+    let out = run_traced(&jsonl, &args, &[python3(), "-c", AGENT, &n, mode, &agent_hold()]);
     let recs = read_jsonl(&jsonl);
     (out, recs, jsonl)
 }
@@ -147,11 +128,6 @@ fn on_rotate_runs_the_hook_and_exit_on_rotate_exits_10() {
     assert!(parts[2].contains("abandoned PTY"), "{text}");
 }
 
-/// Debian's python3 when present (not a shim that runs commands of its own).
-fn python3() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
-}
-
 /// `run --fail-on-leak` on the leaky agent: exit status 13 (the agent itself exits 0), the
 /// summary's `gate` says why, and `report --format markdown` writes a CI step summary naming
 /// the verdict, the command and the budget.
@@ -198,7 +174,7 @@ fn leak_gate_passes_a_clean_agent_and_keeps_its_exit_status() {
     let out = run_traced(
         &jsonl,
         &["--fail-on-leak", "--budget-fds", "0", "--interval", &interval_arg(150)],
-        &["sh", "-c", "\"$0\" -c \"$1\" \"$2\" close; exit 3", python3(), AGENT, &n],
+        &["sh", "-c", "\"$0\" -c \"$1\" \"$2\" close \"$3\"; exit 3", python3(), AGENT, &n, &agent_hold()],
     );
     assert_eq!(out.status.code(), Some(3), "the command's status: {}", String::from_utf8_lossy(&out.stderr));
     let recs = read_jsonl(&jsonl);

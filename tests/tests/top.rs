@@ -40,9 +40,6 @@ print("ready", os.getpid(), child, flush=True)
 time.sleep(float(os.environ.get("HOLD_SECONDS", "120")))
 "#;
 
-fn python3() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
-}
 
 /// A holder process (and its child), killed on drop.
 struct Holder {

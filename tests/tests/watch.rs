@@ -104,11 +104,6 @@ fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// Debian's python3 (a version-manager shim would exec again under another command line).
-fn python3() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
-}
-
 /// A workload: holds `ptys` PTY pairs for `hold_ms`, then exits. `tag` ends its command line.
 fn workload(tag: &str, ptys: u32, hold_ms: u64) -> Child {
     let script = "import os, pty, sys, time\nkept = [pty.openpty() for _ in range(int(sys.argv[1]))]\ntime.sleep(int(sys.argv[2]) / 1000)";
@@ -317,35 +312,15 @@ fn watch_runs_the_rotate_hook_once_per_leaking_session() {
     if !bpf_available("watch_runs_the_rotate_hook_once_per_leaking_session") {
         return;
     }
-    const AGENT: &str = r#"
-import os, pty, subprocess, sys, time
-close = sys.argv[1] == "close"
-kept = []
-for i in range(16):
-    m, s = pty.openpty()
-    p = subprocess.Popen(["sh", "-c", "echo step"], stdin=s, stdout=s, stderr=s, start_new_session=True)
-    os.close(s)
-    try:
-        while os.read(m, 4096):
-            pass
-    except OSError:
-        pass
-    p.wait()
-    if close:
-        os.close(m)
-    else:
-        kept.append(m)
-    time.sleep(0.08)
-time.sleep(1.5 * int(os.environ.get("PTY_TRACE_TEST_SLOWDOWN", "1")))
-"#;
     let tag = format!("watch-hook-{}", std::process::id());
+    let hold = format!("{}", 1.5 * slowdown() as f64);
     let dir = scratch("watch-hook-marker");
     let marker = dir.join("rotated");
     // The hook's own command line matches too: pty-trace's hooks are never followed.
     let hook = format!(": {tag}; echo \"$PTY_TRACE_SESSION\" >> {}", marker.display());
     let w = Watch::start("watch-hook", &["--match", &tag, "--interval", &interval_arg(150), "--on-rotate", &hook, "--on-rotate-shell"]);
     let agents: Vec<Child> =
-        ["leak", "leak", "close"].iter().map(|mode| Command::new(python3()).args(["-c", AGENT, mode, &tag]).stdout(Stdio::null()).spawn().unwrap()).collect();
+        ["leak", "leak", "close"].iter().map(|mode| Command::new(python3()).args(["-c", AGENT, "16", mode, &hold, &tag]).stdout(Stdio::null()).spawn().unwrap()).collect();
     let pids: Vec<u64> = agents.iter().map(|c| c.id() as u64).collect();
     for mut c in agents {
         assert!(c.wait().unwrap().success());
