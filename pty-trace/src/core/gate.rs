@@ -46,32 +46,22 @@ pub const MAX_LISTED: usize = 20;
 /// The fds opened while traced (not found in /proc) that live processes of `session` still hold.
 /// A table shared by several processes (CLONE_FILES) is counted once.
 pub fn open_at_end(model: &Model, session: u32) -> OpenAtEnd {
-    let mut tables = BTreeSet::new();
     let mut ptys: BTreeSet<PtySlot> = BTreeSet::new();
     let mut fds = Vec::new();
-    for p in model.processes_in(session) {
-        if !tables.insert(p.table) {
-            continue;
+    for (p, fd, e) in model.session_fds(session).filter(|(_, _, e)| !e.from_proc) {
+        if matches!(e.kind, FdKind::PtyMaster | FdKind::PtySlave) {
+            // An end whose index is unknown still names one PTY: keyed by its fd.
+            let slot = e.pty_index.map_or((None, u32::MAX - (fds.len() as u32)), |i| (e.pty_devpts, i));
+            ptys.insert(slot);
         }
-        let Some(t) = model.table_of(p.pid) else { continue };
-        for (fd, e) in &t.fds {
-            if e.from_proc {
-                continue;
-            }
-            if matches!(e.kind, FdKind::PtyMaster | FdKind::PtySlave) {
-                // An end whose index is unknown still names one PTY: keyed by its fd.
-                let slot = e.pty_index.map_or((None, u32::MAX - (fds.len() as u32)), |i| (e.pty_devpts, i));
-                ptys.insert(slot);
-            }
-            fds.push(OpenFd {
-                pid: p.pid,
-                comm: p.comm.clone(),
-                fd: *fd,
-                kind: e.kind,
-                target: e.target.clone(),
-                command: e.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
-            });
-        }
+        fds.push(OpenFd {
+            pid: p.pid,
+            comm: p.comm.clone(),
+            fd,
+            kind: e.kind,
+            target: e.target.clone(),
+            command: e.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
+        });
     }
     OpenAtEnd { ptys: ptys.len() as u64, fds }
 }

@@ -316,29 +316,22 @@ pub fn session_counts(model: &Model, session: u32, now_ns: u64) -> (Vec<ProcessR
 pub fn leaked_at_end(model: &Model, session: u32, now_ns: u64, orphaned: &BTreeSet<PtySlot>) -> Vec<LeakedFd> {
     let running: BTreeSet<usize> = model.processes_in(session).filter_map(|p| p.command).collect();
     let mut out = Vec::new();
-    let mut tables = BTreeSet::new();
-    for p in model.processes_in(session) {
-        if !tables.insert(p.table) {
-            continue;
-        }
-        let Some(t) = model.table_of(p.pid) else { continue };
-        for (fd, e) in &t.fds {
-            let orphan_master = e.kind == FdKind::PtyMaster && e.pty_index.is_some_and(|i| is_orphaned(orphaned, e.pty_devpts, i));
-            let dead_slave = e.kind == FdKind::PtySlave && e.target.ends_with(" (deleted)");
-            let command_ended = !e.from_proc && e.command.is_some_and(|c| !running.contains(&c));
-            if orphan_master || dead_slave || command_ended {
-                out.push(LeakedFd {
-                    pid: p.pid,
-                    comm: p.comm.clone(),
-                    fd: *fd,
-                    kind: e.kind,
-                    target: e.target.clone(),
-                    pty_index: e.pty_index,
-                    opener_pid: e.opener_pid,
-                    command: e.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
-                    age_s: now_ns.saturating_sub(e.opened_ns) as f64 / 1e9,
-                });
-            }
+    for (p, fd, e) in model.session_fds(session) {
+        let orphan_master = e.kind == FdKind::PtyMaster && e.pty_index.is_some_and(|i| is_orphaned(orphaned, e.pty_devpts, i));
+        let dead_slave = e.kind == FdKind::PtySlave && e.target.ends_with(" (deleted)");
+        let command_ended = !e.from_proc && e.command.is_some_and(|c| !running.contains(&c));
+        if orphan_master || dead_slave || command_ended {
+            out.push(LeakedFd {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                fd,
+                kind: e.kind,
+                target: e.target.clone(),
+                pty_index: e.pty_index,
+                opener_pid: e.opener_pid,
+                command: e.command.and_then(|c| model.command(c)).map(|c| c.argv.clone()),
+                age_s: now_ns.saturating_sub(e.opened_ns) as f64 / 1e9,
+            });
         }
     }
     out

@@ -415,6 +415,16 @@ impl Model {
         self.procs.values().filter(move |p| p.session == session)
     }
 
+    /// The open fds of a session's live processes, with the process holding them: a table
+    /// shared by several processes (CLONE_FILES) is listed once, under the first of them.
+    pub fn session_fds(&self, session: u32) -> impl Iterator<Item = (&Process, i32, &FdEntry)> {
+        let mut tables = BTreeSet::new();
+        self.processes_in(session)
+            .filter(move |p| tables.insert(p.table))
+            .filter_map(|p| Some((p, self.tables.get(&p.table)?)))
+            .flat_map(|(p, t)| t.fds.iter().map(move |(fd, e)| (p, *fd, e)))
+    }
+
     pub fn command(&self, id: CommandId) -> Option<&Command> {
         self.commands.get(id)
     }
