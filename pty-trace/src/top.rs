@@ -209,7 +209,7 @@ async fn run(top: &mut Top, interval: Duration, tui: bool) -> AppResult<TopEnd> 
             _ = input.tick(), if screen.is_some() => {
                 let keys = parse_keys(&read_pending_input());
                 let now = screen.as_ref().map(Screen::size);
-                let mut dirty = now != size;
+                let mut dirty = now != size || screen.as_ref().is_some_and(Screen::repaint_due);
                 size = now;
                 for k in keys {
                     top.ui.status = None;

@@ -31,7 +31,16 @@ type Backend = CrosstermBackend<BufWriter<Stdout>>;
 pub struct Screen {
     terminal: Terminal<Backend>,
     closed: bool,
+    /// The size of the last frame drawn, and when a whole repaint is due after it changed.
+    drawn_size: (u16, u16),
+    repaint_at: Option<std::time::Instant>,
 }
+
+/// How long after a resize the whole screen is painted again. ratatui repaints everything
+/// when it sees the new size, but a frame written while the terminal was being resized can
+/// land in the old grid (seen with tmux: two overlapping frames), and ratatui, drawing only
+/// the cells it changed, would never write over it.
+const REPAINT_AFTER_RESIZE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Owns the terminal while the view is shown.
 pub struct LiveView {
@@ -80,7 +89,7 @@ impl Screen {
             Ok(Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout())))?)
         })();
         match opened {
-            Ok(terminal) => Ok(Screen { terminal, closed: false }),
+            Ok(terminal) => Ok(Screen { terminal, closed: false, drawn_size: (0, 0), repaint_at: None }),
             Err(e) => {
                 ACTIVE.store(false, Ordering::SeqCst);
                 restore_terminal();
@@ -94,8 +103,21 @@ impl Screen {
         self.terminal.size().map(|s| (s.width, s.height)).unwrap_or_default()
     }
 
-    /// Draws one frame as a synchronized update.
+    /// A whole repaint is due (a resize settled): the caller should draw.
+    pub fn repaint_due(&self) -> bool {
+        self.repaint_at.is_some_and(|t| std::time::Instant::now() >= t)
+    }
+
+    /// Draws one frame as a synchronized update (the whole screen when a repaint is due).
     pub fn draw(&mut self, render: impl FnOnce(&mut ratatui::Frame)) -> anyhow::Result<()> {
+        let size = self.size();
+        if size != self.drawn_size {
+            self.drawn_size = size;
+            self.repaint_at = Some(std::time::Instant::now() + REPAINT_AFTER_RESIZE);
+        } else if self.repaint_due() {
+            self.repaint_at = None;
+            self.terminal.clear()?;
+        }
         queue!(self.terminal.backend_mut(), BeginSynchronizedUpdate)?;
         let drawn = self.terminal.draw(render).map(|_| ());
         execute!(self.terminal.backend_mut(), EndSynchronizedUpdate)?;
@@ -184,6 +206,7 @@ impl LiveView {
             self.ui.screen = sz;
             dirty = true;
         }
+        dirty |= self.screen.repaint_due();
         self.pending.extend(parse_keys(&read_pending_input()));
         let mut action = UserAction::None;
         while let Some(k) = self.pending.pop_front() {
